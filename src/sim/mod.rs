@@ -1,0 +1,1 @@
+//! SNMP agent simulator used by `emspool demo`, benchmarks and tests at scale.
