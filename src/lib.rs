@@ -2,7 +2,15 @@
 //!
 //! The library holds every subsystem; `main.rs` is only the command line.
 
+pub mod alarms;
+pub mod api;
+pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod eventlog;
+pub mod metrics;
 pub mod model;
+pub mod poll;
+pub mod render;
+pub mod server;
 pub mod sim;

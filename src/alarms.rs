@@ -1,0 +1,246 @@
+//! The active alarms of this server's elements: raise, clear, acknowledge, de-duplicated by key.
+//!
+//! Every change that matters to an operator goes through here and is written to the event log,
+//! so the log and the table can never disagree about what happened.
+
+use crate::eventlog::EventLog;
+use crate::model::{Alarm, NewEvent, ServerId, Severity, UnixMillis, now_millis};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AlarmError {
+    #[error("no active alarm with id {0}")]
+    NotFound(u64),
+}
+
+/// What a poller or trap handler reports; the table decides whether it is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raise {
+    pub kind: String,
+    pub element: String,
+    pub instance: Option<String>,
+    pub severity: Severity,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaiseOutcome {
+    New(u64),
+    Repeat(u64),
+}
+
+/// Filters for listing alarms.
+#[derive(Debug, Clone, Default)]
+pub struct AlarmFilter {
+    pub element: Option<String>,
+    pub min_severity: Option<Severity>,
+    pub acknowledged: Option<bool>,
+}
+
+impl AlarmFilter {
+    pub fn matches(&self, a: &Alarm) -> bool {
+        self.element.as_ref().is_none_or(|e| *e == a.element)
+            && self.min_severity.is_none_or(|s| a.severity <= s)
+            && self.acknowledged.is_none_or(|ack| a.acked_at.is_some() == ack)
+    }
+}
+
+pub fn reduction_key(kind: &str, element: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(i) => format!("{kind}:{element}:{i}"),
+        None => format!("{kind}:{element}"),
+    }
+}
+
+struct Inner {
+    by_key: HashMap<String, Alarm>,
+    key_of: HashMap<u64, String>,
+    next_seq: u64,
+}
+
+pub struct AlarmTable {
+    server: ServerId,
+    events: EventLog,
+    inner: Mutex<Inner>,
+}
+
+/// Ids are unique in the pool and across restarts: the server id in the high bits, and a
+/// sequence seeded from the clock. They stay below 2^53 so JSON clients read them exactly.
+fn first_seq() -> u64 {
+    ((now_millis() as u64 / 1000) & 0xff_ffff) << 16
+}
+const SEQ_BITS: u32 = 40;
+
+impl AlarmTable {
+    pub fn new(server: ServerId, events: EventLog) -> AlarmTable {
+        AlarmTable {
+            server,
+            events,
+            inner: Mutex::new(Inner {
+                by_key: HashMap::new(),
+                key_of: HashMap::new(),
+                next_seq: first_seq(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data; keep serving rather than cascade.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn raise(&self, r: Raise) -> RaiseOutcome {
+        self.raise_at(r, now_millis())
+    }
+
+    pub fn raise_at(&self, r: Raise, now: UnixMillis) -> RaiseOutcome {
+        let key = reduction_key(&r.kind, &r.element, r.instance.as_deref());
+        let mut inner = self.lock();
+        if let Some(a) = inner.by_key.get_mut(&key) {
+            a.count += 1;
+            a.last_seen = now;
+            a.text = r.text;
+            // A repeat may escalate; the operator must see the new severity.
+            if a.severity != r.severity {
+                a.severity = r.severity;
+            }
+            return RaiseOutcome::Repeat(a.id);
+        }
+        let seq = inner.next_seq;
+        inner.next_seq = (seq + 1) & ((1 << SEQ_BITS) - 1);
+        let id = (u64::from(self.server.0) << SEQ_BITS) | seq;
+        let alarm = Alarm {
+            id,
+            key: key.clone(),
+            kind: r.kind,
+            element: r.element,
+            instance: r.instance,
+            severity: r.severity,
+            text: r.text,
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            acked_by: None,
+            acked_at: None,
+            server: self.server,
+        };
+        self.events.append(NewEvent {
+            ts: now,
+            element: Some(alarm.element.clone()),
+            kind: "alarm.raised".into(),
+            severity: alarm.severity,
+            text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
+        });
+        inner.key_of.insert(id, key.clone());
+        inner.by_key.insert(key, alarm);
+        RaiseOutcome::New(id)
+    }
+
+    /// Clears the alarm with this key if it is active; returns whether it was.
+    pub fn clear(&self, kind: &str, element: &str, instance: Option<&str>, why: &str) -> bool {
+        let key = reduction_key(kind, element, instance);
+        let mut inner = self.lock();
+        let Some(alarm) = inner.by_key.remove(&key) else {
+            return false;
+        };
+        inner.key_of.remove(&alarm.id);
+        self.events.append(NewEvent::now(
+            Some(&alarm.element),
+            "alarm.cleared",
+            Severity::Cleared,
+            format!("{} [{}] cleared after {} occurrence(s): {why}", alarm.kind, key, alarm.count),
+        ));
+        true
+    }
+
+    pub fn ack(&self, id: u64, by: &str) -> Result<Alarm, AlarmError> {
+        let mut inner = self.lock();
+        let key = inner.key_of.get(&id).cloned().ok_or(AlarmError::NotFound(id))?;
+        let alarm = inner.by_key.get_mut(&key).ok_or(AlarmError::NotFound(id))?;
+        let now = now_millis();
+        alarm.acked_by = Some(by.to_owned());
+        alarm.acked_at = Some(now);
+        self.events.append(NewEvent {
+            ts: now,
+            element: Some(alarm.element.clone()),
+            kind: "alarm.acked".into(),
+            severity: Severity::Info,
+            text: format!("{} [{}] acknowledged by {by}", alarm.kind, key),
+        });
+        Ok(alarm.clone())
+    }
+
+    pub fn get(&self, id: u64) -> Option<Alarm> {
+        let inner = self.lock();
+        let key = inner.key_of.get(&id)?;
+        inner.by_key.get(key).cloned()
+    }
+
+    /// Sorted most severe first, then newest first.
+    pub fn list(&self, filter: &AlarmFilter) -> Vec<Alarm> {
+        let mut v: Vec<Alarm> = self
+            .lock()
+            .by_key
+            .values()
+            .filter(|a| filter.matches(a))
+            .cloned()
+            .collect();
+        sort_alarms(&mut v);
+        v
+    }
+
+    pub fn count_for(&self, element: &str) -> usize {
+        self.lock()
+            .by_key
+            .values()
+            .filter(|a| a.element == element)
+            .count()
+    }
+
+    pub fn counts_by_severity(&self) -> HashMap<Severity, usize> {
+        let mut m = HashMap::new();
+        for a in self.lock().by_key.values() {
+            *m.entry(a.severity).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Removes an element's alarms without clear events: they move to the element's new owner.
+    pub fn take_element(&self, element: &str) -> Vec<Alarm> {
+        let mut inner = self.lock();
+        let keys: Vec<String> = inner
+            .by_key
+            .values()
+            .filter(|a| a.element == element)
+            .map(|a| a.key.clone())
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(a) = inner.by_key.remove(&k) {
+                inner.key_of.remove(&a.id);
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    /// Adopts alarms handed over by the element's previous owner, keeping ids and history.
+    pub fn adopt(&self, alarms: Vec<Alarm>) {
+        let mut inner = self.lock();
+        for mut a in alarms {
+            a.server = self.server;
+            inner.key_of.insert(a.id, a.key.clone());
+            inner.by_key.insert(a.key.clone(), a);
+        }
+    }
+}
+
+pub fn sort_alarms(v: &mut [Alarm]) {
+    v.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.last_seen.cmp(&a.last_seen))
+            .then(a.id.cmp(&b.id))
+    });
+}

@@ -1,0 +1,476 @@
+//! The TOML configuration file: parsed strictly, validated at load, secrets kept out of output.
+
+use crate::model::{Element, Protocol, ServerId};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a bad configuration was found and why; `Display` is the one line an operator sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// A string that must never reach a log, an error message or an API answer.
+#[derive(Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    #[serde(default)]
+    pub poll: PollSection,
+    #[serde(default)]
+    pub events: EventsSection,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Credential>,
+    #[serde(default)]
+    pub elements: Vec<Element>,
+    #[serde(default)]
+    pub client: ClientSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub id: u32,
+    /// HTTP API and peer protocol address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `tracing` filter (e.g. `info`, `emspool=debug`); `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8780))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/emspool")
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollSection {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Per request; a poll makes several requests.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
+    pub max_repetitions: u32,
+    /// Polls in flight at once, whatever the number of elements.
+    pub concurrency: usize,
+}
+
+impl Default for PollSection {
+    fn default() -> Self {
+        PollSection {
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            max_repetitions: 10,
+            concurrency: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Events older than this are deleted; `0s` keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Bearer token for the client API; none means the API is open (loopback labs, demo).
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSection {
+    pub servers: Vec<String>,
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "version", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Credential {
+    V2c {
+        community: Secret,
+    },
+    V3 {
+        user: String,
+        #[serde(default)]
+        auth_protocol: Option<AuthProtocol>,
+        #[serde(default)]
+        auth_password: Option<Secret>,
+        #[serde(default)]
+        priv_protocol: Option<PrivProtocol>,
+        #[serde(default)]
+        priv_password: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthProtocol {
+    Md5,
+    Sha,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrivProtocol {
+    Des,
+    Aes,
+    Aes192,
+    Aes256,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// `file` names the source in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| syntax_error(text, file, &e))?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    pub fn server_id(&self) -> ServerId {
+        ServerId(self.server.id)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.server.id == 0 {
+            return Err(invalid("server.id", "must be a positive integer"));
+        }
+        let p = &self.poll;
+        if p.interval < Duration::from_secs(1) {
+            return Err(invalid("poll.interval", "must be at least 1s"));
+        }
+        if p.timeout.is_zero() || p.timeout > p.interval {
+            return Err(invalid(
+                "poll.timeout",
+                "must be above zero and at most poll.interval",
+            ));
+        }
+        if p.retries > 10 {
+            return Err(invalid("poll.retries", "must be at most 10"));
+        }
+        if !(1..=1000).contains(&p.max_repetitions) {
+            return Err(invalid("poll.max_repetitions", "must be 1..=1000"));
+        }
+        if p.concurrency == 0 {
+            return Err(invalid("poll.concurrency", "must be at least 1"));
+        }
+        if let Some(t) = &self.api.token
+            && t.is_empty()
+        {
+            return Err(invalid("api.token", "must not be empty (remove it to disable auth)"));
+        }
+        for (name, cred) in &self.credentials {
+            validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
+        }
+        validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
+        Ok(())
+    }
+}
+
+fn validate_credential(name: &str, cred: &Credential) -> Result<(), (String, String)> {
+    let key = |k: &str| format!("credentials.{name}.{k}");
+    match cred {
+        Credential::V2c { community } => {
+            if community.is_empty() {
+                return Err((key("community"), "must not be empty".into()));
+            }
+        }
+        Credential::V3 {
+            user,
+            auth_protocol,
+            auth_password,
+            priv_protocol,
+            priv_password,
+        } => {
+            if user.is_empty() {
+                return Err((key("user"), "must not be empty".into()));
+            }
+            // RFC 3414 key localisation needs at least 8 characters; agents reject shorter ones.
+            let short = |p: &Option<Secret>| p.as_ref().is_some_and(|s| s.expose().len() < 8);
+            if auth_protocol.is_some() != auth_password.is_some() {
+                return Err((
+                    key("auth_password"),
+                    "auth_protocol and auth_password go together".into(),
+                ));
+            }
+            if short(auth_password) {
+                return Err((key("auth_password"), "must be at least 8 characters".into()));
+            }
+            if priv_protocol.is_some() != priv_password.is_some() {
+                return Err((
+                    key("priv_password"),
+                    "priv_protocol and priv_password go together".into(),
+                ));
+            }
+            if priv_protocol.is_some() && auth_protocol.is_none() {
+                return Err((
+                    key("priv_protocol"),
+                    "privacy needs authentication (set auth_protocol)".into(),
+                ));
+            }
+            if short(priv_password) {
+                return Err((key("priv_password"), "must be at least 8 characters".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks one element definition; also used for elements added through the API.
+pub fn validate_element(
+    e: &Element,
+    credentials: &BTreeMap<String, Credential>,
+) -> Result<(), (String, String)> {
+    let key = |k: &str| format!("elements[{}].{k}", e.name);
+    if e.name.is_empty()
+        || e.name.len() > 128
+        || !e
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err((
+            "elements.name".into(),
+            format!(
+                "{:?}: 1-128 characters of letters, digits, '-', '_' or '.'",
+                e.name
+            ),
+        ));
+    }
+    if !valid_host_port(&e.address) {
+        return Err((key("address"), format!("{:?} is not host:port", e.address)));
+    }
+    if !credentials.contains_key(&e.credential) {
+        return Err((
+            key("credential"),
+            format!("no credential profile named {:?}", e.credential),
+        ));
+    }
+    if e.protocol == Protocol::Netconf {
+        return Err((key("protocol"), "netconf is not supported yet".into()));
+    }
+    if let Some(i) = e.interval
+        && i < Duration::from_secs(1)
+    {
+        return Err((key("interval"), "must be at least 1s".into()));
+    }
+    Ok(())
+}
+
+fn validate_elements(
+    elements: &[Element],
+    credentials: &BTreeMap<String, Credential>,
+) -> Result<(), (String, String)> {
+    let mut names = HashSet::new();
+    for e in elements {
+        validate_element(e, credentials)?;
+        if !names.insert(e.name.as_str()) {
+            return Err(("elements.name".into(), format!("{:?} appears twice", e.name)));
+        }
+    }
+    Ok(())
+}
+
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+        }
+        None => false,
+    }
+}
+
+/// One line with the position; the toml snippet is left out because it may quote a secret.
+fn syntax_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+        .unwrap_or(0);
+    // Name the key from the line's `key =` prefix, never from the span: a type error's span is
+    // the value, which may be a secret.
+    let key = e
+        .span()
+        .and_then(|s| {
+            let start = text[..s.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+            text[start..].lines().next()
+        })
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| format!("`{}`: ", k.trim()))
+        .unwrap_or_default();
+    // Values of secrets can only be quoted by type errors; those name the type, not the text.
+    let message = e.message().replace('\n', " ");
+    ConfigError::Syntax {
+        file: file.to_owned(),
+        line,
+        message: format!("{key}{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+id = 1
+data_dir = "/tmp/x"
+
+[credentials.lab]
+version = "v2c"
+community = "s3cr3t-community"
+
+[credentials.v3]
+version = "v3"
+user = "authuser"
+auth_protocol = "sha"
+auth_password = "authpass123"
+priv_protocol = "aes"
+priv_password = "privpass123"
+
+[[elements]]
+name = "r1"
+address = "127.0.0.1:1161"
+credential = "lab"
+interval = "30s"
+"#;
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let c = Config::parse(GOOD, "t.toml").expect("valid");
+        assert_eq!(c.server_id(), ServerId(1));
+        assert_eq!(c.poll.max_repetitions, 10);
+        assert_eq!(c.elements[0].interval, Some(Duration::from_secs(30)));
+        assert!(!format!("{c:?}").contains("s3cr3t"), "secrets leak in Debug");
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("[server]\nid = 1\nbogus = 2\n");
+        assert!(e.starts_with("t.toml:3:"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let e = err(&GOOD.replace("credential = \"lab\"", "credential = \"nope\""));
+        assert!(e.contains("elements[r1].credential"), "{e}");
+        let e = err(&GOOD.replace("authpass123", "short"));
+        assert!(e.contains("credentials.v3.auth_password"), "{e}");
+        assert!(!e.contains("short"), "{e}");
+        let e = err(&GOOD.replace("127.0.0.1:1161", "nowhere"));
+        assert!(e.contains("address"), "{e}");
+        let e = err(&GOOD.replace("id = 1", "id = 0"));
+        assert!(e.contains("server.id"), "{e}");
+    }
+
+    #[test]
+    fn type_error_does_not_quote_secret_text() {
+        let e = err(&GOOD.replace("\"s3cr3t-community\"", "[\"s3cr3t-community\"]"));
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_element_is_refused() {
+        let dup = format!(
+            "{GOOD}\n[[elements]]\nname = \"r1\"\naddress = \"h:1\"\ncredential = \"lab\"\n"
+        );
+        assert!(err(&dup).contains("appears twice"));
+    }
+}

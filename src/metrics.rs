@@ -1,0 +1,160 @@
+//! Prometheus metrics: one registry per server, names under `emspool_`.
+//!
+//! Counters and histograms are updated where things happen; gauges that mirror a table
+//! (alarms, element states) are set from that table at scrape time, so they cannot drift.
+
+use crate::model::{ElementState, Severity};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    polls: IntCounterVec,
+    poll_duration: Histogram,
+    alarms_active: IntGaugeVec,
+    elements: IntGaugeVec,
+    events_written: IntCounter,
+    event_write_errors: IntCounter,
+    api_requests: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    start_time: IntGauge,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    // Names are fixed and unique here, so registration cannot fail at run time.
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::error!("metric registration failed: {e}");
+    }
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let r = Registry::new();
+        let m = Metrics {
+            polls: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("emspool_polls_total", "Polls finished, by resulting element state."),
+                    &["result"],
+                )?,
+            ),
+            poll_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "emspool_poll_duration_seconds",
+                        "Time from the start of a poll to its result.",
+                    )
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                )?,
+            ),
+            alarms_active: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("emspool_alarms_active", "Active alarms held by this server, by severity."),
+                    &["severity"],
+                )?,
+            ),
+            elements: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("emspool_elements", "Elements owned by this server, by poll state."),
+                    &["state"],
+                )?,
+            ),
+            events_written: register(
+                &r,
+                IntCounter::new("emspool_events_written_total", "Events durably written to the event log.")?,
+            ),
+            event_write_errors: register(
+                &r,
+                IntCounter::new(
+                    "emspool_event_write_errors_total",
+                    "Event log transactions that failed to commit.",
+                )?,
+            ),
+            api_requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("emspool_api_requests_total", "HTTP API requests, by status class."),
+                    &["status"],
+                )?,
+            ),
+            auth_failures: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "emspool_auth_failures_total",
+                        "Requests refused for a missing or wrong token or pool secret.",
+                    ),
+                    &["api"],
+                )?,
+            ),
+            start_time: register(
+                &r,
+                IntGauge::new("emspool_start_time_seconds", "Unix time this server started.")?,
+            ),
+            registry: r,
+        };
+        m.start_time.set(crate::model::now_millis() / 1000);
+        Ok(m)
+    }
+
+    pub fn observe_poll(&self, state: ElementState, took: Duration) {
+        self.polls.with_label_values(&[state.as_str()]).inc();
+        self.poll_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn observe_api(&self, status: u16) {
+        let class = match status {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        };
+        self.api_requests.with_label_values(&[class]).inc();
+    }
+
+    /// Brings table-derived gauges and log counters up to date, then renders the text format.
+    pub fn render(
+        &self,
+        alarms: &HashMap<Severity, usize>,
+        elements: &HashMap<ElementState, usize>,
+        events_written: u64,
+        event_write_errors: u64,
+    ) -> String {
+        for s in Severity::ALARM_LEVELS {
+            let n = alarms.get(&s).copied().unwrap_or(0);
+            self.alarms_active.with_label_values(&[s.as_str()]).set(n as i64);
+        }
+        for s in [ElementState::Up, ElementState::Down, ElementState::Unknown] {
+            let n = elements.get(&s).copied().unwrap_or(0);
+            self.elements.with_label_values(&[s.as_str()]).set(n as i64);
+        }
+        catch_up(&self.events_written, events_written);
+        catch_up(&self.event_write_errors, event_write_errors);
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!("metrics encoding failed: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// Counters must only go up; the log keeps the authoritative totals.
+fn catch_up(c: &IntCounter, total: u64) {
+    let cur = c.get();
+    if total > cur {
+        c.inc_by(total - cur);
+    }
+}

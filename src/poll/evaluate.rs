@@ -1,0 +1,277 @@
+//! Turns one poll result into the element's new status and the alarm changes it implies.
+//!
+//! Pure: previous status + outcome -> new status + effects, so every rule is unit-tested
+//! without agents or clocks.
+
+use super::collect::PollData;
+use crate::model::{ElementState, ElementStatus, Interface, Severity, UnixMillis};
+
+pub const NODE_DOWN: &str = "NodeDown";
+pub const LINK_DOWN: &str = "LinkDown";
+pub const REBOOT: &str = "Reboot";
+
+/// sysUpTime wraps after ~497 days; a drop from this close to the top is a wrap, not a reboot.
+const UPTIME_WRAP_MARGIN: u32 = 360_000;
+
+/// How a poll ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(PollData),
+    /// The agent did not answer or answered nonsense: the element is down.
+    Unreachable(String),
+    /// Our side failed (credentials rejected, resolver): the element's state is unknown.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Raise {
+        kind: &'static str,
+        instance: Option<String>,
+        severity: Severity,
+        text: String,
+    },
+    Clear {
+        kind: &'static str,
+        instance: Option<String>,
+    },
+    /// The element's state changed; logged as an `element.state` event.
+    StateChanged {
+        from: ElementState,
+        to: ElementState,
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// A Reboot alarm clears once sysUpTime passes this many hundredths of a second.
+    pub reboot_clear_ticks: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            reboot_clear_ticks: 10 * 60 * 100,
+        }
+    }
+}
+
+pub fn evaluate(
+    prev: &ElementStatus,
+    outcome: Outcome,
+    now: UnixMillis,
+    duration_ms: u64,
+    rules: &Rules,
+) -> (ElementStatus, Vec<Effect>) {
+    let mut effects = Vec::new();
+    let mut next = ElementStatus {
+        last_poll: Some(now),
+        last_duration_ms: Some(duration_ms),
+        ..prev.clone()
+    };
+    match outcome {
+        Outcome::Answered(data) => {
+            next.state = ElementState::Up;
+            next.reason = None;
+            effects.push(Effect::Clear {
+                kind: NODE_DOWN,
+                instance: None,
+            });
+            uptime_effects(prev.sys_uptime, data.sys_uptime, rules, &mut effects);
+            link_effects(&prev.interfaces, &data.interfaces, &mut effects);
+            next.sys_uptime = data.sys_uptime;
+            next.sys_name = data.sys_name;
+            next.sys_descr = data.sys_descr;
+            next.interfaces = data.interfaces;
+        }
+        Outcome::Unreachable(why) => {
+            next.state = ElementState::Down;
+            effects.push(Effect::Raise {
+                kind: NODE_DOWN,
+                instance: None,
+                severity: Severity::Critical,
+                text: format!("element does not answer: {why}"),
+            });
+            next.reason = Some(why);
+        }
+        Outcome::Failed(why) => {
+            next.state = ElementState::Unknown;
+            next.reason = Some(why);
+        }
+    }
+    if prev.state != next.state || (next.state == ElementState::Unknown && prev.reason != next.reason)
+    {
+        let text = match &next.reason {
+            Some(r) if prev.state == next.state => format!("still {}: {r}", next.state),
+            Some(r) => format!("{} -> {}: {r}", prev.state, next.state),
+            None => format!("{} -> {}", prev.state, next.state),
+        };
+        effects.push(Effect::StateChanged {
+            from: prev.state,
+            to: next.state,
+            text,
+        });
+    }
+    (next, effects)
+}
+
+fn uptime_effects(prev: Option<u32>, now: Option<u32>, rules: &Rules, out: &mut Vec<Effect>) {
+    let Some(now) = now else { return };
+    if let Some(prev) = prev
+        && now < prev
+        && prev < u32::MAX - UPTIME_WRAP_MARGIN
+    {
+        out.push(Effect::Raise {
+            kind: REBOOT,
+            instance: None,
+            severity: Severity::Warning,
+            text: format!(
+                "sysUpTime went back from {} to {}: the element restarted",
+                ticks(prev),
+                ticks(now)
+            ),
+        });
+    } else if now >= rules.reboot_clear_ticks {
+        out.push(Effect::Clear {
+            kind: REBOOT,
+            instance: None,
+        });
+    }
+}
+
+fn ticks(t: u32) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(u64::from(t / 100))).to_string()
+}
+
+fn link_is_down(i: &Interface) -> bool {
+    i.admin_status == 1 && i.oper_status == 2
+}
+
+fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Effect>) {
+    for i in now {
+        let instance = Some(i.index.to_string());
+        if link_is_down(i) {
+            out.push(Effect::Raise {
+                kind: LINK_DOWN,
+                instance,
+                severity: Severity::Major,
+                text: format!("interface {} ({}) is down while enabled", i.index, i.descr),
+            });
+        } else if prev.iter().any(|p| p.index == i.index && link_is_down(p)) {
+            out.push(Effect::Clear {
+                kind: LINK_DOWN,
+                instance,
+            });
+        }
+    }
+    // An interface that vanished (module removed) cannot stay in alarm.
+    for p in prev.iter().filter(|p| link_is_down(p)) {
+        if !now.iter().any(|i| i.index == p.index) {
+            out.push(Effect::Clear {
+                kind: LINK_DOWN,
+                instance: Some(p.index.to_string()),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(index: u32, admin: i64, oper: i64) -> Interface {
+        Interface {
+            index,
+            descr: format!("if{index}"),
+            admin_status: admin,
+            oper_status: oper,
+            ..Interface::default()
+        }
+    }
+
+    fn answered(uptime: u32, ifs: Vec<Interface>) -> Outcome {
+        Outcome::Answered(PollData {
+            sys_uptime: Some(uptime),
+            interfaces: ifs,
+            ..PollData::default()
+        })
+    }
+
+    fn raised(effects: &[Effect], kind: &str) -> usize {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Raise { kind: k, .. } if *k == kind))
+            .count()
+    }
+
+    fn cleared(effects: &[Effect], kind: &str) -> usize {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Clear { kind: k, .. } if *k == kind))
+            .count()
+    }
+
+    #[test]
+    fn down_then_up_raises_and_clears_node_down_with_state_events() {
+        let r = Rules::default();
+        let (up, e) = evaluate(&ElementStatus::default(), answered(500, vec![]), 1, 5, &r);
+        assert_eq!(up.state, ElementState::Up);
+        assert!(matches!(e.last(), Some(Effect::StateChanged { to: ElementState::Up, .. })));
+        let (down, e) = evaluate(&up, Outcome::Unreachable("timeout".into()), 2, 5, &r);
+        assert_eq!(down.state, ElementState::Down);
+        assert_eq!(raised(&e, NODE_DOWN), 1);
+        assert_eq!(down.sys_uptime, Some(500), "last known data is kept");
+        let (_, e) = evaluate(&down, answered(600, vec![]), 3, 5, &r);
+        assert_eq!(cleared(&e, NODE_DOWN), 1);
+        assert!(e.iter().any(|x| matches!(x, Effect::StateChanged { from: ElementState::Down, .. })));
+    }
+
+    #[test]
+    fn link_down_only_when_admin_up_and_clears_when_oper_up_or_gone() {
+        let r = Rules::default();
+        let prev = ElementStatus::default();
+        let ifs = vec![iface(1, 1, 1), iface(2, 1, 2), iface(3, 2, 2)];
+        let (s, e) = evaluate(&prev, answered(100, ifs), 1, 1, &r);
+        assert_eq!(raised(&e, LINK_DOWN), 1);
+        let (s2, e) = evaluate(&s, answered(200, vec![iface(1, 1, 1), iface(2, 1, 1)]), 2, 1, &r);
+        assert_eq!(raised(&e, LINK_DOWN), 0);
+        assert_eq!(cleared(&e, LINK_DOWN), 1);
+        let (s3, _) = evaluate(&s2, answered(300, vec![iface(2, 1, 2)]), 3, 1, &r);
+        let (_, e) = evaluate(&s3, answered(400, vec![]), 4, 1, &r);
+        assert_eq!(cleared(&e, LINK_DOWN), 1, "vanished interface clears");
+    }
+
+    #[test]
+    fn uptime_going_back_is_a_reboot_but_a_wrap_is_not() {
+        let r = Rules::default();
+        let (s, _) = evaluate(&ElementStatus::default(), answered(90_000, vec![]), 1, 1, &r);
+        let (s, e) = evaluate(&s, answered(10, vec![]), 2, 1, &r);
+        assert_eq!(raised(&e, REBOOT), 1);
+        let (_, e) = evaluate(&s, answered(r.reboot_clear_ticks, vec![]), 3, 1, &r);
+        assert_eq!(cleared(&e, REBOOT), 1);
+        let near_top = ElementStatus {
+            sys_uptime: Some(u32::MAX - 10),
+            state: ElementState::Up,
+            ..ElementStatus::default()
+        };
+        let (_, e) = evaluate(&near_top, answered(5, vec![]), 4, 1, &r);
+        assert_eq!(raised(&e, REBOOT), 0);
+    }
+
+    #[test]
+    fn own_failure_is_unknown_with_reason_and_no_node_down() {
+        let r = Rules::default();
+        let (s, e) = evaluate(
+            &ElementStatus::default(),
+            Outcome::Failed("authentication failed".into()),
+            1,
+            1,
+            &r,
+        );
+        assert_eq!(s.state, ElementState::Unknown);
+        assert_eq!(s.reason.as_deref(), Some("authentication failed"));
+        assert_eq!(raised(&e, NODE_DOWN), 0);
+        assert_eq!(e.len(), 1, "reason change from none is an event: {e:?}");
+    }
+}

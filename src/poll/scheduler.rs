@@ -1,0 +1,186 @@
+//! When each owned element is polled: one timer heap, bounded concurrency, no overlap.
+//!
+//! An element is never polled twice at once: its next poll is scheduled only when the previous
+//! one ends. Removing an element aborts its poll in flight, so a server that hands an element
+//! over stops touching it before the new owner starts.
+
+use crate::model::Element;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// Runs one poll; the scheduler only decides when.
+pub type PollFn = Arc<dyn Fn(Element) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+pub enum Command {
+    /// Replace the set of elements this server polls.
+    Set(Vec<Element>, oneshot::Sender<()>),
+}
+
+struct Entry {
+    element: Element,
+    generation: u64,
+    running: Option<AbortHandle>,
+}
+
+struct Done {
+    name: String,
+    generation: u64,
+    started: Instant,
+}
+
+pub struct Scheduler {
+    default_interval: Duration,
+    concurrency: Arc<Semaphore>,
+    poll: PollFn,
+    entries: HashMap<String, Entry>,
+    heap: BinaryHeap<Reverse<(Instant, String, u64)>>,
+    next_generation: u64,
+}
+
+impl Scheduler {
+    pub fn new(default_interval: Duration, concurrency: usize, poll: PollFn) -> Scheduler {
+        Scheduler {
+            default_interval,
+            concurrency: Arc::new(Semaphore::new(concurrency)),
+            poll,
+            entries: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_generation: 1,
+        }
+    }
+
+    fn interval(&self, e: &Element) -> Duration {
+        e.interval.unwrap_or(self.default_interval)
+    }
+
+    /// First polls are spread over a quarter of the interval so that a start with thousands of
+    /// elements does not fire them all in the same millisecond.
+    fn first_due(&self, e: &Element, now: Instant) -> Instant {
+        let spread = self.interval(e).as_millis() as u64 / 4;
+        let h = e
+            .name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        now + Duration::from_millis(if spread == 0 { 0 } else { h % spread.min(5_000) })
+    }
+
+    fn set(&mut self, elements: Vec<Element>) {
+        let now = Instant::now();
+        let mut keep: HashMap<String, Element> =
+            elements.into_iter().map(|e| (e.name.clone(), e)).collect();
+        self.entries.retain(|name, entry| match keep.get(name) {
+            Some(e) if *e == entry.element => {
+                keep.remove(name);
+                true
+            }
+            _ => {
+                if let Some(h) = entry.running.take() {
+                    h.abort();
+                }
+                false
+            }
+        });
+        let mut added: Vec<Element> = keep.into_values().collect();
+        added.sort_by(|a, b| a.name.cmp(&b.name));
+        for element in added {
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            let due = self.first_due(&element, now);
+            self.heap.push(Reverse((due, element.name.clone(), generation)));
+            self.entries.insert(
+                element.name.clone(),
+                Entry {
+                    element,
+                    generation,
+                    running: None,
+                },
+            );
+        }
+    }
+
+    fn start_due(&mut self, done_tx: &mpsc::UnboundedSender<Done>) {
+        let now = Instant::now();
+        while let Some(Reverse((due, _, _))) = self.heap.peek() {
+            if *due > now {
+                break;
+            }
+            let Some(Reverse((_, name, generation))) = self.heap.pop() else {
+                break;
+            };
+            let Some(entry) = self.entries.get_mut(&name) else {
+                continue;
+            };
+            if entry.generation != generation || entry.running.is_some() {
+                continue;
+            }
+            let poll = self.poll.clone();
+            let sem = self.concurrency.clone();
+            let element = entry.element.clone();
+            let tx = done_tx.clone();
+            let handle = tokio::spawn(async move {
+                let started = Instant::now();
+                // Closed only at shutdown, when not polling is right.
+                if let Ok(_permit) = sem.acquire_owned().await {
+                    poll(element).await;
+                }
+                let _ = tx.send(Done {
+                    name,
+                    generation,
+                    started,
+                });
+            });
+            entry.running = Some(handle.abort_handle());
+        }
+    }
+
+    fn finished(&mut self, d: Done) {
+        let interval = match self.entries.get(&d.name) {
+            Some(e) if e.generation == d.generation => self.interval(&e.element),
+            _ => return,
+        };
+        if let Some(entry) = self.entries.get_mut(&d.name) {
+            entry.running = None;
+        }
+        let due = (d.started + interval).max(Instant::now());
+        self.heap.push(Reverse((due, d.name, d.generation)));
+    }
+
+    /// Drives polls until the command channel closes; then aborts what is running.
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        loop {
+            self.start_due(&done_tx);
+            let next = self.heap.peek().map(|Reverse((due, _, _))| *due);
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Set(elements, ack)) => {
+                        self.set(elements);
+                        let _ = ack.send(());
+                    }
+                    None => break,
+                },
+                Some(done) = done_rx.recv() => self.finished(done),
+                _ = sleep => {}
+            }
+        }
+        self.concurrency.close();
+        for entry in self.entries.values_mut() {
+            if let Some(h) = entry.running.take() {
+                h.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Human tables for the CLI's answers.
+
+use crate::model::{Alarm, ElementView, Event, ServerId, format_millis};
+use std::fmt::Write;
+
+/// Left-aligned columns sized to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+pub fn partial_note(partial: bool, missing: &[ServerId]) -> String {
+    if !partial {
+        return String::new();
+    }
+    let ids: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
+    format!("(partial answer: server(s) {} did not answer)\n", ids.join(", "))
+}
+
+pub fn elements(v: &[ElementView]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|e| {
+            vec![
+                e.element.name.clone(),
+                e.element.address.clone(),
+                e.owner.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                e.status.state.to_string(),
+                e.status.sys_name.clone().unwrap_or_default(),
+                e.status.interfaces.len().to_string(),
+                e.active_alarms.to_string(),
+                e.status.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "ADDRESS", "OWNER", "STATE", "SYSNAME", "IFS", "ALARMS", "REASON"],
+        &rows,
+    )
+}
+
+pub fn alarms(v: &[Alarm]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.to_string(),
+                a.severity.to_string(),
+                a.element.clone(),
+                a.kind.clone(),
+                a.instance.clone().unwrap_or_default(),
+                a.count.to_string(),
+                format_millis(a.last_seen),
+                a.acked_by.clone().unwrap_or_default(),
+                a.text.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "SEVERITY", "ELEMENT", "KIND", "INSTANCE", "COUNT", "LAST SEEN", "ACKED BY", "TEXT"],
+        &rows,
+    )
+}
+
+pub fn events(v: &[Event]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|e| {
+            vec![
+                format_millis(e.ts),
+                e.server.to_string(),
+                e.element.clone().unwrap_or_default(),
+                e.kind.clone(),
+                e.severity.to_string(),
+                e.text.clone(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "SERVER", "ELEMENT", "KIND", "SEVERITY", "TEXT"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_align_to_widest_cell() {
+        let t = super::table(&["A", "B"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     B\nlong  x\n");
+    }
+}
