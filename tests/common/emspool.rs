@@ -1,0 +1,147 @@
+//! `emspool serve` processes for integration tests: config in a temp dir, HTTP helpers.
+
+use super::child::ChildGuard;
+use super::ports::free_tcp_port;
+use super::wait::wait_until;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+/// One server process with its own data dir; dropped -> stopped.
+pub struct Emspool {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub port: u16,
+    config: PathBuf,
+    child: Option<ChildGuard>,
+    starts: usize,
+}
+
+impl Emspool {
+    /// `body` is the config after the `[server]` table (credentials, elements, poll...).
+    pub fn start(id: u32, body: &str) -> Emspool {
+        let dir = super::peer_tempdir("emspool");
+        let port = free_tcp_port();
+        let config = dir.path().join("emspool.toml");
+        let text = format!(
+            "[server]\nid = {id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"info,emspool=debug\"\n\n{body}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut e = Emspool {
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            config,
+            child: None,
+            starts: 0,
+        };
+        e.spawn();
+        e
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(super::emspool_bin());
+        cmd.arg("serve").arg("--config").arg(&self.config);
+        self.starts += 1;
+        let name = format!("emspool-{}", self.starts);
+        self.child = Some(ChildGuard::spawn(&name, cmd, self.dir.path()));
+        let url = format!("{}/readyz", self.url);
+        let ready = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            ureq::get(&url).call().ok().map(|_| ())
+        });
+        if let Err(e) = ready {
+            panic!("emspool did not become ready: {e}\n{}", self.log_tail());
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.child.as_ref().map(|c| c.log_tail()).unwrap_or_default()
+    }
+
+    /// SIGTERM; returns the exit status (a clean shutdown exits 0).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        c.terminate()
+    }
+
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let st = c.terminate();
+            assert!(st.success(), "emspool exit status {st:?}\n{}", c.log_tail());
+        }
+        self.spawn();
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}{path}", self.url);
+        let mut resp = ureq::get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}\n{}", self.log_tail()));
+        resp.body_mut().read_json().expect("JSON body")
+    }
+
+    /// Status code and body, for requests expected to fail.
+    pub fn raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("POST", Some(b)) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(b),
+            ("POST", None) => agent.post(&url).send_empty(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            _ => panic!("method {method}"),
+        };
+        let mut r = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// Runs an `emspool` client command against this server; returns stdout, panics on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(super::emspool_bin())
+            .args(args)
+            .arg("--server")
+            .arg(&self.url)
+            .output()
+            .expect("run emspool client");
+        assert!(
+            out.status.success(),
+            "emspool {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The element's JSON view, or None while it is unknown to the server.
+    pub fn element(&self, name: &str) -> Option<serde_json::Value> {
+        let url = format!("{}/api/v1/elements/{name}", self.url);
+        let mut r = ureq::get(&url).call().ok()?;
+        r.body_mut().read_json().ok()
+    }
+
+    pub fn state(&self, name: &str) -> Option<String> {
+        self.element(name)
+            .and_then(|v| v["status"]["state"].as_str().map(str::to_owned))
+    }
+
+    pub fn alarms(&self) -> Vec<serde_json::Value> {
+        self.get("/api/v1/alarms")["alarms"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn events(&self, query: &str) -> Vec<serde_json::Value> {
+        self.get(&format!("/api/v1/events?{query}"))["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
