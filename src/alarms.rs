@@ -42,7 +42,9 @@ impl AlarmFilter {
     pub fn matches(&self, a: &Alarm) -> bool {
         self.element.as_ref().is_none_or(|e| *e == a.element)
             && self.min_severity.is_none_or(|s| a.severity <= s)
-            && self.acknowledged.is_none_or(|ack| a.acked_at.is_some() == ack)
+            && self
+                .acknowledged
+                .is_none_or(|ack| a.acked_at.is_some() == ack)
     }
 }
 
@@ -149,14 +151,21 @@ impl AlarmTable {
             Some(&alarm.element),
             "alarm.cleared",
             Severity::Cleared,
-            format!("{} [{}] cleared after {} occurrence(s): {why}", alarm.kind, key, alarm.count),
+            format!(
+                "{} [{}] cleared after {} occurrence(s): {why}",
+                alarm.kind, key, alarm.count
+            ),
         ));
         true
     }
 
     pub fn ack(&self, id: u64, by: &str) -> Result<Alarm, AlarmError> {
         let mut inner = self.lock();
-        let key = inner.key_of.get(&id).cloned().ok_or(AlarmError::NotFound(id))?;
+        let key = inner
+            .key_of
+            .get(&id)
+            .cloned()
+            .ok_or(AlarmError::NotFound(id))?;
         let alarm = inner.by_key.get_mut(&key).ok_or(AlarmError::NotFound(id))?;
         let now = now_millis();
         alarm.acked_by = Some(by.to_owned());

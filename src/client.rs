@@ -29,7 +29,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(servers: Vec<String>, token: Option<Secret>, timeout: Duration) -> Result<Client, ClientError> {
+    pub fn new(
+        servers: Vec<String>,
+        token: Option<Secret>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
@@ -42,7 +46,11 @@ impl Client {
             .into_iter()
             .map(|s| s.trim_end_matches('/').to_owned())
             .collect();
-        Ok(Client { servers, token, http })
+        Ok(Client {
+            servers,
+            token,
+            http,
+        })
     }
 
     /// Servers in the order they will be tried: a random one first, then the rest.
@@ -110,7 +118,11 @@ impl Client {
                     .ok()
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
                     .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-                return Err(ClientError::Refused { url, status, message });
+                return Err(ClientError::Refused {
+                    url,
+                    status,
+                    message,
+                });
             }
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
                 url,

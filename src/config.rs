@@ -242,7 +242,10 @@ impl Config {
         if let Some(t) = &self.api.token
             && t.is_empty()
         {
-            return Err(invalid("api.token", "must not be empty (remove it to disable auth)"));
+            return Err(invalid(
+                "api.token",
+                "must not be empty (remove it to disable auth)",
+            ));
         }
         for (name, cred) in &self.credentials {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
@@ -350,7 +353,10 @@ fn validate_elements(
     for e in elements {
         validate_element(e, credentials)?;
         if !names.insert(e.name.as_str()) {
-            return Err(("elements.name".into(), format!("{:?} appears twice", e.name)));
+            return Err((
+                "elements.name".into(),
+                format!("{:?} appears twice", e.name),
+            ));
         }
     }
     Ok(())
@@ -383,7 +389,9 @@ fn syntax_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
     let key = e
         .span()
         .and_then(|s| {
-            let start = text[..s.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+            let start = text[..s.start.min(text.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
             text[start..].lines().next()
         })
         .and_then(|l| l.split_once('='))
@@ -432,11 +440,16 @@ interval = "30s"
         assert_eq!(c.server_id(), ServerId(1));
         assert_eq!(c.poll.max_repetitions, 10);
         assert_eq!(c.elements[0].interval, Some(Duration::from_secs(30)));
-        assert!(!format!("{c:?}").contains("s3cr3t"), "secrets leak in Debug");
+        assert!(
+            !format!("{c:?}").contains("s3cr3t"),
+            "secrets leak in Debug"
+        );
     }
 
     fn err(text: &str) -> String {
-        Config::parse(text, "t.toml").expect_err("must fail").to_string()
+        Config::parse(text, "t.toml")
+            .expect_err("must fail")
+            .to_string()
     }
 
     #[test]

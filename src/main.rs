@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "emspool", version, about = "A pool of element management servers")]
+#[command(
+    name = "emspool",
+    version,
+    about = "A pool of element management servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -163,8 +167,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Elements { name, conn } => {
             let client = conn.client()?;
             if let Some(name) = name {
-                let v: emspool::model::ElementView =
-                    client.get(&format!("/api/v1/elements/{}", encode(&name))).await?;
+                let v: emspool::model::ElementView = client
+                    .get(&format!("/api/v1/elements/{}", encode(&name)))
+                    .await?;
                 return if conn.output == Output::Json {
                     print_json(&v)
                 } else {
@@ -197,7 +202,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ack { id, by, conn } => {
             let a: Alarm = conn
                 .client()?
-                .post(&format!("/api/v1/alarms/{id}/ack"), serde_json::json!({ "by": by }))
+                .post(
+                    &format!("/api/v1/alarms/{id}/ack"),
+                    serde_json::json!({ "by": by }),
+                )
                 .await?;
             if conn.output == Output::Json {
                 return print_json(&a);

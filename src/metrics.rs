@@ -40,7 +40,10 @@ impl Metrics {
             polls: register(
                 &r,
                 IntCounterVec::new(
-                    Opts::new("emspool_polls_total", "Polls finished, by resulting element state."),
+                    Opts::new(
+                        "emspool_polls_total",
+                        "Polls finished, by resulting element state.",
+                    ),
                     &["result"],
                 )?,
             ),
@@ -51,26 +54,38 @@ impl Metrics {
                         "emspool_poll_duration_seconds",
                         "Time from the start of a poll to its result.",
                     )
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0,
+                    ]),
                 )?,
             ),
             alarms_active: register(
                 &r,
                 IntGaugeVec::new(
-                    Opts::new("emspool_alarms_active", "Active alarms held by this server, by severity."),
+                    Opts::new(
+                        "emspool_alarms_active",
+                        "Active alarms held by this server, by severity.",
+                    ),
                     &["severity"],
                 )?,
             ),
             elements: register(
                 &r,
                 IntGaugeVec::new(
-                    Opts::new("emspool_elements", "Elements owned by this server, by poll state."),
+                    Opts::new(
+                        "emspool_elements",
+                        "Elements owned by this server, by poll state.",
+                    ),
                     &["state"],
                 )?,
             ),
             events_written: register(
                 &r,
-                IntCounter::new("emspool_events_written_total", "Events durably written to the event log.")?,
+                IntCounter::new(
+                    "emspool_events_written_total",
+                    "Events durably written to the event log.",
+                )?,
             ),
             event_write_errors: register(
                 &r,
@@ -82,7 +97,10 @@ impl Metrics {
             api_requests: register(
                 &r,
                 IntCounterVec::new(
-                    Opts::new("emspool_api_requests_total", "HTTP API requests, by status class."),
+                    Opts::new(
+                        "emspool_api_requests_total",
+                        "HTTP API requests, by status class.",
+                    ),
                     &["status"],
                 )?,
             ),
@@ -98,7 +116,10 @@ impl Metrics {
             ),
             start_time: register(
                 &r,
-                IntGauge::new("emspool_start_time_seconds", "Unix time this server started.")?,
+                IntGauge::new(
+                    "emspool_start_time_seconds",
+                    "Unix time this server started.",
+                )?,
             ),
             registry: r,
         };
@@ -131,7 +152,9 @@ impl Metrics {
     ) -> String {
         for s in Severity::ALARM_LEVELS {
             let n = alarms.get(&s).copied().unwrap_or(0);
-            self.alarms_active.with_label_values(&[s.as_str()]).set(n as i64);
+            self.alarms_active
+                .with_label_values(&[s.as_str()])
+                .set(n as i64);
         }
         for s in [ElementState::Up, ElementState::Down, ElementState::Unknown] {
             let n = elements.get(&s).copied().unwrap_or(0);

@@ -50,7 +50,11 @@ pub struct Element {
     pub protocol: Protocol,
     pub credential: String,
     /// Poll interval override; the pool default applies when absent.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interval: Option<Duration>,
     /// Pin the element to one server (it moves only if that server is dead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,7 +271,10 @@ mod tests {
     fn severities_sort_most_severe_first() {
         let mut v = vec![Severity::Warning, Severity::Critical, Severity::Minor];
         v.sort();
-        assert_eq!(v, vec![Severity::Critical, Severity::Minor, Severity::Warning]);
+        assert_eq!(
+            v,
+            vec![Severity::Critical, Severity::Minor, Severity::Warning]
+        );
         for s in Severity::ALARM_LEVELS {
             assert_eq!(Severity::parse(s.as_str()), Some(s));
         }

@@ -38,7 +38,10 @@ pub fn partial_note(partial: bool, missing: &[ServerId]) -> String {
         return String::new();
     }
     let ids: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
-    format!("(partial answer: server(s) {} did not answer)\n", ids.join(", "))
+    format!(
+        "(partial answer: server(s) {} did not answer)\n",
+        ids.join(", ")
+    )
 }
 
 pub fn elements(v: &[ElementView]) -> String {
@@ -58,7 +61,9 @@ pub fn elements(v: &[ElementView]) -> String {
         })
         .collect();
     table(
-        &["NAME", "ADDRESS", "OWNER", "STATE", "SYSNAME", "IFS", "ALARMS", "REASON"],
+        &[
+            "NAME", "ADDRESS", "OWNER", "STATE", "SYSNAME", "IFS", "ALARMS", "REASON",
+        ],
         &rows,
     )
 }
@@ -81,7 +86,17 @@ pub fn alarms(v: &[Alarm]) -> String {
         })
         .collect();
     table(
-        &["ID", "SEVERITY", "ELEMENT", "KIND", "INSTANCE", "COUNT", "LAST SEEN", "ACKED BY", "TEXT"],
+        &[
+            "ID",
+            "SEVERITY",
+            "ELEMENT",
+            "KIND",
+            "INSTANCE",
+            "COUNT",
+            "LAST SEEN",
+            "ACKED BY",
+            "TEXT",
+        ],
         &rows,
     )
 }
@@ -100,7 +115,10 @@ pub fn events(v: &[Event]) -> String {
             ]
         })
         .collect();
-    table(&["TIME", "SERVER", "ELEMENT", "KIND", "SEVERITY", "TEXT"], &rows)
+    table(
+        &["TIME", "SERVER", "ELEMENT", "KIND", "SEVERITY", "TEXT"],
+        &rows,
+    )
 }
 
 #[cfg(test)]

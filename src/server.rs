@@ -13,10 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Runs until `shutdown` resolves, then stops polling, flushes the event log and returns.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let id = config.server_id();
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-        format!("cannot create data_dir {}", config.server.data_dir.display())
+        format!(
+            "cannot create data_dir {}",
+            config.server.data_dir.display()
+        )
     })?;
     let db_path = config.server.data_dir.join("emspool.redb");
     let events = EventLog::open(&db_path, id, config.events.retention)

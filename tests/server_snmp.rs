@@ -60,11 +60,7 @@ fn has_alarm(e: &Emspool, key: &str) -> bool {
 }
 
 fn sys_name_of(snmpd: &Snmpd) -> String {
-    let out = snmp_get(snmpd.addr(), &snmpd.v2c(), "1.3.6.1.2.1.1.5.0").expect("snmpget sysName");
-    // `-On` output: `.1.3.6.1.2.1.1.5.0 = STRING: "name"`, quotes optional.
-    out.rsplit_once(": ")
-        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-        .expect("value")
+    snmp_get(snmpd.addr(), &snmpd.v2c(), "1.3.6.1.2.1.1.5.0").expect("snmpget sysName")
 }
 
 #[test]
@@ -86,7 +82,8 @@ fn snmpd_v2c_and_v3_up_then_node_down_and_clear_survive_restart() {
 
     // A wrong v3 password is our configuration's fault: unknown, with the reason.
     let wrong = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        ems.element("snmpd-wrong").filter(|v| v["status"]["reason"].is_string())
+        ems.element("snmpd-wrong")
+            .filter(|v| v["status"]["reason"].is_string())
     })
     .expect("wrong-password element gets a reason");
     assert_eq!(wrong["status"]["state"], "unknown");
@@ -107,15 +104,23 @@ fn snmpd_v2c_and_v3_up_then_node_down_and_clear_survive_restart() {
     eprintln!("NodeDown after {:?}", stopped.elapsed());
 
     snmpd.restart();
-    wait_until(Duration::from_secs(3 * INTERVAL_S + 2), Duration::from_millis(100), || {
-        (!has_alarm(&ems, "NodeDown:snmpd-v2") && ems.state("snmpd-v2").as_deref() == Some("up"))
+    wait_until(
+        Duration::from_secs(3 * INTERVAL_S + 2),
+        Duration::from_millis(100),
+        || {
+            (!has_alarm(&ems, "NodeDown:snmpd-v2")
+                && ems.state("snmpd-v2").as_deref() == Some("up"))
             .then_some(())
-    })
+        },
+    )
     .unwrap_or_else(|e| panic!("NodeDown not cleared: {e}\n{}", ems.log_tail()));
 
     // The CLI shows the same story.
     let table = ems.cli(&["events", "--element", "snmpd-v2"]);
-    assert!(table.contains("alarm.raised") && table.contains("alarm.cleared"), "{table}");
+    assert!(
+        table.contains("alarm.raised") && table.contains("alarm.cleared"),
+        "{table}"
+    );
 
     // Events are durable: a restarted server still has them.
     ems.restart();
@@ -125,11 +130,18 @@ fn snmpd_v2c_and_v3_up_then_node_down_and_clear_survive_restart() {
         .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
         .collect();
     for k in ["alarm.raised", "alarm.cleared", "element.state"] {
-        assert!(kinds.iter().any(|x| x == k), "{k} missing after restart: {kinds:?}");
+        assert!(
+            kinds.iter().any(|x| x == k),
+            "{k} missing after restart: {kinds:?}"
+        );
     }
     let starts = ems.events("kind=server.start").len();
     assert_eq!(starts, 2, "one server.start per run");
-    assert_eq!(ems.events("kind=server.stop").len(), 1, "clean stop is logged");
+    assert_eq!(
+        ems.events("kind=server.stop").len(),
+        1,
+        "clean stop is logged"
+    );
 }
 
 #[test]
@@ -162,7 +174,11 @@ fn fifty_snmpsim_devices_and_snmpd_all_up_within_one_interval() {
     eprintln!("51 elements up after {:?}", started.elapsed());
     for e in all.iter().filter(|e| e["name"] != "snmpd") {
         assert_eq!(e["status"]["sys_name"], "router24", "{e}");
-        assert_eq!(e["status"]["interfaces"].as_array().map(Vec::len), Some(24), "{e}");
+        assert_eq!(
+            e["status"]["interfaces"].as_array().map(Vec::len),
+            Some(24),
+            "{e}"
+        );
     }
     // The template has interfaces 23 and 24 enabled but down: two LinkDown per device.
     let link_down = ems
@@ -172,8 +188,9 @@ fn fifty_snmpsim_devices_and_snmpd_all_up_within_one_interval() {
         .count();
     assert_eq!(link_down, 100);
     let table = ems.cli(&["alarms", "--element", "dev0007"]);
-    assert!(table.contains("LinkDown:dev0007:23"), "{table}");
-    assert!(table.contains("LinkDown:dev0007:24"), "{table}");
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains("LinkDown")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().all(|r| r.contains("dev0007")), "{table}");
 }
 
 /// An "agent" that answers every request with bytes that are not SNMP. Real UDP on loopback;
@@ -205,7 +222,8 @@ fn garbage_agent_bad_requests_and_bad_config_leave_the_server_running() {
     );
     let mut ems = Emspool::start(1, &body);
     let el = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        ems.element("garbage").filter(|v| v["status"]["state"] == "down")
+        ems.element("garbage")
+            .filter(|v| v["status"]["state"] == "down")
     })
     .unwrap_or_else(|e| panic!("garbage agent not down: {e}\n{}", ems.log_tail()));
     assert!(el["status"]["reason"].is_string(), "{el}");
@@ -238,8 +256,16 @@ fn garbage_agent_bad_requests_and_bad_config_leave_the_server_running() {
     let out = ems.cli(&["ack", &id.to_string(), "--by", "tester"]);
     assert!(out.contains("acknowledged by tester"), "{out}");
     let acked = ems.alarms();
-    assert!(acked.iter().any(|a| a["id"] == id && a["acked_by"] == "tester"));
-    assert!(!ems.events("kind=alarm.acked").is_empty());
+    assert!(
+        acked
+            .iter()
+            .any(|a| a["id"] == id && a["acked_by"] == "tester")
+    );
+    // Events are group-committed: visible within a moment, not necessarily at once.
+    wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        (!ems.events("kind=alarm.acked").is_empty()).then_some(())
+    })
+    .expect("ack event");
     assert_eq!(ems.terminate().code(), Some(0), "SIGTERM exits 0");
 }
 

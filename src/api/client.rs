@@ -5,7 +5,7 @@
 
 use super::Shared;
 use super::error::ApiError;
-use crate::alarms::{AlarmFilter, AlarmError};
+use crate::alarms::{AlarmError, AlarmFilter};
 use crate::eventlog::{EventCursor, EventQuery};
 use crate::model::{Alarm, ElementView, Event, ServerId, Severity, UnixMillis, now_millis};
 use axum::Json;
@@ -121,7 +121,9 @@ pub async fn alarms(
         && scope != "local"
         && scope != "pool"
     {
-        return Err(ApiError::BadRequest(format!("scope {scope:?}: expected local or pool")));
+        return Err(ApiError::BadRequest(format!(
+            "scope {scope:?}: expected local or pool"
+        )));
     }
     let filter = params.filter()?;
     Ok(Json(AlarmsAnswer {
@@ -154,7 +156,9 @@ pub async fn ack(
     }
     .unwrap_or_else(|| "api".to_owned());
     if by.is_empty() || by.len() > 128 || by.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("by: 1-128 printable characters".into()));
+        return Err(ApiError::BadRequest(
+            "by: 1-128 printable characters".into(),
+        ));
     }
     s.alarms.ack(id, &by).map(Json).map_err(|e| match e {
         AlarmError::NotFound(_) => ApiError::NotFound(e.to_string()),

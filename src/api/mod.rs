@@ -9,12 +9,12 @@ use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::{ElementState, ServerId};
 use crate::poll::Poller;
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use error::ApiError;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +47,10 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -71,7 +74,10 @@ async fn metrics(State(s): State<Shared>) -> Response {
         s.events.write_errors_total(),
     );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()

@@ -105,8 +105,14 @@ mod tests {
         let t = |s: &str| OwnedValue::Bytes(s.as_bytes().to_vec());
         let cols = vec![
             vec![(vec![1], t("eth0")), (vec![2], t("eth1"))],
-            vec![(vec![1], OwnedValue::Integer(1)), (vec![2], OwnedValue::Integer(1))],
-            vec![(vec![1], OwnedValue::Integer(1)), (vec![2], OwnedValue::Integer(2))],
+            vec![
+                (vec![1], OwnedValue::Integer(1)),
+                (vec![2], OwnedValue::Integer(1)),
+            ],
+            vec![
+                (vec![1], OwnedValue::Integer(1)),
+                (vec![2], OwnedValue::Integer(2)),
+            ],
             vec![(vec![2], t("e1")), (vec![9], t("ghost"))],
             vec![(vec![1], OwnedValue::Counter(5))],
             vec![],

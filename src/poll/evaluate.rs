@@ -100,7 +100,8 @@ pub fn evaluate(
             next.reason = Some(why);
         }
     }
-    if prev.state != next.state || (next.state == ElementState::Unknown && prev.reason != next.reason)
+    if prev.state != next.state
+        || (next.state == ElementState::Unknown && prev.reason != next.reason)
     {
         let text = match &next.reason {
             Some(r) if prev.state == next.state => format!("still {}: {r}", next.state),
@@ -217,14 +218,26 @@ mod tests {
         let r = Rules::default();
         let (up, e) = evaluate(&ElementStatus::default(), answered(500, vec![]), 1, 5, &r);
         assert_eq!(up.state, ElementState::Up);
-        assert!(matches!(e.last(), Some(Effect::StateChanged { to: ElementState::Up, .. })));
+        assert!(matches!(
+            e.last(),
+            Some(Effect::StateChanged {
+                to: ElementState::Up,
+                ..
+            })
+        ));
         let (down, e) = evaluate(&up, Outcome::Unreachable("timeout".into()), 2, 5, &r);
         assert_eq!(down.state, ElementState::Down);
         assert_eq!(raised(&e, NODE_DOWN), 1);
         assert_eq!(down.sys_uptime, Some(500), "last known data is kept");
         let (_, e) = evaluate(&down, answered(600, vec![]), 3, 5, &r);
         assert_eq!(cleared(&e, NODE_DOWN), 1);
-        assert!(e.iter().any(|x| matches!(x, Effect::StateChanged { from: ElementState::Down, .. })));
+        assert!(e.iter().any(|x| matches!(
+            x,
+            Effect::StateChanged {
+                from: ElementState::Down,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -234,7 +247,13 @@ mod tests {
         let ifs = vec![iface(1, 1, 1), iface(2, 1, 2), iface(3, 2, 2)];
         let (s, e) = evaluate(&prev, answered(100, ifs), 1, 1, &r);
         assert_eq!(raised(&e, LINK_DOWN), 1);
-        let (s2, e) = evaluate(&s, answered(200, vec![iface(1, 1, 1), iface(2, 1, 1)]), 2, 1, &r);
+        let (s2, e) = evaluate(
+            &s,
+            answered(200, vec![iface(1, 1, 1), iface(2, 1, 1)]),
+            2,
+            1,
+            &r,
+        );
         assert_eq!(raised(&e, LINK_DOWN), 0);
         assert_eq!(cleared(&e, LINK_DOWN), 1);
         let (s3, _) = evaluate(&s2, answered(300, vec![iface(2, 1, 2)]), 3, 1, &r);
@@ -245,7 +264,13 @@ mod tests {
     #[test]
     fn uptime_going_back_is_a_reboot_but_a_wrap_is_not() {
         let r = Rules::default();
-        let (s, _) = evaluate(&ElementStatus::default(), answered(90_000, vec![]), 1, 1, &r);
+        let (s, _) = evaluate(
+            &ElementStatus::default(),
+            answered(90_000, vec![]),
+            1,
+            1,
+            &r,
+        );
         let (s, e) = evaluate(&s, answered(10, vec![]), 2, 1, &r);
         assert_eq!(raised(&e, REBOOT), 1);
         let (_, e) = evaluate(&s, answered(r.reboot_clear_ticks, vec![]), 3, 1, &r);

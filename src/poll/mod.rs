@@ -187,8 +187,12 @@ impl Poller {
                     crate::model::ElementState::Down => Severity::Critical,
                     crate::model::ElementState::Unknown => Severity::Warning,
                 };
-                self.events
-                    .append(NewEvent::now(Some(element), "element.state", severity, text));
+                self.events.append(NewEvent::now(
+                    Some(element),
+                    "element.state",
+                    severity,
+                    text,
+                ));
             }
         }
     }

@@ -64,11 +64,14 @@ impl Scheduler {
     /// elements does not fire them all in the same millisecond.
     fn first_due(&self, e: &Element, now: Instant) -> Instant {
         let spread = self.interval(e).as_millis() as u64 / 4;
-        let h = e
-            .name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        now + Duration::from_millis(if spread == 0 { 0 } else { h % spread.min(5_000) })
+        let h = e.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        now + Duration::from_millis(if spread == 0 {
+            0
+        } else {
+            h % spread.min(5_000)
+        })
     }
 
     fn set(&mut self, elements: Vec<Element>) {
@@ -93,7 +96,8 @@ impl Scheduler {
             let generation = self.next_generation;
             self.next_generation += 1;
             let due = self.first_due(&element, now);
-            self.heap.push(Reverse((due, element.name.clone(), generation)));
+            self.heap
+                .push(Reverse((due, element.name.clone(), generation)));
             self.entries.insert(
                 element.name.clone(),
                 Entry {

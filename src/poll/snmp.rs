@@ -147,7 +147,10 @@ impl Client {
     }
 
     /// GET the given OIDs; values come back in request order.
-    pub async fn get(&mut self, oids: &[Oid<'static>]) -> Result<Vec<(Arcs, OwnedValue)>, SnmpError> {
+    pub async fn get(
+        &mut self,
+        oids: &[Oid<'static>],
+    ) -> Result<Vec<(Arcs, OwnedValue)>, SnmpError> {
         self.request(Request::Get(oids)).await
     }
 
@@ -282,15 +285,16 @@ async fn open_session(t: &Target, req_id: i32) -> Result<AsyncSession, SnmpError
                 (Some(a), None, _) => sec
                     .with_auth_protocol(auth_proto(*a))
                     .with_auth(v3::Auth::AuthNoPriv),
-                (Some(a), Some(p), pw) => sec.with_auth_protocol(auth_proto(*a)).with_auth(
-                    v3::Auth::AuthPriv {
-                        cipher: cipher(*p),
-                        privacy_password: pw
-                            .as_ref()
-                            .map(|s| s.expose().as_bytes().to_vec())
-                            .unwrap_or_default(),
-                    },
-                ),
+                (Some(a), Some(p), pw) => {
+                    sec.with_auth_protocol(auth_proto(*a))
+                        .with_auth(v3::Auth::AuthPriv {
+                            cipher: cipher(*p),
+                            privacy_password: pw
+                                .as_ref()
+                                .map(|s| s.expose().as_bytes().to_vec())
+                                .unwrap_or_default(),
+                        })
+                }
             };
             let mut session = AsyncSession::new_v3(t.addr, req_id, sec)
                 .await
@@ -326,7 +330,9 @@ fn map_snmp_error(e: snmp2::Error) -> SnmpError {
     match e {
         snmp2::Error::AuthFailure(kind) => SnmpError::Auth(format!("{kind:?}")),
         // On a connected UDP socket a receive error is almost always ICMP port unreachable.
-        snmp2::Error::Receive => SnmpError::Io("receive failed (port unreachable: no agent?)".into()),
+        snmp2::Error::Receive => {
+            SnmpError::Io("receive failed (port unreachable: no agent?)".into())
+        }
         snmp2::Error::Send => SnmpError::Io("send failed".into()),
         other => SnmpError::Malformed(format!("{other:?}")),
     }

@@ -56,7 +56,10 @@ impl Emspool {
     }
 
     pub fn log_tail(&self) -> String {
-        self.child.as_ref().map(|c| c.log_tail()).unwrap_or_default()
+        self.child
+            .as_ref()
+            .map(|c| c.log_tail())
+            .unwrap_or_default()
     }
 
     /// SIGTERM; returns the exit status (a clean shutdown exits 0).

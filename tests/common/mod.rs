@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
+pub mod emspool;
 pub mod netconf;
 pub mod ports;
 pub mod snmpcli;
