@@ -253,3 +253,100 @@ pub fn sort_alarms(v: &mut [Alarm]) {
             .then(a.id.cmp(&b.id))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::EventQuery;
+    use std::time::Duration;
+
+    fn table() -> (AlarmTable, EventLog, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log =
+            EventLog::open(&dir.path().join("e.redb"), ServerId(7), Duration::ZERO).expect("open");
+        (AlarmTable::new(ServerId(7), log.clone()), log, dir)
+    }
+
+    fn link_down(instance: &str) -> Raise {
+        Raise {
+            kind: "LinkDown".into(),
+            element: "r1".into(),
+            instance: Some(instance.into()),
+            severity: Severity::Major,
+            text: "down".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn repeats_count_instead_of_duplicating_and_clear_removes() {
+        let (t, log, _d) = table();
+        let RaiseOutcome::New(id) = t.raise_at(link_down("1"), 10) else {
+            panic!("first raise is new");
+        };
+        assert_eq!(t.raise_at(link_down("1"), 20), RaiseOutcome::Repeat(id));
+        assert!(matches!(t.raise(link_down("2")), RaiseOutcome::New(_)));
+        let all = t.list(&AlarmFilter::default());
+        assert_eq!(all.len(), 2);
+        let a = t.get(id).expect("active");
+        assert_eq!((a.count, a.first_seen, a.last_seen), (2, 10, 20));
+        assert_eq!(a.key, "LinkDown:r1:1");
+        assert_eq!(a.id >> SEQ_BITS, 7, "server id in the high bits");
+        assert!(t.clear("LinkDown", "r1", Some("1"), "up"));
+        assert!(
+            !t.clear("LinkDown", "r1", Some("1"), "up"),
+            "second clear is a no-op"
+        );
+        log.flush().await.expect("flush");
+        let kinds: Vec<String> = log
+            .query(&EventQuery {
+                limit: 100,
+                ..EventQuery::default()
+            })
+            .expect("query")
+            .events
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["alarm.cleared", "alarm.raised", "alarm.raised"]);
+    }
+
+    #[tokio::test]
+    async fn ack_records_who_and_unknown_id_is_an_error() {
+        let (t, _log, _d) = table();
+        let RaiseOutcome::New(id) = t.raise(link_down("1")) else {
+            panic!("new");
+        };
+        let a = t.ack(id, "alice").expect("ack");
+        assert_eq!(a.acked_by.as_deref(), Some("alice"));
+        let f = AlarmFilter {
+            acknowledged: Some(false),
+            ..AlarmFilter::default()
+        };
+        assert!(t.list(&f).is_empty());
+        assert_eq!(t.ack(id + 1, "bob"), Err(AlarmError::NotFound(id + 1)));
+    }
+
+    #[tokio::test]
+    async fn hand_over_keeps_ids_and_sorting_puts_critical_first() {
+        let (a, _l1, _d1) = table();
+        let (b, _l2, _d2) = table();
+        a.raise(link_down("1"));
+        a.raise(Raise {
+            kind: "NodeDown".into(),
+            element: "r1".into(),
+            instance: None,
+            severity: Severity::Critical,
+            text: "x".into(),
+        });
+        let moved = a.take_element("r1");
+        assert_eq!(moved.len(), 2);
+        assert!(a.list(&AlarmFilter::default()).is_empty());
+        let ids: Vec<u64> = moved.iter().map(|m| m.id).collect();
+        b.adopt(moved);
+        let listed = b.list(&AlarmFilter::default());
+        assert_eq!(listed[0].severity, Severity::Critical);
+        assert!(listed.iter().all(|x| ids.contains(&x.id)));
+        // A repeat after hand-over counts on the adopted alarm.
+        assert!(matches!(b.raise(link_down("1")), RaiseOutcome::Repeat(_)));
+    }
+}

@@ -486,4 +486,10 @@ interval = "30s"
         );
         assert!(err(&dup).contains("appears twice"));
     }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let text = include_str!("../packaging/emspool.toml");
+        Config::parse(text, "packaging/emspool.toml").expect("example config");
+    }
 }

@@ -503,7 +503,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut next_prune = Instant::now();
+        // The first prune runs before any message is served, so that an open after a long
+        // downtime does not show events that are already past retention.
+        let mut next_prune = self.prune_step();
         let mut close_acks = Vec::new();
         loop {
             let first = if self.retention.is_zero() {
@@ -514,15 +516,7 @@ impl Writer {
             let first = match first {
                 Ok(msg) => msg,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    next_prune = match prune_chunk(&self.db, self.retention, now_millis()) {
-                        // Go straight on, but after serving whatever queued meanwhile.
-                        Ok((_, true)) => Instant::now(),
-                        Ok((_, false)) => Instant::now() + PRUNE_INTERVAL,
-                        Err(e) => {
-                            tracing::error!(error = %e, "event log prune failed");
-                            Instant::now() + PRUNE_INTERVAL
-                        }
-                    };
+                    next_prune = self.prune_step();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -557,6 +551,19 @@ impl Writer {
         drop(self);
         for ack in close_acks {
             let _ = ack.send(());
+        }
+    }
+
+    /// One chunk of pruning; returns when the next chunk is due.
+    fn prune_step(&self) -> Instant {
+        match prune_chunk(&self.db, self.retention, now_millis()) {
+            // More is left: go on right after serving whatever queued meanwhile.
+            Ok((_, true)) => Instant::now(),
+            Ok((_, false)) => Instant::now() + PRUNE_INTERVAL,
+            Err(e) => {
+                tracing::error!(error = %e, "event log prune failed");
+                Instant::now() + PRUNE_INTERVAL
+            }
         }
     }
 
