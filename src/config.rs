@@ -69,6 +69,66 @@ pub struct Config {
     pub elements: Vec<Element>,
     #[serde(default)]
     pub client: ClientSection,
+    /// Absent: a pool of one (this server), master of itself.
+    #[serde(default)]
+    pub pool: Option<PoolSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// Shared by every member; peers refuse requests without it.
+    pub secret: Secret,
+    pub members: Vec<MemberConfig>,
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// A peer silent this long is dead.
+    #[serde(default = "default_failure_timeout", with = "humantime_serde")]
+    pub failure_timeout: Duration,
+    /// How long an election waits for a higher id to answer.
+    #[serde(default = "default_answer_timeout", with = "humantime_serde")]
+    pub answer_timeout: Duration,
+    /// A server cut off from a majority this long stops polling; must be below
+    /// failure_timeout so it has stopped before the majority hands its elements to others.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// A member coming back must stay alive this long before it is given elements again.
+    #[serde(default = "default_hold_down", with = "humantime_serde")]
+    pub hold_down: Duration,
+    /// Lets tests cut this server off from chosen peers through `/peer/v1/fault`.
+    #[serde(default)]
+    pub fault_injection: bool,
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_failure_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_answer_timeout() -> Duration {
+    Duration::from_millis(150)
+}
+fn default_lease() -> Duration {
+    Duration::from_millis(800)
+}
+fn default_hold_down() -> Duration {
+    Duration::from_secs(3)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u32,
+    /// Base URL of the member's HTTP listener, e.g. `http://10.0.0.2:8780`.
+    pub url: String,
+    /// Capacity relative to the other members (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,12 +307,47 @@ impl Config {
                 "must not be empty (remove it to disable auth)",
             ));
         }
+        if let Some(pool) = &self.pool {
+            validate_pool(pool, self.server.id).map_err(|(k, m)| invalid(&k, &m))?;
+        }
         for (name, cred) in &self.credentials {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }
         validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
         Ok(())
     }
+}
+
+fn validate_pool(p: &PoolSection, me: u32) -> Result<(), (String, String)> {
+    let err = |k: &str, m: &str| Err((format!("pool.{k}"), m.to_owned()));
+    if p.secret.expose().len() < 8 {
+        return err("secret", "must be at least 8 characters");
+    }
+    let mut ids = HashSet::new();
+    for m in &p.members {
+        if m.id == 0 || !ids.insert(m.id) {
+            return err("members.id", &format!("{} is zero or appears twice", m.id));
+        }
+        if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
+            return err("members.url", &format!("{:?} is not an http(s) URL", m.url));
+        }
+    }
+    if !ids.contains(&me) {
+        return err("members", &format!("server.id {me} is not listed as a member"));
+    }
+    if p.heartbeat.is_zero() || p.heartbeat * 2 > p.failure_timeout {
+        return err("heartbeat", "must be above zero and at most half of failure_timeout");
+    }
+    if p.lease >= p.failure_timeout || p.lease < p.heartbeat {
+        return err(
+            "lease",
+            "must be at least heartbeat and below failure_timeout (the cut-off side must stop first)",
+        );
+    }
+    if p.answer_timeout.is_zero() {
+        return err("answer_timeout", "must be above zero");
+    }
+    Ok(())
 }
 
 fn validate_credential(name: &str, cred: &Credential) -> Result<(), (String, String)> {

@@ -1,4 +1,424 @@
 //! The pool: membership, bully election, assignment of elements to servers.
+//!
+//! `election` and `assignment` are pure; `driver` runs the election over the peer protocol,
+//! `master` computes and distributes assignments, and this module is the member's side: what
+//! it does when told to take, release or stop polling elements.
 
 pub mod assignment;
+mod driver;
 pub mod election;
+mod master;
+pub mod membership;
+pub mod protocol;
+pub mod transport;
+
+use crate::alarms::AlarmTable;
+use crate::config::{Config, MemberConfig, Secret};
+use crate::eventlog::EventLog;
+use crate::metrics::Metrics;
+use crate::model::{Alarm, Element, NewEvent, ServerId, Severity};
+use crate::poll::Poller;
+use election::{Input, Message, Role};
+use membership::Membership;
+use protocol::{Assignment, AssignmentId, Heartbeat, Push, Release, Released};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use transport::Transport;
+
+const META_TERM: &str = "cluster.term";
+const META_ASSIGNMENT: &str = "cluster.assignment";
+
+#[derive(Debug, Clone)]
+pub struct Timings {
+    pub heartbeat: Duration,
+    pub failure_timeout: Duration,
+    pub answer_timeout: Duration,
+    pub lease: Duration,
+    pub hold_down: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("stale term {got}: this server has seen term {have}")]
+    StaleTerm { got: u64, have: u64 },
+    #[error("event log: {0}")]
+    Store(String),
+}
+
+/// What the member knows; read by the API and the driver, changed under one short lock.
+pub(crate) struct State {
+    role: Role,
+    master: Option<ServerId>,
+    term: u64,
+    membership: Membership,
+    /// The newest assignment this server knows of (persisted).
+    assignment: Assignment,
+    /// The assignment this server polls by; zero while fenced.
+    applied: AssignmentId,
+    fenced: bool,
+    last_quorum: Instant,
+}
+
+pub struct Cluster {
+    me: ServerId,
+    members: Vec<MemberConfig>,
+    timings: Timings,
+    /// Inventory for a pool that has never had an assignment.
+    seed: Vec<Element>,
+    pub(crate) transport: Arc<Transport>,
+    poller: Arc<Poller>,
+    alarms: Arc<AlarmTable>,
+    events: EventLog,
+    metrics: Metrics,
+    state: Mutex<State>,
+    inbox: mpsc::UnboundedSender<Input>,
+    /// Serializes changes of the owned set (pushes, releases, fencing).
+    apply_lock: tokio::sync::Mutex<()>,
+    fault_injection: bool,
+}
+
+/// The pool as this server sees it, for `GET /api/v1/pool`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PoolView {
+    pub server: ServerId,
+    pub master: Option<ServerId>,
+    pub term: u64,
+    pub role: Role,
+    pub quorum: bool,
+    pub fenced: bool,
+    pub assignment: AssignmentId,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MemberView {
+    pub id: ServerId,
+    pub url: String,
+    pub alive: bool,
+    pub master: bool,
+    /// Elements this member owns in the newest assignment known here.
+    pub elements: usize,
+}
+
+impl Cluster {
+    /// Builds the pool from the config (a pool of one without `[pool]`) and starts its tasks.
+    pub async fn start(
+        config: &Config,
+        poller: Arc<Poller>,
+        alarms: Arc<AlarmTable>,
+        events: EventLog,
+        metrics: Metrics,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let me = config.server_id();
+        let (members, secret, timings, fault_injection) = match &config.pool {
+            Some(p) => (
+                p.members.clone(),
+                p.secret.clone(),
+                Timings {
+                    heartbeat: p.heartbeat,
+                    failure_timeout: p.failure_timeout,
+                    answer_timeout: p.answer_timeout,
+                    lease: p.lease,
+                    hold_down: p.hold_down,
+                },
+                p.fault_injection,
+            ),
+            None => (
+                vec![MemberConfig {
+                    id: me.0,
+                    url: format!("http://{}", config.server.listen),
+                    weight: 1,
+                }],
+                Secret::new(""),
+                Timings {
+                    heartbeat: Duration::from_millis(250),
+                    failure_timeout: Duration::from_secs(1),
+                    answer_timeout: Duration::from_millis(150),
+                    lease: Duration::from_millis(800),
+                    hold_down: Duration::ZERO,
+                },
+                false,
+            ),
+        };
+        let ids: Vec<ServerId> = members.iter().map(|m| ServerId(m.id)).collect();
+        let urls = members
+            .iter()
+            .map(|m| (ServerId(m.id), m.url.clone()))
+            .collect();
+        let store = |e: crate::eventlog::EventLogError| ClusterError::Store(e.to_string());
+        let term = match events.meta_get(META_TERM).map_err(store)? {
+            Some(b) => serde_json::from_slice(&b).unwrap_or(0),
+            None => 0,
+        };
+        let assignment: Assignment = match events.meta_get(META_ASSIGNMENT).map_err(store)? {
+            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            None => Assignment::default(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cluster = Arc::new(Cluster {
+            me,
+            members,
+            seed: config.elements.clone(),
+            transport: Arc::new(Transport::new(me, urls, secret)),
+            poller,
+            alarms,
+            events,
+            metrics,
+            state: Mutex::new(State {
+                role: Role::Idle,
+                master: None,
+                term,
+                membership: Membership::new(me, ids.clone(), timings.failure_timeout),
+                assignment,
+                applied: AssignmentId::default(),
+                fenced: false,
+                last_quorum: Instant::now(),
+            }),
+            timings,
+            inbox: tx,
+            apply_lock: tokio::sync::Mutex::new(()),
+            fault_injection,
+        });
+        driver::spawn(cluster.clone(), ids, term, rx);
+        Ok(cluster)
+    }
+
+    pub fn me(&self) -> ServerId {
+        self.me
+    }
+
+    pub fn fault_injection(&self) -> bool {
+        self.fault_injection
+    }
+
+    pub fn secret(&self) -> &Secret {
+        self.transport.secret()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn view(&self) -> PoolView {
+        let now = Instant::now();
+        let st = self.lock();
+        let loads = assignment::loads(&st.assignment.owners);
+        let alive = st.membership.alive(now);
+        PoolView {
+            server: self.me,
+            master: st.master,
+            term: st.term,
+            role: st.role,
+            quorum: election::has_quorum(alive.len(), self.members.len()),
+            fenced: st.fenced,
+            assignment: st.assignment.id,
+            members: self
+                .members
+                .iter()
+                .map(|m| {
+                    let id = ServerId(m.id);
+                    MemberView {
+                        id,
+                        url: m.url.clone(),
+                        alive: alive.contains(&id),
+                        master: st.master == Some(id),
+                        elements: loads.get(&id).copied().unwrap_or(0),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The newest assignment known here (the whole inventory with owners).
+    pub fn assignment(&self) -> Assignment {
+        self.lock().assignment.clone()
+    }
+
+    pub fn master(&self) -> Option<ServerId> {
+        self.lock().master
+    }
+
+    pub fn alive_members(&self) -> Vec<ServerId> {
+        self.lock().membership.alive(Instant::now())
+    }
+
+    pub fn member_url(&self, id: ServerId) -> Option<String> {
+        self.members
+            .iter()
+            .find(|m| m.id == id.0)
+            .map(|m| m.url.clone())
+    }
+
+    fn my_heartbeat(&self) -> Heartbeat {
+        let st = self.lock();
+        Heartbeat {
+            from: self.me,
+            term: st.term,
+            master: st.master,
+            applied: st.applied,
+            known: st.assignment.id,
+        }
+    }
+
+    /// A peer's heartbeat arrived; the answer is ours.
+    pub fn on_heartbeat(&self, hb: Heartbeat) -> Heartbeat {
+        if !self.transport.is_blocked(hb.from) {
+            self.lock().membership.heard(&hb, Instant::now());
+        }
+        self.my_heartbeat()
+    }
+
+    /// An election message arrived from a peer.
+    pub fn on_election(&self, from: ServerId, msg: Message) {
+        if !self.transport.is_blocked(from) {
+            let _ = self.inbox.send(Input::Receive { from, msg });
+        }
+    }
+
+    fn check_term(&self, term: u64) -> Result<(), ClusterError> {
+        let have = self.lock().term;
+        if term < have {
+            return Err(ClusterError::StaleTerm { got: term, have });
+        }
+        Ok(())
+    }
+
+    /// The master takes these elements away: stop polling them now, hand back their alarms.
+    pub async fn release(&self, r: Release) -> Result<Released, ClusterError> {
+        self.check_term(r.term)?;
+        let _guard = self.apply_lock.lock().await;
+        let drop: BTreeSet<&str> = r.elements.iter().map(String::as_str).collect();
+        let keep: Vec<Element> = self
+            .poller
+            .owned()
+            .into_iter()
+            .filter(|e| !drop.contains(e.name.as_str()))
+            .collect();
+        self.poller.set_elements(keep).await;
+        let mut alarms = Vec::new();
+        for name in &r.elements {
+            alarms.extend(self.alarms.take_element(name));
+        }
+        Ok(Released { alarms })
+    }
+
+    /// A new assignment from the master: poll exactly what it gives this server.
+    pub async fn apply_push(&self, push: Push) -> Result<(), ClusterError> {
+        self.check_term(push.assignment.id.term)?;
+        let _guard = self.apply_lock.lock().await;
+        let (fenced, applied) = {
+            let st = self.lock();
+            (st.fenced, st.applied)
+        };
+        if !fenced && push.assignment.id <= applied {
+            return Ok(());
+        }
+        let mine = push.assignment.owned_by(self.me);
+        let keep: BTreeSet<&str> = mine.iter().map(|e| e.name.as_str()).collect();
+        let before = self.poller.owned();
+        self.poller.set_elements(mine.clone()).await;
+        // Elements taken without a release (we were thought dead): their new owner re-derives
+        // the alarms by polling, so ours are dropped rather than cleared.
+        for e in before.iter().filter(|e| !keep.contains(e.name.as_str())) {
+            self.alarms.take_element(&e.name);
+        }
+        let handed: Vec<Alarm> = push
+            .handover
+            .into_iter()
+            .filter(|a| keep.contains(a.element.as_str()))
+            .collect();
+        self.alarms.adopt(handed);
+        let bytes = serde_json::to_vec(&push.assignment).unwrap_or_default();
+        self.events
+            .meta_put(META_ASSIGNMENT, bytes)
+            .await
+            .map_err(|e| ClusterError::Store(e.to_string()))?;
+        let mut st = self.lock();
+        st.applied = push.assignment.id;
+        st.fenced = false;
+        if push.assignment.id >= st.assignment.id {
+            st.assignment = push.assignment;
+        }
+        self.metrics.set_owned(mine.len());
+        Ok(())
+    }
+
+    /// Cut off from the majority past the lease: stop polling everything until the master
+    /// re-assigns, so the majority can take over without anything polled twice.
+    async fn fence(&self) {
+        let _guard = self.apply_lock.lock().await;
+        let owned = self.poller.owned().len();
+        self.poller.set_elements(Vec::new()).await;
+        {
+            let mut st = self.lock();
+            st.fenced = true;
+            st.applied = AssignmentId::default();
+        }
+        self.metrics.set_owned(0);
+        self.event(
+            "pool.fenced",
+            Severity::Warning,
+            format!("cut off from a majority of the pool; stopped polling {owned} element(s)"),
+        );
+    }
+
+    fn event(&self, kind: &str, severity: Severity, text: String) {
+        tracing::info!("{kind}: {text}");
+        self.events.append(NewEvent::now(None, kind, severity, text));
+    }
+
+    /// Newest assignment from any peer that knows a newer one than ours (a new master must
+    /// not decide from an outdated inventory).
+    async fn catch_up_assignment(&self) {
+        let (mine, candidates) = {
+            let st = self.lock();
+            let now = Instant::now();
+            let mut c: Vec<(AssignmentId, ServerId)> = st
+                .membership
+                .alive(now)
+                .into_iter()
+                .filter(|&id| id != self.me)
+                .filter_map(|id| st.membership.info(id).map(|i| (i.known, id)))
+                .filter(|(k, _)| *k > st.assignment.id)
+                .collect();
+            c.sort();
+            (st.assignment.id, c)
+        };
+        if let Some((_, peer)) = candidates.last() {
+            let got: Result<Assignment, _> = self
+                .transport
+                .get(*peer, "/peer/v1/assignment", self.timings.failure_timeout)
+                .await;
+            match got {
+                Ok(a) if a.id > mine => {
+                    let mut st = self.lock();
+                    if a.id > st.assignment.id {
+                        st.assignment = a;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot fetch the newest assignment: {e}"),
+            }
+        }
+    }
+
+    fn inventory(&self) -> Vec<Element> {
+        let st = self.lock();
+        if st.assignment.id == AssignmentId::default() && st.assignment.elements.is_empty() {
+            self.seed.clone()
+        } else {
+            st.assignment.elements.clone()
+        }
+    }
+
+    fn weights(&self) -> BTreeMap<ServerId, u32> {
+        self.members
+            .iter()
+            .map(|m| (ServerId(m.id), m.weight))
+            .collect()
+    }
+}

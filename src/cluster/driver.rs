@@ -1,0 +1,219 @@
+//! Runs the election state machine: delivers messages and timer expiries, performs its actions,
+//! sends membership heartbeats, enforces the lease and starts the master's duties.
+
+use super::election::{Action, Election, Input, Message, Timer, has_quorum};
+use super::protocol::{ElectionEnvelope, Heartbeat};
+use super::transport::PeerError;
+use super::{Cluster, META_TERM, master};
+use crate::model::{ServerId, Severity};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+pub(super) fn spawn(
+    cluster: Arc<Cluster>,
+    members: Vec<ServerId>,
+    term: u64,
+    inbox: mpsc::UnboundedReceiver<Input>,
+) {
+    let election = Election::new(cluster.me, members, term);
+    tokio::spawn(Driver::new(cluster, election).run(inbox));
+}
+
+struct Driver {
+    cluster: Arc<Cluster>,
+    election: Election,
+    timers: HashMap<Timer, Instant>,
+    master_task: Option<JoinHandle<()>>,
+    alive: Vec<ServerId>,
+}
+
+impl Driver {
+    fn new(cluster: Arc<Cluster>, election: Election) -> Driver {
+        Driver {
+            cluster,
+            election,
+            timers: HashMap::new(),
+            master_task: None,
+            alive: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Input>) {
+        self.handle(Input::Start).await;
+        let mut tick = tokio::time::interval(self.cluster.timings.heartbeat);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let next = self.timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));
+            let sleep = async {
+                match next {
+                    Some((_, at)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(i) => self.handle(i).await,
+                    None => break,
+                },
+                _ = sleep => {
+                    if let Some((timer, _)) = next {
+                        self.timers.remove(&timer);
+                        self.handle(Input::Timeout(timer)).await;
+                    }
+                }
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        if let Some(t) = self.master_task.take() {
+            t.abort();
+        }
+    }
+
+    async fn handle(&mut self, input: Input) {
+        for action in self.election.handle(input) {
+            self.perform(action).await;
+        }
+        let mut st = self.cluster.lock();
+        st.role = self.election.role();
+        st.master = self.election.master();
+        st.term = self.election.term();
+    }
+
+    async fn perform(&mut self, action: Action) {
+        let c = &self.cluster;
+        match action {
+            Action::Send { to, msg } => self.send(to, msg),
+            Action::Broadcast(msg) => {
+                for &to in self.election.members() {
+                    if to != c.me {
+                        self.send(to, msg);
+                    }
+                }
+            }
+            Action::SetTimer(t) => {
+                let d = match t {
+                    Timer::FailureDetect | Timer::CoordinatorWait => c.timings.failure_timeout,
+                    Timer::AnswerWait => c.timings.answer_timeout,
+                    Timer::Heartbeat => c.timings.heartbeat,
+                };
+                self.timers.insert(t, Instant::now() + d);
+            }
+            Action::CancelTimer(t) => {
+                self.timers.remove(&t);
+            }
+            Action::PersistTerm(term) => {
+                let bytes = serde_json::to_vec(&term).unwrap_or_default();
+                // The term must be durable before we act on it; if the disk fails we still act,
+                // loudly, rather than leave the pool without a master.
+                if let Err(e) = c.events.meta_put(META_TERM, bytes).await {
+                    tracing::error!("cannot persist election term {term}: {e}");
+                }
+                c.metrics.set_term(term);
+            }
+            Action::BecameMaster { term } => {
+                c.metrics.became_master(true);
+                c.event(
+                    "election.won",
+                    Severity::Info,
+                    format!("server {} is master for term {term}", c.me),
+                );
+                if let Some(t) = self.master_task.take() {
+                    t.abort();
+                }
+                self.master_task = Some(tokio::spawn(master::run(c.clone(), term)));
+            }
+            Action::Follow { master, term } => {
+                c.metrics.became_master(false);
+                self.stop_master();
+                c.event(
+                    "master.changed",
+                    Severity::Info,
+                    format!("server {master} is master for term {term}"),
+                );
+            }
+            Action::NoMaster => {
+                c.metrics.became_master(false);
+                self.stop_master();
+            }
+        }
+    }
+
+    fn stop_master(&mut self) {
+        if let Some(t) = self.master_task.take() {
+            t.abort();
+        }
+    }
+
+    fn send(&self, to: ServerId, msg: Message) {
+        let c = self.cluster.clone();
+        tokio::spawn(async move {
+            let env = ElectionEnvelope { from: c.me, msg };
+            let r: Result<serde_json::Value, PeerError> = c
+                .transport
+                .post(to, "/peer/v1/election", &env, c.timings.failure_timeout)
+                .await;
+            if let Err(PeerError::Unreachable(..)) = r {
+                let _ = c.inbox.send(Input::PeerDown(to));
+            }
+        });
+    }
+
+    /// Every heartbeat period: tell every peer we live, learn who else does, apply the lease.
+    async fn tick(&mut self) {
+        let c = self.cluster.clone();
+        let hb = c.my_heartbeat();
+        for &to in self.election.members() {
+            if to == c.me {
+                continue;
+            }
+            let c = c.clone();
+            let hb = hb.clone();
+            tokio::spawn(async move {
+                let r: Result<Heartbeat, PeerError> = c
+                    .transport
+                    .post(to, "/peer/v1/heartbeat", &hb, c.timings.heartbeat * 2)
+                    .await;
+                match r {
+                    Ok(reply) if reply.from == to => {
+                        c.lock().membership.heard(&reply, Instant::now());
+                    }
+                    Ok(_) => tracing::warn!("server {to} answered a heartbeat as someone else"),
+                    Err(e) => tracing::trace!("heartbeat to {to}: {e}"),
+                }
+            });
+        }
+        let now = Instant::now();
+        let alive = c.lock().membership.alive(now);
+        for gone in self.alive.iter().filter(|id| !alive.contains(id)) {
+            c.event(
+                "member.down",
+                Severity::Warning,
+                format!("server {gone} stopped answering"),
+            );
+            let _ = c.inbox.send(Input::PeerDown(*gone));
+        }
+        for back in alive.iter().filter(|id| !self.alive.contains(id) && **id != c.me) {
+            c.event("member.up", Severity::Info, format!("server {back} is alive"));
+        }
+        self.alive = alive.clone();
+        c.metrics.set_members_alive(alive.len());
+        let configured = self.election.members().len();
+        let quorum = has_quorum(alive.len(), configured);
+        let fence = {
+            let mut st = c.lock();
+            if quorum {
+                st.last_quorum = now;
+                false
+            } else {
+                !st.fenced && now.saturating_duration_since(st.last_quorum) > c.timings.lease
+            }
+        };
+        if fence {
+            let c = c.clone();
+            tokio::spawn(async move { c.fence().await });
+        }
+    }
+}

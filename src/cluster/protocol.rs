@@ -1,0 +1,79 @@
+//! What pool members say to each other over `/peer/v1` (HTTP/JSON, pool secret required).
+
+use super::election::Message;
+use crate::model::{Alarm, Element, ServerId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Orders assignments: a newer term always wins, then the master's own version counter.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct AssignmentId {
+    pub term: u64,
+    pub version: u64,
+}
+
+/// The master's decision: the whole inventory and the owner of each element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Assignment {
+    pub id: AssignmentId,
+    pub elements: Vec<Element>,
+    pub owners: BTreeMap<String, ServerId>,
+}
+
+impl Assignment {
+    pub fn owned_by(&self, who: ServerId) -> Vec<Element> {
+        self.elements
+            .iter()
+            .filter(|e| self.owners.get(&e.name) == Some(&who))
+            .cloned()
+            .collect()
+    }
+}
+
+/// An election message with its sender.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ElectionEnvelope {
+    pub from: ServerId,
+    pub msg: Message,
+}
+
+/// Sent by every member to every other, every heartbeat period; the reply is the receiver's own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub from: ServerId,
+    /// Highest election term the sender has seen.
+    pub term: u64,
+    pub master: Option<ServerId>,
+    /// The assignment the sender polls by; zero when fenced or before the first one.
+    pub applied: AssignmentId,
+    /// The newest assignment the sender knows of (a new master adopts the pool's newest).
+    pub known: AssignmentId,
+}
+
+/// Master -> member: the new assignment, with the alarms of elements handed over to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Push {
+    pub assignment: Assignment,
+    #[serde(default)]
+    pub handover: Vec<Alarm>,
+}
+
+/// Master -> member: stop polling these elements now and give me their alarms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    pub term: u64,
+    pub elements: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Released {
+    pub alarms: Vec<Alarm>,
+}
+
+/// Test-only fault injection: the peers this server can neither reach nor hear.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Fault {
+    pub blocked: Vec<ServerId>,
+}

@@ -1,0 +1,162 @@
+//! The client side of the peer protocol: authenticated HTTP/JSON with short deadlines.
+//!
+//! Fault injection lives here: a blocked peer is neither sent to nor listened to, which is what
+//! a real partition looks like to both sides.
+
+use crate::config::Secret;
+use crate::model::ServerId;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Header naming the sending member, so the receiver can apply fault injection and log who.
+pub const FROM_HEADER: &str = "x-emspool-from";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("server {0} is not a pool member")]
+    UnknownPeer(ServerId),
+    #[error("server {0} is cut off (fault injection)")]
+    Blocked(ServerId),
+    #[error("server {0} unreachable: {1}")]
+    Unreachable(ServerId, String),
+    #[error("server {0} refused: {1} {2}")]
+    Refused(ServerId, u16, String),
+    #[error("server {0} answered nonsense: {1}")]
+    Decode(ServerId, String),
+}
+
+pub struct Transport {
+    me: ServerId,
+    urls: BTreeMap<ServerId, String>,
+    secret: Secret,
+    http: reqwest::Client,
+    blocked: RwLock<HashSet<ServerId>>,
+}
+
+impl Transport {
+    pub fn new(me: ServerId, urls: BTreeMap<ServerId, String>, secret: Secret) -> Transport {
+        // Reuse connections: heartbeats flow several times a second to every peer.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let urls = urls
+            .into_iter()
+            .map(|(id, u)| (id, u.trim_end_matches('/').to_owned()))
+            .collect();
+        Transport {
+            me,
+            urls,
+            secret,
+            http,
+            blocked: RwLock::new(HashSet::new()),
+        }
+    }
+
+    pub fn me(&self) -> ServerId {
+        self.me
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    pub fn is_blocked(&self, id: ServerId) -> bool {
+        self.blocked
+            .read()
+            .map(|b| b.contains(&id))
+            .unwrap_or(false)
+    }
+
+    pub fn set_blocked(&self, ids: &[ServerId]) {
+        if let Ok(mut b) = self.blocked.write() {
+            *b = ids.iter().copied().collect();
+        }
+    }
+
+    pub fn blocked(&self) -> Vec<ServerId> {
+        let mut v: Vec<ServerId> = self
+            .blocked
+            .read()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        to: ServerId,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R, PeerError> {
+        let req = self.request(reqwest::Method::POST, to, path)?.json(body);
+        self.send(to, req, timeout).await
+    }
+
+    pub async fn get<R: DeserializeOwned>(
+        &self,
+        to: ServerId,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<R, PeerError> {
+        let req = self.request(reqwest::Method::GET, to, path)?;
+        self.send(to, req, timeout).await
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        to: ServerId,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, PeerError> {
+        if self.is_blocked(to) {
+            return Err(PeerError::Blocked(to));
+        }
+        let base = self.urls.get(&to).ok_or(PeerError::UnknownPeer(to))?;
+        Ok(self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(self.secret.expose())
+            .header(FROM_HEADER, self.me.0.to_string()))
+    }
+
+    async fn send<R: DeserializeOwned>(
+        &self,
+        to: ServerId,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<R, PeerError> {
+        let resp = req
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| PeerError::Unreachable(to, describe(&e)))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| PeerError::Unreachable(to, describe(&e)))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+            return Err(PeerError::Refused(to, status.as_u16(), text));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode(to, e.to_string()))
+    }
+}
+
+/// reqwest's errors embed the URL; keep the cause only.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        "request failed".into()
+    }
+}
