@@ -18,7 +18,7 @@ pub mod wait;
 use std::path::{Path, PathBuf};
 
 pub use child::ChildGuard;
-pub use netconf::{NETCONF_PASSWORD, NETCONF_USER, Netconfd};
+pub use netconf::{NETCONF_PASSWORD, NETCONF_USER, NcAuth, Netconfd};
 pub use ports::{free_tcp_port, free_udp_port, free_udp_port_range};
 pub use snmpcli::{SnmpAuth, snmp_get, snmp_get_with, snmp_responds, snmp_tool};
 pub use snmpd::Snmpd;
