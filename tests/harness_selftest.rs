@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    ChildGuard, SnmpAuth, Snmpd, Snmpsim, free_tcp_port, free_udp_port, free_udp_port_range,
-    snmp_get, snmp_responds, wait_until, wait_until_async,
+    ChildGuard, NcAuth, Netconfd, SnmpAuth, Snmpd, Snmpsim, free_tcp_port, free_udp_port,
+    free_udp_port_range, snmp_get, snmp_responds, wait_until, wait_until_async,
 };
 
 fn proc_alive(pid: u32) -> bool {
@@ -257,4 +257,40 @@ fn waits_are_bounded() {
 fn emspool_binary_is_built() {
     let bin = common::emspool_bin();
     assert!(bin.is_file(), "{} missing", bin.display());
+}
+
+#[test]
+fn netconfd_behind_sshd_answers_with_password_and_key() {
+    let mut nc = Netconfd::start();
+    let get = "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\
+        <get><filter type=\"subtree\"><system-state \
+        xmlns=\"urn:ietf:params:xml:ns:yang:ietf-system\"/></filter></get></rpc>";
+    let close = "<rpc message-id=\"2\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\
+        <close-session/></rpc>";
+    for auth in [NcAuth::Password, NcAuth::Key] {
+        let out = nc
+            .exchange(auth, &[get, close], Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{auth:?}: {e}\n{}", nc.log_tail()));
+        assert!(out.contains("urn:ietf:params:netconf:base:1.0"), "{out}");
+        assert!(out.contains("<rpc-reply message-id=\"1\""), "{out}");
+        assert!(out.contains("netconfd"), "{out}");
+        assert!(out.contains("<ok/>"), "close-session: {out}");
+    }
+    // Restart on the same port.
+    let port = nc.port();
+    nc.restart();
+    assert_eq!(nc.port(), port);
+    let out = nc
+        .exchange(NcAuth::Key, &[get], Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("after restart: {e}\n{}", nc.log_tail()));
+    assert!(out.contains("<rpc-reply message-id=\"1\""), "{out}");
+    let pids: Vec<u32> = [
+        nc.netconfd_mut().unwrap().pid(),
+        nc.sshd_mut().unwrap().pid(),
+    ]
+    .into();
+    drop(nc);
+    for pid in pids {
+        assert!(!proc_alive(pid), "pid {pid} survived drop");
+    }
 }

@@ -39,6 +39,7 @@ need pkg-config     command -v pkg-config
 need zlib1g-dev     test -f /usr/include/zlib.h
 need netconfd       test -x /usr/sbin/netconfd -a -x /usr/sbin/netconf-subsystem
 need openssh-server test -x /usr/sbin/sshd
+need openssh-client command -v ssh
 
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"

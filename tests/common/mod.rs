@@ -19,7 +19,7 @@ pub mod wait;
 use std::path::{Path, PathBuf};
 
 pub use child::ChildGuard;
-pub use netconf::{NETCONF_PASSWORD, NETCONF_USER, Netconfd};
+pub use netconf::{NETCONF_PASSWORD, NETCONF_USER, NcAuth, Netconfd};
 pub use ports::{free_tcp_port, free_udp_port, free_udp_port_range};
 pub use snmpcli::{SnmpAuth, snmp_get, snmp_get_with, snmp_responds, snmp_tool};
 pub use snmpd::Snmpd;
@@ -79,16 +79,29 @@ pub fn is_root() -> bool {
 /// Kept after the test when `EMSPOOL_TEST_KEEP` is set.
 pub fn peer_tempdir(prefix: &str) -> tempfile::TempDir {
     let keep = std::env::var_os("EMSPOOL_TEST_KEEP").is_some();
+    // snmpsim runs as `nobody`: every ancestor must be traversable by others.
+    let base = std::env::temp_dir();
+    let base = if world_traversable(&base) {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    };
     let dir = tempfile::Builder::new()
         .prefix(&format!("emspool-{prefix}-"))
         .disable_cleanup(keep)
-        .tempdir()
+        .tempdir_in(&base)
         .expect("create temp dir");
     set_mode(dir.path(), 0o755);
     if keep {
         eprintln!("[common] keeping {}", dir.path().display());
     }
     dir
+}
+
+fn world_traversable(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 /// chmod, panicking on failure.
