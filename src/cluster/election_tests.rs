@@ -801,7 +801,7 @@ mod sim {
                 assert_eq!(e.term(), x.persisted, "{} term not persisted", x.id);
                 if e.is_master() {
                     assert_eq!(e.master_term(), e.term(), "{} master on an old term", x.id);
-                    if let Some(other) = master_terms.insert(e.term(), x.id) {
+                    if let Some(other) = master_terms.insert(e.master_term(), x.id) {
                         panic!("{other} and {} both master in term {:#x}", x.id, e.term());
                     }
                 }
