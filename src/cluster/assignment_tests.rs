@@ -434,10 +434,21 @@ proptest! {
         n in 0usize..80,
         k in 1u32..=7,
         pick in 0u32..8,
+        keys in proptest::collection::vec(any::<u16>(), 8),
     ) {
         let inv = unpinned(n);
-        let before = equal(&(1..=k).collect::<Vec<_>>());
-        let a = run(&inv, &before, &BTreeMap::new());
+        // Balanced, built by hand so that any members may be the ones holding an extra NE.
+        let mut order: Vec<u32> = (1..=k).collect();
+        order.sort_by_key(|&m| keys[m as usize - 1]);
+        let (q, r) = (n / k as usize, n % k as usize);
+        let mut names = (0..n).map(ne);
+        let mut a = Assignment::new();
+        for (j, &m) in order.iter().enumerate() {
+            for name in names.by_ref().take(q + usize::from(j < r)) {
+                a.insert(name, s(m));
+            }
+        }
+        prop_assert_eq!(run(&inv, &equal(&(1..=k).collect::<Vec<_>>()), &a), a.clone());
         let after = equal(&(1..=k + 1).collect::<Vec<_>>());
         let b = run(&inv, &after, &a);
         let moves = diff(&a, &b);
