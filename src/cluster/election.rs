@@ -8,6 +8,20 @@
 //! the next epoch above the highest term seen, so it outranks everything its claimant knows of, and
 //! because the claimant's id is part of the number two servers can never claim the same term, even
 //! when a partition lets both believe they are the highest alive.
+//!
+//! Driving it (`cluster/mod.rs`):
+//! - Build with the term last persisted (0 on first boot), feed [`Input::Start`] once, then every
+//!   authenticated peer message as [`Input::Receive`] and every expired timer as [`Input::Timeout`].
+//! - Perform the actions in order. [`Action::PersistTerm`] must be durable before the next action;
+//!   the messages that follow carry that term.
+//! - One pending instance per [`Timer`]: `SetTimer` replaces it, `CancelTimer` drops it, and a
+//!   replaced or dropped timer must not be delivered. Suggested durations: heartbeat 1 s, failure
+//!   3 s, answer 1 s, coordinator 3 s; the failure timeout must exceed a heartbeat interval plus
+//!   the worst message delay, and the answer timeout a round trip.
+//! - Mastership is what [`Action::BecameMaster`] / [`Action::Follow`] / [`Action::NoMaster`] last
+//!   said (also [`Election::is_master`]). A master moves NEs only while
+//!   [`has_quorum`] holds for the members it currently reaches; an assignment is applied only
+//!   if [`Election::accepts`] its sender and term.
 
 use crate::model::ServerId;
 use serde::{Deserialize, Serialize};
@@ -204,6 +218,13 @@ impl Election {
 
     pub fn is_master(&self) -> bool {
         self.role == Role::Master
+    }
+
+    /// Whether a master's command (an assignment) sent by `from` under `term` is to be obeyed:
+    /// `from` is the master we follow (or us), `term` its claim, and no newer term has been seen.
+    /// A refused command is normal around a change of master; the master re-sends.
+    pub fn accepts(&self, from: ServerId, term: u64) -> bool {
+        self.master == Some(from) && self.master_term == term && self.term == term
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Action> {

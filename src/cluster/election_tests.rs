@@ -206,6 +206,21 @@ fn heartbeats_from_the_master_rearm_the_failure_detector_only() {
 }
 
 #[test]
+fn only_the_current_masters_commands_are_accepted() {
+    let t = next_term(0, s(3));
+    let mut e = follower(1, 3, 3, t);
+    assert!(e.accepts(s(3), t));
+    assert!(!e.accepts(s(2), t));
+    assert!(!e.accepts(s(3), t - 1));
+    // A newer term was heard of: the old claim no longer commands until re-made.
+    e.handle(recv(2, Answer { term: t + 1 }));
+    assert!(!e.accepts(s(3), t));
+    let m = master(3, 3, 0);
+    assert!(m.accepts(s(3), m.term()));
+    assert!(!pool(1, 3, 0).accepts(s(3), 0));
+}
+
+#[test]
 fn a_silent_master_triggers_an_election() {
     let t = next_term(0, s(3));
     let mut e = follower(1, 3, 3, t);
