@@ -333,10 +333,16 @@ fn validate_pool(p: &PoolSection, me: u32) -> Result<(), (String, String)> {
         }
     }
     if !ids.contains(&me) {
-        return err("members", &format!("server.id {me} is not listed as a member"));
+        return err(
+            "members",
+            &format!("server.id {me} is not listed as a member"),
+        );
     }
     if p.heartbeat.is_zero() || p.heartbeat * 2 > p.failure_timeout {
-        return err("heartbeat", "must be above zero and at most half of failure_timeout");
+        return err(
+            "heartbeat",
+            "must be above zero and at most half of failure_timeout",
+        );
     }
     if p.lease >= p.failure_timeout || p.lease < p.heartbeat {
         return err(

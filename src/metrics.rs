@@ -23,6 +23,13 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     pub auth_failures: IntCounterVec,
     start_time: IntGauge,
+    is_master: IntGauge,
+    term: IntGauge,
+    elections: IntCounter,
+    owned: IntGauge,
+    moves: IntCounter,
+    members_alive: IntGauge,
+    pub peer_requests: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -121,10 +128,82 @@ impl Metrics {
                     "Unix time this server started.",
                 )?,
             ),
+            is_master: register(
+                &r,
+                IntGauge::new(
+                    "emspool_is_master",
+                    "1 while this server is the pool's master.",
+                )?,
+            ),
+            term: register(
+                &r,
+                IntGauge::new(
+                    "emspool_election_term",
+                    "Highest election term seen (epoch << 32 | claimant id).",
+                )?,
+            ),
+            elections: register(
+                &r,
+                IntCounter::new("emspool_elections_total", "Elections this server won.")?,
+            ),
+            owned: register(
+                &r,
+                IntGauge::new(
+                    "emspool_elements_owned",
+                    "Elements this server is assigned to poll.",
+                )?,
+            ),
+            moves: register(
+                &r,
+                IntCounter::new(
+                    "emspool_ownership_moves_total",
+                    "Elements this server moved between members while master.",
+                )?,
+            ),
+            members_alive: register(
+                &r,
+                IntGauge::new(
+                    "emspool_pool_members_alive",
+                    "Pool members this server sees alive, itself included.",
+                )?,
+            ),
+            peer_requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "emspool_peer_requests_total",
+                        "Peer protocol requests received, by endpoint.",
+                    ),
+                    &["endpoint"],
+                )?,
+            ),
             registry: r,
         };
         m.start_time.set(crate::model::now_millis() / 1000);
         Ok(m)
+    }
+
+    pub fn set_term(&self, term: u64) {
+        self.term.set(term as i64);
+    }
+
+    pub fn became_master(&self, master: bool) {
+        if master {
+            self.elections.inc();
+        }
+        self.is_master.set(i64::from(master));
+    }
+
+    pub fn set_owned(&self, n: usize) {
+        self.owned.set(n as i64);
+    }
+
+    pub fn add_moves(&self, n: usize) {
+        self.moves.inc_by(n as u64);
+    }
+
+    pub fn set_members_alive(&self, n: usize) {
+        self.members_alive.set(n as i64);
     }
 
     pub fn observe_poll(&self, state: ElementState, took: Duration) {

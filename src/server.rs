@@ -2,6 +2,7 @@
 
 use crate::alarms::AlarmTable;
 use crate::api::{self, AppState};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
@@ -53,11 +54,20 @@ pub async fn serve(
         events.clone(),
         metrics.clone(),
     );
-    poller.set_elements(config.elements.clone()).await;
+    let cluster = Cluster::start(
+        &config,
+        poller.clone(),
+        alarms.clone(),
+        events.clone(),
+        metrics.clone(),
+    )
+    .await
+    .context("cannot start the pool membership")?;
 
     let state = Arc::new(AppState {
         id,
         poller: poller.clone(),
+        cluster,
         alarms,
         events: events.clone(),
         metrics,

@@ -232,3 +232,7 @@ pub async fn events(
         missing: vec![],
     }))
 }
+
+pub async fn pool(State(s): State<Shared>) -> Json<crate::cluster::PoolView> {
+    Json(s.cluster.view())
+}

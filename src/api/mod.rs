@@ -2,8 +2,10 @@
 
 pub mod client;
 pub mod error;
+pub mod peer;
 
 use crate::alarms::AlarmTable;
+use crate::cluster::Cluster;
 use crate::config::Secret;
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct AppState {
     pub id: ServerId,
     pub poller: Arc<Poller>,
+    pub cluster: Arc<Cluster>,
     pub alarms: Arc<AlarmTable>,
     pub events: EventLog,
     pub metrics: Metrics,
@@ -40,10 +43,12 @@ pub fn router(state: Shared) -> Router {
         .route("/alarms", get(client::alarms))
         .route("/alarms/{id}/ack", post(client::ack))
         .route("/events", get(client::events))
+        .route("/pool", get(client::pool))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/peer/v1", peer::router(state.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -46,7 +46,11 @@ impl Driver {
         let mut tick = tokio::time::interval(self.cluster.timings.heartbeat);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let next = self.timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));
+            let next = self
+                .timers
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, at)| (*t, *at));
             let sleep = async {
                 match next {
                     Some((_, at)) => tokio::time::sleep_until(at).await,
@@ -83,12 +87,12 @@ impl Driver {
     }
 
     async fn perform(&mut self, action: Action) {
-        let c = &self.cluster;
+        let c = self.cluster.clone();
         match action {
             Action::Send { to, msg } => self.send(to, msg),
             Action::Broadcast(msg) => {
                 for &to in self.election.members() {
-                    if to != c.me {
+                    if to != self.cluster.me {
                         self.send(to, msg);
                     }
                 }
@@ -181,6 +185,10 @@ impl Driver {
                         c.lock().membership.heard(&reply, Instant::now());
                     }
                     Ok(_) => tracing::warn!("server {to} answered a heartbeat as someone else"),
+                    // Nothing listens there: the process is gone, no need to wait for the timeout.
+                    Err(PeerError::Unreachable(_, why)) if why == "cannot connect" => {
+                        c.lock().membership.forget(to);
+                    }
                     Err(e) => tracing::trace!("heartbeat to {to}: {e}"),
                 }
             });
@@ -195,8 +203,15 @@ impl Driver {
             );
             let _ = c.inbox.send(Input::PeerDown(*gone));
         }
-        for back in alive.iter().filter(|id| !self.alive.contains(id) && **id != c.me) {
-            c.event("member.up", Severity::Info, format!("server {back} is alive"));
+        for back in alive
+            .iter()
+            .filter(|id| !self.alive.contains(id) && **id != c.me)
+        {
+            c.event(
+                "member.up",
+                Severity::Info,
+                format!("server {back} is alive"),
+            );
         }
         self.alive = alive.clone();
         c.metrics.set_members_alive(alive.len());

@@ -5,10 +5,10 @@
 //! alarms) and only then does the winner get the assignment. If a release fails the round is
 //! abandoned and retried, so an element is never polled by both.
 
+use super::Cluster;
 use super::assignment::{HoldDown, Member, assign_elements, diff};
 use super::election::has_quorum;
 use super::protocol::{Assignment, AssignmentId, Push, Release, Released};
-use super::Cluster;
 use crate::model::{Alarm, NewEvent, ServerId, Severity};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,7 +65,12 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
             c.release(release).await.map_err(|e| e.to_string())
         } else {
             c.transport
-                .post(loser, "/peer/v1/release", &release, c.timings.failure_timeout)
+                .post(
+                    loser,
+                    "/peer/v1/release",
+                    &release,
+                    c.timings.failure_timeout,
+                )
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -94,7 +99,9 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
         owners: next,
     };
     for m in &moves {
-        let from = m.from.map_or("nobody".to_owned(), |f| format!("server {f}"));
+        let from = m
+            .from
+            .map_or("nobody".to_owned(), |f| format!("server {f}"));
         c.events.append(NewEvent::now(
             Some(&m.element),
             "ownership.moved",
@@ -122,7 +129,9 @@ async fn repush_stale(c: &Arc<Cluster>, current: &Assignment, alive: &[ServerId]
                 if id == c.me {
                     st.applied != current.id
                 } else {
-                    st.membership.info(id).is_some_and(|i| i.applied != current.id)
+                    st.membership
+                        .info(id)
+                        .is_some_and(|i| i.applied != current.id)
                 }
             })
             .collect()

@@ -53,6 +53,11 @@ impl Membership {
         );
     }
 
+    /// The peer is certainly gone (nothing listens on its port): dead now, not after the timeout.
+    pub fn forget(&mut self, id: ServerId) {
+        self.peers.remove(&id);
+    }
+
     pub fn is_alive(&self, id: ServerId, now: Instant) -> bool {
         id == self.me
             || self
@@ -94,10 +99,17 @@ mod tests {
         let ids = vec![ServerId(1), ServerId(2), ServerId(3)];
         let mut m = Membership::new(ServerId(1), ids, Duration::from_secs(1));
         let t0 = Instant::now();
-        assert_eq!(m.alive(t0), vec![ServerId(1)], "only me before any heartbeat");
+        assert_eq!(
+            m.alive(t0),
+            vec![ServerId(1)],
+            "only me before any heartbeat"
+        );
         m.heard(&hb(2), t0);
         m.heard(&hb(9), t0);
-        assert_eq!(m.alive(t0 + Duration::from_millis(999)), vec![ServerId(1), ServerId(2)]);
+        assert_eq!(
+            m.alive(t0 + Duration::from_millis(999)),
+            vec![ServerId(1), ServerId(2)]
+        );
         assert_eq!(m.alive(t0 + Duration::from_secs(1)), vec![ServerId(1)]);
         assert!(m.info(ServerId(9)).is_none());
     }

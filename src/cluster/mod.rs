@@ -368,7 +368,8 @@ impl Cluster {
 
     fn event(&self, kind: &str, severity: Severity, text: String) {
         tracing::info!("{kind}: {text}");
-        self.events.append(NewEvent::now(None, kind, severity, text));
+        self.events
+            .append(NewEvent::now(None, kind, severity, text));
     }
 
     /// Newest assignment from any peer that knows a newer one than ours (a new master must

@@ -98,6 +98,12 @@ impl Poller {
         v
     }
 
+    /// The elements this server polls now.
+    pub fn owned(&self) -> Vec<Element> {
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        status.values().map(|(e, _)| e.clone()).collect()
+    }
+
     pub fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.get(name).cloned()
