@@ -262,7 +262,12 @@ impl EventLog {
     /// Queues an event; never waits for I/O. A failed write is counted and logged, never silent.
     pub fn append(&self, ev: NewEvent) {
         if let Err(mpsc::SendError(msg)) = self.inner.tx.send(Msg::Append { ev, ack: None }) {
-            let total = self.inner.counters.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            let total = self
+                .inner
+                .counters
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
             if let Msg::Append { ev, .. } = msg {
                 tracing::error!(
                     server = %self.inner.server, kind = %ev.kind, write_errors_total = total,
@@ -275,10 +280,7 @@ impl EventLog {
     /// Returns once the transaction holding the event has committed.
     pub async fn append_durable(&self, ev: NewEvent) -> Result<Event, EventLogError> {
         let (ack, rx) = oneshot::channel();
-        self.send(Msg::Append {
-            ev,
-            ack: Some(ack),
-        })?;
+        self.send(Msg::Append { ev, ack: Some(ack) })?;
         rx.await.map_err(|_| EventLogError::Closed)?
     }
 
@@ -367,7 +369,10 @@ impl EventLog {
                 let hi = upper.map_or(Bound::Included((el, i64::MAX, u64::MAX)), |(t, i)| {
                     Bound::Excluded((el, t, i))
                 });
-                for entry in index.range::<(&str, i64, u64)>((Bound::Included(lo), hi))?.rev() {
+                for entry in index
+                    .range::<(&str, i64, u64)>((Bound::Included(lo), hi))?
+                    .rev()
+                {
                     let (k, _) = entry?;
                     let (_, ts, id) = k.value();
                     // A missing record is an index entry orphaned by a prune of a corrupt record.
@@ -498,7 +503,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut next_prune = Instant::now();
+        // The first prune runs before any message is served, so that an open after a long
+        // downtime does not show events that are already past retention.
+        let mut next_prune = self.prune_step();
         let mut close_acks = Vec::new();
         loop {
             let first = if self.retention.is_zero() {
@@ -509,15 +516,7 @@ impl Writer {
             let first = match first {
                 Ok(msg) => msg,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    next_prune = match prune_chunk(&self.db, self.retention, now_millis()) {
-                        // Go straight on, but after serving whatever queued meanwhile.
-                        Ok((_, true)) => Instant::now(),
-                        Ok((_, false)) => Instant::now() + PRUNE_INTERVAL,
-                        Err(e) => {
-                            tracing::error!(error = %e, "event log prune failed");
-                            Instant::now() + PRUNE_INTERVAL
-                        }
-                    };
+                    next_prune = self.prune_step();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -542,7 +541,9 @@ impl Writer {
             }
         }
         if late > 0 {
-            self.counters.write_errors.fetch_add(late, Ordering::Relaxed);
+            self.counters
+                .write_errors
+                .fetch_add(late, Ordering::Relaxed);
             tracing::error!(server = %self.server, dropped = late, "events appended after close were dropped");
         }
         drop(rx);
@@ -550,6 +551,19 @@ impl Writer {
         drop(self);
         for ack in close_acks {
             let _ = ack.send(());
+        }
+    }
+
+    /// One chunk of pruning; returns when the next chunk is due.
+    fn prune_step(&self) -> Instant {
+        match prune_chunk(&self.db, self.retention, now_millis()) {
+            // More is left: go on right after serving whatever queued meanwhile.
+            Ok((_, true)) => Instant::now(),
+            Ok((_, false)) => Instant::now() + PRUNE_INTERVAL,
+            Err(e) => {
+                tracing::error!(error = %e, "event log prune failed");
+                Instant::now() + PRUNE_INTERVAL
+            }
         }
     }
 
@@ -760,4 +774,413 @@ fn severity_from_code(c: u8) -> Option<Severity> {
         7 => Severity::Info,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const S: ServerId = ServerId(2);
+
+    fn ev(ts: i64, element: Option<&str>, kind: &str) -> NewEvent {
+        NewEvent {
+            ts,
+            element: element.map(str::to_owned),
+            kind: kind.to_owned(),
+            severity: Severity::Info,
+            text: format!("{kind} at {ts}"),
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir, retention: Duration) -> EventLog {
+        EventLog::open(&dir.path().join("events.redb"), S, retention).expect("open")
+    }
+
+    fn q() -> EventQuery {
+        EventQuery {
+            limit: MAX_LIMIT,
+            ..EventQuery::default()
+        }
+    }
+
+    fn ids(page: &EventPage) -> Vec<u64> {
+        page.events.iter().map(|e| e.id).collect()
+    }
+
+    #[tokio::test]
+    async fn ids_are_monotonic_across_reopen_and_events_survive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        let mut written = Vec::new();
+        for ts in [30, 10, 20] {
+            written.push(
+                log.append_durable(ev(ts, Some("r1"), "a"))
+                    .await
+                    .expect("append"),
+            );
+        }
+        assert_eq!(written.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3]);
+        log.close().await;
+        drop(log);
+
+        let log = open(&dir, Duration::ZERO);
+        let page = log.query(&q()).expect("query");
+        written.sort_by_key(|e| std::cmp::Reverse(EventCursor::from(e)));
+        assert_eq!(page.events, written);
+        assert_eq!(
+            log.append_durable(ev(5, None, "a"))
+                .await
+                .expect("append")
+                .id,
+            4
+        );
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn ids_are_not_reused_after_pruning_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::from_millis(10));
+        log.append_durable(ev(1, None, "a")).await.expect("append");
+        log.append_durable(ev(2, None, "a")).await.expect("append");
+        assert_eq!(log.prune(1_000).expect("prune"), 2);
+        log.close().await;
+        drop(log);
+        let log = open(&dir, Duration::from_millis(10));
+        assert_eq!(
+            log.append_durable(ev(2_000, None, "a"))
+                .await
+                .expect("append")
+                .id,
+            3
+        );
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn query_filters_by_element_kind_and_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        log.append(ev(10, Some("r1"), "alarm.raised"));
+        log.append(ev(20, Some("r2"), "alarm.raised"));
+        log.append(ev(30, Some("r1"), "alarm.cleared"));
+        log.append(ev(40, Some("r1"), "element.state"));
+        log.append(ev(50, None, "server.start"));
+        log.append(ev(60, Some("r10"), "alarm.raised"));
+        log.flush().await.expect("flush");
+
+        let ts = |query: EventQuery| -> Vec<i64> {
+            let page = log.query(&query).expect("query");
+            page.events.iter().map(|e| e.ts).collect()
+        };
+        let el = |e: &str| Some(e.to_owned());
+        assert_eq!(
+            ts(EventQuery {
+                element: el("r1"),
+                ..q()
+            }),
+            [40, 30, 10]
+        );
+        assert_eq!(
+            ts(EventQuery {
+                element: el("nope"),
+                ..q()
+            }),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            ts(EventQuery {
+                kind: el("alarm.*"),
+                ..q()
+            }),
+            [60, 30, 20, 10]
+        );
+        assert_eq!(
+            ts(EventQuery {
+                kind: el("alarm."),
+                ..q()
+            }),
+            [60, 30, 20, 10]
+        );
+        assert_eq!(
+            ts(EventQuery {
+                kind: el("alarm"),
+                ..q()
+            }),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            ts(EventQuery {
+                kind: el("alarm.raised"),
+                ..q()
+            }),
+            [60, 20, 10]
+        );
+        assert_eq!(
+            ts(EventQuery {
+                since: Some(20),
+                until: Some(50),
+                ..q()
+            }),
+            [40, 30, 20]
+        );
+        assert_eq!(
+            ts(EventQuery {
+                since: Some(50),
+                until: Some(50),
+                ..q()
+            }),
+            Vec::<i64>::new()
+        );
+        let r1_window = EventQuery {
+            element: el("r1"),
+            kind: el("alarm.*"),
+            since: Some(10),
+            until: Some(30),
+            ..q()
+        };
+        assert_eq!(ts(r1_window), [10]);
+        assert_eq!(ts(EventQuery { limit: 2, ..q() }), [60, 50]);
+        // `limit: 0` is the default query, not an empty one.
+        assert_eq!(ts(EventQuery::default()).len(), 6);
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn paging_returns_every_event_exactly_once_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        // Many events share a timestamp, so that the cursor must break ties by id.
+        for i in 0..1000i64 {
+            let element = if i % 3 == 0 { "r1" } else { "r2" };
+            log.append(ev(i / 7, Some(element), "k"));
+        }
+        log.flush().await.expect("flush");
+
+        for element in [None, Some("r1".to_owned())] {
+            let mut seen = Vec::new();
+            let mut query = EventQuery {
+                element: element.clone(),
+                limit: 33,
+                ..EventQuery::default()
+            };
+            loop {
+                let page = log.query(&query).expect("query");
+                assert!(page.events.len() <= 33);
+                seen.extend(page.events.iter().map(EventCursor::from));
+                match page.next {
+                    Some(next) => query.before = Some(next.to_string().parse().expect("cursor")),
+                    None => break,
+                }
+            }
+            let expected = if element.is_some() { 334 } else { 1000 };
+            assert_eq!(seen.len(), expected);
+            assert_eq!(seen.iter().collect::<HashSet<_>>().len(), expected);
+            assert!(
+                seen.windows(2).all(|w| w[0] > w[1]),
+                "not strictly newest first"
+            );
+        }
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn cursor_from_another_server_orders_by_ts_server_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        for ts in [4, 5, 5, 6] {
+            log.append(ev(ts, None, "k"));
+        }
+        log.flush().await.expect("flush");
+        let before = |ts, server, id| {
+            let query = EventQuery {
+                before: Some(EventCursor {
+                    ts,
+                    server: ServerId(server),
+                    id,
+                }),
+                ..q()
+            };
+            ids(&log.query(&query).expect("query"))
+        };
+        // Our events at ts 5 (ids 2, 3) sort after any server-1 event at ts 5...
+        assert_eq!(before(5, 1, 99), [1]);
+        // ...and before any server-3 event at ts 5.
+        assert_eq!(before(5, 3, 0), [3, 2, 1]);
+        assert_eq!(before(5, 2, 3), [2, 1]);
+        assert_eq!(before(i64::MAX, 9, 0), [4, 3, 2, 1]);
+        log.close().await;
+    }
+
+    #[test]
+    fn cursor_text_round_trips_and_rejects_garbage() {
+        let c = EventCursor {
+            ts: -5,
+            server: ServerId(3),
+            id: 42,
+        };
+        assert_eq!(c.to_string(), "-5.3.42");
+        assert_eq!("-5.3.42".parse::<EventCursor>().expect("parse"), c);
+        for bad in ["", "1.2", "1.2.3.4", "a.2.3", "1.-2.3", "1.2.x", "1..3"] {
+            assert!(
+                matches!(bad.parse::<EventCursor>(), Err(EventLogError::BadCursor(_))),
+                "{bad}"
+            );
+        }
+        let json = serde_json::to_string(&EventQuery {
+            before: Some(c),
+            ..EventQuery::default()
+        })
+        .expect("json");
+        assert!(json.contains("\"-5.3.42\""));
+        let back: EventQuery = serde_json::from_str(&json).expect("json");
+        assert_eq!(back.before, Some(c));
+        assert!(serde_json::from_str::<EventQuery>(r#"{"before":"zz"}"#).is_err());
+    }
+
+    #[test]
+    fn records_round_trip_and_corruption_is_an_error() {
+        let event = Event {
+            id: 7,
+            ts: 9,
+            server: S,
+            element: Some("r".repeat(300)),
+            kind: "alarm.raised".into(),
+            severity: Severity::Critical,
+            text: "héllo".into(),
+        };
+        let mut buf = Vec::new();
+        encode(&event, &mut buf);
+        assert_eq!(decode(&buf, 9, 7, S).expect("decode"), event);
+        for cut in 0..buf.len() {
+            assert!(decode(&buf[..cut], 9, 7, S).is_err());
+        }
+        assert!(
+            decode(
+                &[
+                    1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+                ],
+                0,
+                0,
+                S
+            )
+            .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_old_events_from_both_tables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::from_millis(100));
+        for ts in 0..10 {
+            log.append(ev(ts * 100, Some("r1"), "k"));
+        }
+        log.flush().await.expect("flush");
+        // Cutoff 1000 - 100 = 900: ts 0..=800 go, 900 stays.
+        assert_eq!(log.prune(1_000).expect("prune"), 9);
+        let page = log
+            .query(&EventQuery {
+                element: Some("r1".into()),
+                ..q()
+            })
+            .expect("query");
+        assert_eq!(page.events.iter().map(|e| e.ts).collect::<Vec<_>>(), [900]);
+        let txn = log.inner.db.begin_read().expect("txn");
+        let index = txn.open_table(BY_ELEMENT).expect("table");
+        assert_eq!(redb::ReadableTableMetadata::len(&index).expect("len"), 1);
+        drop(txn);
+
+        let forever = tempfile::tempdir().expect("tempdir");
+        let keep = open(&forever, Duration::ZERO);
+        keep.append_durable(ev(0, None, "k")).await.expect("append");
+        assert_eq!(keep.prune(i64::MAX).expect("prune"), 0);
+        keep.close().await;
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn writer_prunes_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        log.append_durable(ev(1, Some("r1"), "k"))
+            .await
+            .expect("append");
+        log.close().await;
+        drop(log);
+        let log = open(&dir, Duration::from_secs(60));
+        // The prune at open runs before the writer serves this flush or the next append.
+        log.append_durable(ev(now_millis(), None, "k"))
+            .await
+            .expect("append");
+        assert_eq!(ids(&log.query(&q()).expect("query")), [2]);
+        log.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_all_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for i in 0..1250 {
+                        let element = format!("ne{t}");
+                        if i % 100 == 0 {
+                            log.append_durable(ev(i, Some(&element), "k"))
+                                .await
+                                .expect("append");
+                        } else {
+                            log.append(ev(i, Some(&element), "k"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        log.flush().await.expect("flush");
+        assert_eq!(log.written_total(), 10_000);
+        assert_eq!(log.write_errors_total(), 0);
+        let page = log.query(&q()).expect("query");
+        assert_eq!(page.events.len(), 10_000);
+        assert!(page.next.is_none());
+        let all: HashSet<u64> = page.events.iter().map(|e| e.id).collect();
+        assert_eq!(all, (1..=10_000).collect());
+        let one = EventQuery {
+            element: Some("ne3".into()),
+            ..q()
+        };
+        assert_eq!(log.query(&one).expect("query").events.len(), 1250);
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn meta_is_durable_and_close_stops_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(&dir, Duration::ZERO);
+        assert_eq!(log.meta_get("term").expect("get"), None);
+        log.meta_put("term", b"7".to_vec()).await.expect("put");
+        log.close().await;
+        assert!(matches!(
+            log.append_durable(ev(1, None, "k")).await,
+            Err(EventLogError::Closed)
+        ));
+        assert!(matches!(log.flush().await, Err(EventLogError::Closed)));
+        log.append(ev(1, None, "k"));
+        assert_eq!(log.write_errors_total(), 1);
+        log.close().await;
+        drop(log);
+        let log = open(&dir, Duration::ZERO);
+        assert_eq!(log.meta_get("term").expect("get"), Some(b"7".to_vec()));
+        log.close().await;
+    }
+
+    #[test]
+    fn log_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<EventLog>();
+    }
 }
