@@ -143,7 +143,7 @@ impl<'de> Deserialize<'de> for EventCursor {
 #[serde(default)]
 pub struct EventQuery {
     pub element: Option<String>,
-    /// Exact kind, or a prefix when it ends with `.` or `*` (`alarm.*`).
+    /// Exact kind, or a prefix when it ends with `.` or `*` (`alarm.*`); empty matches all.
     pub kind: Option<String>,
     /// Inclusive.
     pub since: Option<UnixMillis>,
@@ -212,6 +212,7 @@ impl fmt::Debug for EventLog {
 
 impl EventLog {
     /// Opens or creates the database and starts the writer. `retention` zero keeps events forever.
+    /// Blocking (one commit); from async code call it in `spawn_blocking`.
     pub fn open(
         path: &Path,
         server: ServerId,
