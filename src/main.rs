@@ -31,6 +31,11 @@ enum Command {
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
+    /// Show the pool: members, liveness, master, term, elements per member.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List elements with owner and live state.
     Elements {
         name: Option<String>,
@@ -162,6 +167,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 c.elements.len(),
                 c.credentials.len()
             );
+            Ok(())
+        }
+        Command::Status { conn } => {
+            let v: emspool::cluster::PoolView = conn.client()?.get("/api/v1/pool").await?;
+            if conn.output == Output::Json {
+                return print_json(&v);
+            }
+            print!("{}", render::pool(&v));
             Ok(())
         }
         Command::Elements { name, conn } => {

@@ -121,6 +121,35 @@ pub fn events(v: &[Event]) -> String {
     )
 }
 
+pub fn pool(v: &crate::cluster::PoolView) -> String {
+    let master = v.master.map_or("none".to_owned(), |m| m.to_string());
+    let mut out = format!(
+        "answered by server {}: master {master}, term {}.{}, assignment {}/{}{}{}\n",
+        v.server,
+        crate::cluster::election::term_epoch(v.term),
+        crate::cluster::election::term_owner(v.term),
+        crate::cluster::election::term_epoch(v.assignment.term),
+        v.assignment.version,
+        if v.quorum { "" } else { ", NO QUORUM" },
+        if v.fenced { ", FENCED" } else { "" },
+    );
+    let rows: Vec<Vec<String>> = v
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                if m.alive { "alive" } else { "dead" }.to_owned(),
+                if m.master { "master" } else { "" }.to_owned(),
+                m.elements.to_string(),
+                m.url.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["ID", "STATE", "ROLE", "ELEMENTS", "URL"], &rows));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
