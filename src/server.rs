@@ -48,6 +48,7 @@ pub async fn serve(
         .context("cannot write to the event log")?;
 
     let (poller, scheduler) = Poller::start(
+        id,
         config.poll.clone(),
         config.credentials.clone(),
         alarms.clone(),

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Live state of the owned elements, shared with the API.
 pub struct Poller {
+    request_tag: u8,
     settings: PollSection,
     rules: Rules,
     credentials: RwLock<Arc<BTreeMap<String, Credential>>>,
@@ -34,6 +35,7 @@ pub struct Poller {
 impl Poller {
     /// Starts the scheduler task; it stops when the returned `Poller` is dropped or `stop`ped.
     pub fn start(
+        server: crate::model::ServerId,
         settings: PollSection,
         credentials: BTreeMap<String, Credential>,
         alarms: Arc<AlarmTable>,
@@ -42,6 +44,7 @@ impl Poller {
     ) -> (Arc<Poller>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let poller = Arc::new(Poller {
+            request_tag: (server.0 & 0x3f) as u8,
             rules: Rules::default(),
             credentials: RwLock::new(Arc::new(credentials)),
             status: RwLock::new(HashMap::new()),
@@ -130,6 +133,7 @@ impl Poller {
         };
         let target = snmp::Target {
             addr,
+            request_tag: self.request_tag,
             credential,
             timeout: self.settings.timeout,
             retries: self.settings.retries,

@@ -98,6 +98,9 @@ impl SnmpError {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// Bits 24..30 of every request id: the polling server's id, so that an agent (or a packet
+    /// capture) can tell which pool member asked. Ids above 63 are folded.
+    pub request_tag: u8,
     pub credential: Credential,
     pub timeout: Duration,
     pub retries: u32,
@@ -130,9 +133,9 @@ pub struct Client {
 impl Client {
     pub fn new(target: Target) -> Client {
         Client {
+            next_req_id: tagged(target.request_tag, rand::random::<u32>()),
             target,
             session: None,
-            next_req_id: rand::random::<i32>() & 0x3fff_ffff,
         }
     }
 
@@ -202,7 +205,10 @@ impl Client {
                 Err(e @ (SnmpError::Auth(_) | SnmpError::ErrorStatus { .. })) => return Err(e),
                 Err(e) => {
                     self.session = None;
-                    self.next_req_id = self.next_req_id.wrapping_add(1000) & 0x3fff_ffff;
+                    self.next_req_id = tagged(
+                        self.target.request_tag,
+                        (self.next_req_id as u32).wrapping_add(1000),
+                    );
                     last = e;
                 }
             }
@@ -261,6 +267,11 @@ impl Client {
         }
         Ok(rows)
     }
+}
+
+/// A positive request id whose bits 24..30 carry the tag; the low 24 bits count.
+pub fn tagged(tag: u8, counter: u32) -> i32 {
+    (((u32::from(tag) & 0x3f) << 24) | (counter & 0x00ff_ffff)) as i32
 }
 
 async fn open_session(t: &Target, req_id: i32) -> Result<AsyncSession, SnmpError> {
