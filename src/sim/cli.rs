@@ -1,0 +1,117 @@
+//! `emspool simulate`: command-line arguments and the run loop.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{Dataset, FlapSchedule, OutageSchedule, SimConfig, start};
+
+/// Arguments of `emspool simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// .snmprec file every agent serves [default: embedded 24-port router]
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Number of simulated agents
+    #[arg(long, default_value_t = 1)]
+    pub agents: usize,
+    /// Agent i listens on BASE_PORT + i (single-port mode: all on BASE_PORT)
+    #[arg(long, default_value_t = 16100)]
+    pub base_port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: IpAddr,
+    /// All agents on one port; the community selects the device (its sysName, e.g. sim00042)
+    #[arg(long)]
+    pub single_port: bool,
+    /// Community accepted in multi-port mode
+    #[arg(long, default_value = "public")]
+    pub community: String,
+    /// sysName prefix: agent i is PREFIX followed by i in 5 digits
+    #[arg(long, default_value = "sim")]
+    pub name_prefix: String,
+    /// Flap period: every --flap-agents'th agent takes ifIndex --flap-if down once per period
+    #[arg(long, value_parser = humantime::parse_duration, requires = "flap_for")]
+    pub flap_every: Option<Duration>,
+    /// How long the flapping link stays down (the end of each period)
+    #[arg(long, value_parser = humantime::parse_duration, requires = "flap_every")]
+    pub flap_for: Option<Duration>,
+    #[arg(long, default_value_t = 10)]
+    pub flap_agents: usize,
+    #[arg(long, default_value_t = 1)]
+    pub flap_if: u32,
+    /// Outage period: every --outage-agents'th agent stops answering once per period, then reboots
+    #[arg(long, value_parser = humantime::parse_duration, requires = "outage_for")]
+    pub outage_every: Option<Duration>,
+    /// How long the outage lasts (the end of each period)
+    #[arg(long, value_parser = humantime::parse_duration, requires = "outage_every")]
+    pub outage_for: Option<Duration>,
+    #[arg(long, default_value_t = 10)]
+    pub outage_agents: usize,
+    /// Largest reply datagram in bytes
+    #[arg(long, default_value_t = super::DEFAULT_MAX_MSG_SIZE)]
+    pub max_msg_size: usize,
+}
+
+impl SimArgs {
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let data = match &self.data {
+            Some(path) => Dataset::load(path)?,
+            None => Dataset::router24().context("embedded router24 template")?,
+        };
+        let mut cfg = SimConfig::new(Arc::new(data));
+        cfg.agents = self.agents;
+        cfg.base_port = self.base_port;
+        cfg.listen = self.listen;
+        cfg.single_port = self.single_port;
+        cfg.community = self.community.clone();
+        cfg.name_prefix = self.name_prefix.clone();
+        cfg.max_msg_size = self.max_msg_size;
+        if let (Some(period), Some(down_for)) = (self.flap_every, self.flap_for) {
+            cfg.flap = Some(FlapSchedule {
+                every: self.flap_agents,
+                if_index: self.flap_if,
+                period,
+                down_for,
+            });
+        }
+        if let (Some(period), Some(down_for)) = (self.outage_every, self.outage_for) {
+            cfg.outage = Some(OutageSchedule {
+                every: self.outage_agents,
+                period,
+                down_for,
+            });
+        }
+        Ok(cfg)
+    }
+}
+
+/// Runs the simulator until `shutdown` completes; prints one line saying where it listens.
+pub async fn run(args: SimArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let cfg = args.to_config()?;
+    let handle = start(cfg).await?;
+    let first = handle.addr(0).context("no agent")?;
+    let n = handle.agents();
+    if args.single_port {
+        println!(
+            "simulating {n} SNMP agents on udp {first}, community {}..{}",
+            handle.community(0),
+            handle.community(n - 1)
+        );
+    } else {
+        let last = handle.addr(n - 1).context("no agent")?;
+        println!(
+            "simulating {n} SNMP agents on udp {first} .. port {}, community {}",
+            last.port(),
+            handle.community(0)
+        );
+    }
+    shutdown.await;
+    let stats = handle.stats();
+    handle.shutdown().await;
+    tracing::info!(?stats, "simulator stopped");
+    Ok(())
+}
