@@ -18,6 +18,8 @@ use tokio::time::Instant;
 /// Runs one poll; the scheduler only decides when.
 pub type PollFn = Arc<dyn Fn(Element) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+const FIRST_POLL_SPREAD_MS: u64 = 500;
+
 pub enum Command {
     /// Replace the set of elements this server polls.
     Set(Vec<Element>, oneshot::Sender<()>),
@@ -60,18 +62,15 @@ impl Scheduler {
         e.interval.unwrap_or(self.default_interval)
     }
 
-    /// First polls are spread over a quarter of the interval so that a start with thousands of
-    /// elements does not fire them all in the same millisecond.
+    /// First polls are spread over a short window so that thousands of elements arriving at
+    /// once do not all start in the same millisecond; short, because an element handed over
+    /// or orphaned must be polled again at once (the semaphore bounds the burst anyway).
     fn first_due(&self, e: &Element, now: Instant) -> Instant {
-        let spread = self.interval(e).as_millis() as u64 / 4;
+        let spread = (self.interval(e).as_millis() as u64 / 4).min(FIRST_POLL_SPREAD_MS);
         let h = e.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        now + Duration::from_millis(if spread == 0 {
-            0
-        } else {
-            h % spread.min(5_000)
-        })
+        now + Duration::from_millis(if spread == 0 { 0 } else { h % spread })
     }
 
     fn set(&mut self, elements: Vec<Element>) {

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use super::codec::decode_request;
 use super::device::{self, Device, Marks, device_index, device_name};
+use super::requesters::{Requester, Requesters};
 use super::respond::{Limits, answer};
 use super::{SimConfig, SimError};
 
@@ -55,6 +56,7 @@ struct Shared {
     limits: Limits,
     start: Instant,
     counters: Counters,
+    requesters: Option<Requesters>,
 }
 
 /// A running simulator. Dropping it stops the agents too; [`SimHandle::shutdown`] also waits
@@ -111,6 +113,15 @@ impl SimHandle {
         self.shared.start.elapsed()
     }
 
+    /// Which servers polled agent `index` and when (empty unless `track_requesters`).
+    pub fn requesters(&self, index: usize) -> Vec<Requester> {
+        self.shared
+            .requesters
+            .as_ref()
+            .map(|r| r.of(index))
+            .unwrap_or_default()
+    }
+
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
     }
@@ -151,6 +162,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         },
         start: Instant::now(),
         counters: Counters::default(),
+        requesters: cfg.track_requesters.then(|| Requesters::new(cfg.agents)),
         cfg,
     });
     let mut tasks = JoinSet::new();
@@ -277,6 +289,9 @@ fn handle(shared: &Shared, agent: Option<usize>, datagram: &[u8]) -> Option<Vec<
         return None;
     };
     let elapsed = shared.start.elapsed();
+    if let Some(r) = &shared.requesters {
+        r.record(index, req.request_id, elapsed);
+    }
     if cfg.outage.is_some_and(|o| o.is_down(index, elapsed)) {
         bump(&c.dropped_outage);
         return None;

@@ -9,6 +9,7 @@ pub mod agent;
 mod cli;
 pub mod codec;
 pub mod device;
+pub mod requesters;
 pub mod respond;
 pub mod snmprec;
 
@@ -42,6 +43,8 @@ pub struct SimConfig {
     pub name_prefix: String,
     /// Largest reply datagram: GetBulk replies are trimmed to fit, Get/GetNext answer tooBig.
     pub max_msg_size: usize,
+    /// Record which server (request-id tag) polled each agent; see [`requesters`].
+    pub track_requesters: bool,
 }
 
 impl SimConfig {
@@ -58,6 +61,7 @@ impl SimConfig {
             outage: None,
             name_prefix: "sim".to_string(),
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
+            track_requesters: false,
         }
     }
 }

@@ -20,27 +20,43 @@ pub struct Emspool {
 impl Emspool {
     /// `body` is the config after the `[server]` table (credentials, elements, poll...).
     pub fn start(id: u32, body: &str) -> Emspool {
+        let mut e = Emspool::configure(id, free_tcp_port(), body);
+        e.spawn();
+        e
+    }
+
+    /// Writes the config but does not start the process (see [`Emspool::spawn`]).
+    pub fn configure(id: u32, port: u16, body: &str) -> Emspool {
         let dir = super::peer_tempdir("emspool");
-        let port = free_tcp_port();
         let config = dir.path().join("emspool.toml");
         let text = format!(
             "[server]\nid = {id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"info,emspool=debug\"\n\n{body}\n",
             dir.path().join("data").display()
         );
         std::fs::write(&config, text).expect("write config");
-        let mut e = Emspool {
+        Emspool {
             dir,
             url: format!("http://127.0.0.1:{port}"),
             port,
             config,
             child: None,
             starts: 0,
-        };
-        e.spawn();
-        e
+        }
     }
 
-    fn spawn(&mut self) {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// kill -9: no shutdown at all, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+
+    /// Starts the process and waits until it answers `/readyz`.
+    pub fn spawn(&mut self) {
         let mut cmd = Command::new(super::emspool_bin());
         cmd.arg("serve").arg("--config").arg(&self.config);
         self.starts += 1;

@@ -9,6 +9,7 @@
 
 pub mod child;
 pub mod emspool;
+pub mod pool;
 pub mod netconf;
 pub mod ports;
 pub mod snmpcli;

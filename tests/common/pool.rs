@@ -1,0 +1,105 @@
+//! A pool of `emspool serve` processes on loopback, ids 1..=n, sharing one inventory.
+
+use super::emspool::Emspool;
+use super::ports::free_tcp_port;
+use std::time::Duration;
+
+pub const SECRET: &str = "test-pool-secret";
+
+pub struct Pool {
+    /// `servers[i]` has id `i + 1`.
+    pub servers: Vec<Emspool>,
+}
+
+impl Pool {
+    /// `body` holds poll settings, credentials and elements; `pool_extra` more `[pool]` keys.
+    pub fn start(n: usize, body: &str, pool_extra: &str) -> Pool {
+        let ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
+        let mut members = String::new();
+        for (i, p) in ports.iter().enumerate() {
+            members.push_str(&format!(
+                "\n[[pool.members]]\nid = {}\nurl = \"http://127.0.0.1:{p}\"\n",
+                i + 1
+            ));
+        }
+        let pool = format!(
+            "[pool]\nsecret = \"{SECRET}\"\nfault_injection = true\n{pool_extra}\n{members}\n"
+        );
+        let mut servers: Vec<Emspool> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| Emspool::configure(i as u32 + 1, p, &format!("{pool}\n{body}")))
+            .collect();
+        for s in &mut servers {
+            s.spawn();
+        }
+        Pool { servers }
+    }
+
+    pub fn server(&self, id: u32) -> &Emspool {
+        &self.servers[id as usize - 1]
+    }
+
+    pub fn server_mut(&mut self, id: u32) -> &mut Emspool {
+        &mut self.servers[id as usize - 1]
+    }
+
+    /// `/api/v1/pool` of every running server, by id.
+    pub fn views(&self) -> Vec<(u32, serde_json::Value)> {
+        self.servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_running())
+            .filter_map(|(i, s)| {
+                let url = format!("{}/api/v1/pool", s.url);
+                let mut r = ureq::get(&url)
+                    .config()
+                    .timeout_global(Some(Duration::from_secs(2)))
+                    .build()
+                    .call()
+                    .ok()?;
+                Some((i as u32 + 1, r.body_mut().read_json().ok()?))
+            })
+            .collect()
+    }
+
+    /// Every running server agrees that `master` is master and sees `loads` (by id) assigned.
+    pub fn agrees(&self, master: u32, loads: &[(u32, u64)]) -> bool {
+        let views = self.views();
+        let running = self.servers.iter().filter(|s| s.is_running()).count();
+        views.len() == running
+            && views.iter().all(|(_, v)| {
+                v["master"] == master
+                    && loads.iter().all(|(id, n)| {
+                        v["members"]
+                            .as_array()
+                            .and_then(|ms| ms.iter().find(|m| m["id"] == *id))
+                            .is_some_and(|m| m["elements"] == *n)
+                    })
+            })
+    }
+
+    /// Sets the peers each server can neither reach nor hear (fault injection).
+    pub fn block(&self, id: u32, blocked: &[u32]) {
+        let url = format!("{}/peer/v1/fault", self.server(id).url);
+        let body = serde_json::json!({ "blocked": blocked }).to_string();
+        ureq::post(&url)
+            .header("authorization", &format!("Bearer {SECRET}"))
+            .header("content-type", "application/json")
+            .send(&body)
+            .unwrap_or_else(|e| panic!("fault injection on server {id}: {e}"));
+    }
+
+    /// Element names each running server polls right now (its own local view).
+    pub fn local_elements(&self, id: u32) -> Vec<String> {
+        let v = self.server(id).get("/api/v1/elements?scope=local");
+        v["elements"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
