@@ -18,7 +18,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub(super) async fn run(c: Arc<Cluster>, term: u64) {
     let origin = Instant::now();
     let mut hold = HoldDown::new(c.timings.hold_down.as_millis() as u64);
-    c.catch_up_assignment().await;
     let mut tick = tokio::time::interval(c.timings.heartbeat);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -32,6 +31,11 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
     let alive = c.alive_members();
     hold.observe(now_ms, &alive);
     if !has_quorum(alive.len(), c.members.len()) || c.lock().term != term {
+        return;
+    }
+    // Decide only from the newest assignment a majority knows of: a master that just started
+    // (or came back) must not redistribute from its own outdated copy.
+    if !c.catch_up_assignment().await {
         return;
     }
     let current = c.assignment();

@@ -373,8 +373,9 @@ impl Cluster {
     }
 
     /// Newest assignment from any peer that knows a newer one than ours (a new master must
-    /// not decide from an outdated inventory).
-    async fn catch_up_assignment(&self) {
+    /// not decide from an outdated inventory). False when a newer one exists but could not be
+    /// fetched: then nothing may be decided yet.
+    async fn catch_up_assignment(&self) -> bool {
         let (mine, candidates) = {
             let st = self.lock();
             let now = Instant::now();
@@ -402,9 +403,13 @@ impl Cluster {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("cannot fetch the newest assignment: {e}"),
+                Err(e) => {
+                    tracing::warn!("cannot fetch the newest assignment: {e}");
+                    return false;
+                }
             }
         }
+        true
     }
 
     fn inventory(&self) -> Vec<Element> {

@@ -73,7 +73,13 @@ mod tests {
         r.record(9, 1, Duration::ZERO);
         let got = r.of(1);
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0], Requester { tag: 3, last: Duration::from_millis(9) });
+        assert_eq!(
+            got[0],
+            Requester {
+                tag: 3,
+                last: Duration::from_millis(9)
+            }
+        );
         assert_eq!(got[1].tag, 4);
         assert!(r.of(0).is_empty());
     }

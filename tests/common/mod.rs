@@ -9,8 +9,8 @@
 
 pub mod child;
 pub mod emspool;
-pub mod pool;
 pub mod netconf;
+pub mod pool;
 pub mod ports;
 pub mod snmpcli;
 pub mod snmpd;
