@@ -50,6 +50,16 @@ impl OutageSchedule {
         agent % self.every == 0
     }
 
+    /// snmpEngineBoots: 1, plus one per outage (reboot) completed.
+    pub fn boots(&self, agent: usize, elapsed: Duration) -> u32 {
+        if self.affects(agent) {
+            let done = elapsed.as_millis() / self.period.as_millis().max(1);
+            1 + u32::try_from(done).unwrap_or(u32::MAX - 1)
+        } else {
+            1
+        }
+    }
+
     /// Time since the agent last (re)started: outages end on period boundaries.
     pub fn uptime(&self, agent: usize, elapsed: Duration) -> Duration {
         if self.affects(agent) {

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod device;
 pub mod respond;
 pub mod snmprec;
+pub mod v3;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct SimConfig {
     pub name_prefix: String,
     /// Largest reply datagram: GetBulk replies are trimmed to fit, Get/GetNext answer tooBig.
     pub max_msg_size: usize,
+    /// Accept SNMPv3 from this user at noAuthNoPriv (no authentication, no privacy).
+    pub v3_user: Option<String>,
 }
 
 impl SimConfig {
@@ -58,6 +61,7 @@ impl SimConfig {
             outage: None,
             name_prefix: "sim".to_string(),
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
+            v3_user: None,
         }
     }
 }
