@@ -110,7 +110,8 @@ pub fn device_index(prefix: &str, name: &[u8], agents: usize) -> Option<usize> {
     }
     let index: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
     // Reject aliases like sim000042 so each device has exactly one community.
-    (index < agents && digits.len() == format!("{index:05}").len()).then_some(index)
+    let width = index.checked_ilog10().map_or(1, |d| d as usize + 1).max(5);
+    (index < agents && digits.len() == width).then_some(index)
 }
 
 /// Where the overridden objects sit in the dataset, found once for all agents.
