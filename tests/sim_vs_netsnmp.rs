@@ -33,6 +33,10 @@ fn free_ports(n: usize) -> Option<u16> {
 /// Starts `agents` agents on consecutive loopback ports; another process may grab a port between
 /// probing and binding, so conflicts are retried.
 async fn start_sim(agents: usize) -> SimHandle {
+    start_sim_with(agents, |_| {}).await
+}
+
+async fn start_sim_with(agents: usize, tweak: impl Fn(&mut SimConfig)) -> SimHandle {
     let data = Arc::new(Dataset::router24().expect("template parses"));
     for _ in 0..50 {
         let Some(base) = free_ports(agents) else {
@@ -41,6 +45,7 @@ async fn start_sim(agents: usize) -> SimHandle {
         let mut cfg = SimConfig::new(data.clone());
         cfg.agents = agents;
         cfg.base_port = base;
+        tweak(&mut cfg);
         match timeout(Duration::from_secs(10), start(cfg)).await {
             Ok(Ok(handle)) => return handle,
             Ok(Err(SimError::Bind { .. })) => continue,
@@ -394,5 +399,103 @@ async fn three_agents_on_consecutive_ports_have_their_own_sysname() {
     let stats = sim.stats();
     assert_eq!(stats.requests, 3, "{stats:?}");
     assert_eq!(stats.responses, 3, "{stats:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn v3_no_auth_no_priv_matches_v2c() {
+    let sim = start_sim_with(2, |c| c.v3_user = Some("simuser".into())).await;
+    let port = sim.addr(1).expect("agent 1").port();
+    let v3 = ["-v3", "-l", "noAuthNoPriv", "-u", "simuser"];
+    let rows = query("snmpget", port, &[&v3[..], &[SYS_NAME]].concat()).await;
+    assert_eq!(
+        rows,
+        [(SYS_NAME.to_string(), "STRING: \"sim00001\"".to_string())]
+    );
+
+    let want = expected("sim00001");
+    let walk = query("snmpbulkwalk", port, &[&v3[..], &["-Cr20", ".1"]].concat()).await;
+    assert_same(
+        "v3 bulkwalk",
+        strip_end_of_view("v3 bulkwalk", &walk),
+        &want,
+    );
+
+    let target = format!("127.0.0.1:{port}");
+    let out = tool(
+        "snmpget",
+        &target,
+        &["-v3", "-l", "noAuthNoPriv", "-u", "nobody", SYS_NAME],
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("Unknown user name"),
+        "{}",
+        out.stderr
+    );
+    let auth = [
+        "-v3",
+        "-l",
+        "authNoPriv",
+        "-u",
+        "simuser",
+        "-a",
+        "SHA",
+        "-A",
+        "password123",
+    ];
+    let out = tool("snmpget", &target, &[&auth[..], &[SYS_NAME]].concat()).await;
+    assert!(
+        !out.ok && out.stderr.contains("Unsupported security level"),
+        "{}",
+        out.stderr
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn v3_single_port_context_selects_the_device() {
+    let data = Arc::new(Dataset::router24().expect("template parses"));
+    let mut cfg = SimConfig::new(data);
+    cfg.agents = 3;
+    cfg.single_port = true;
+    cfg.base_port = 0;
+    cfg.v3_user = Some("simuser".into());
+    let sim = timeout(Duration::from_secs(10), start(cfg))
+        .await
+        .expect("start in time")
+        .expect("starts");
+    let port = sim.addr(0).expect("addr").port();
+    for i in 0..3 {
+        let ctx = sim.name(i);
+        let args = [
+            "-v3",
+            "-l",
+            "noAuthNoPriv",
+            "-u",
+            "simuser",
+            "-n",
+            &ctx,
+            SYS_NAME,
+        ];
+        let rows = query("snmpget", port, &args).await;
+        assert_eq!(rows[0].1, format!("STRING: \"{ctx}\""));
+    }
+    let args = [
+        "-v3",
+        "-l",
+        "noAuthNoPriv",
+        "-u",
+        "simuser",
+        "-n",
+        "nosuch",
+        SYS_NAME,
+    ];
+    let out = tool("snmpget", &format!("127.0.0.1:{port}"), &args).await;
+    assert!(
+        !out.ok && out.stderr.contains("Bad context"),
+        "unknown context must fail: {}",
+        out.stderr
+    );
     sim.shutdown().await;
 }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
-use super::codec::decode_request;
+use super::codec::{CodecError, decode_request, message_version};
 use super::device::{self, Device, Marks, device_index, device_name};
 use super::requesters::{Requester, Requesters};
-use super::respond::{Limits, answer};
+use super::respond::{Limits, answer, answer_with};
+use super::v3::{self, Engine, UNKNOWN_CONTEXTS, Verdict, engine_id};
 use super::{SimConfig, SimError};
 
 /// Counters since start.
@@ -25,9 +26,9 @@ pub struct SimStats {
     pub requests: u64,
     /// Replies sent.
     pub responses: u64,
-    /// Datagrams that were not a v1/v2c request (or a v1 GetBulk).
+    /// Datagrams that were not a request we answer (bad BER, v1 GetBulk, v3 when disabled).
     pub malformed: u64,
-    /// Requests with a community no agent accepts.
+    /// Requests with a community no agent accepts (v3: unknown engine, user or context).
     pub bad_community: u64,
     /// Requests ignored because the agent was in a scheduled outage.
     pub dropped_outage: u64,
@@ -275,6 +276,9 @@ fn handle(shared: &Shared, agent: Option<usize>, datagram: &[u8]) -> Option<Vec<
     let c = &shared.counters;
     let cfg = &shared.cfg;
     bump(&c.requests);
+    if message_version(datagram) == Some(3) {
+        return handle_v3(shared, agent, datagram);
+    }
     let Ok(req) = decode_request(datagram) else {
         bump(&c.malformed);
         return None;
@@ -292,26 +296,113 @@ fn handle(shared: &Shared, agent: Option<usize>, datagram: &[u8]) -> Option<Vec<
     if let Some(r) = &shared.requesters {
         r.record(index, req.request_id, elapsed);
     }
-    if cfg.outage.is_some_and(|o| o.is_down(index, elapsed)) {
-        bump(&c.dropped_outage);
+    if is_out(shared, index, elapsed) {
         return None;
     }
-    let device = Device {
+    let limits = shared.limits;
+    outcome(
+        shared,
+        answer(&device(shared, index, elapsed), &req, limits),
+    )
+}
+
+/// v3 at noAuthNoPriv. Multi-port: one engine per agent. Single-port: one engine for the
+/// simulator, and the context name picks the device (as a proxy agent would).
+fn handle_v3(shared: &Shared, agent: Option<usize>, datagram: &[u8]) -> Option<Vec<u8>> {
+    let c = &shared.counters;
+    let cfg = &shared.cfg;
+    let Some(user) = &cfg.v3_user else {
+        bump(&c.malformed);
+        return None;
+    };
+    let elapsed = shared.start.elapsed();
+    let engine = match agent {
+        Some(i) => {
+            if is_out(shared, i, elapsed) {
+                return None;
+            }
+            let uptime = cfg.outage.map_or(elapsed, |o| o.uptime(i, elapsed));
+            Engine {
+                id: engine_id(Some(i)),
+                boots: cfg.outage.map_or(1, |o| o.boots(i, elapsed)),
+                time: uptime.as_secs() as u32,
+            }
+        }
+        None => Engine {
+            id: engine_id(None),
+            boots: 1,
+            time: elapsed.as_secs() as u32,
+        },
+    };
+    // Any increasing number will do for the usmStats counter a report carries.
+    let seen = c.requests.load(Ordering::Relaxed) as u32;
+    let (env, req) = match v3::accept(datagram, &engine, user.as_bytes(), seen) {
+        Ok(Verdict::Serve(env, req)) => (env, req),
+        Ok(Verdict::Report(bytes)) => return Some(bytes),
+        Ok(Verdict::Drop) => {
+            bump(&c.bad_community);
+            return None;
+        }
+        Err(_) => {
+            bump(&c.malformed);
+            return None;
+        }
+    };
+    let index = match agent {
+        Some(i) => i,
+        None => {
+            let Some(i) = device_index(&cfg.name_prefix, &env.context_name, cfg.agents) else {
+                bump(&c.bad_community);
+                let r = v3::report(&env, &engine, req.request_id, &UNKNOWN_CONTEXTS, seen);
+                return r.ok();
+            };
+            if is_out(shared, i, elapsed) {
+                return None;
+            }
+            i
+        }
+    };
+    let limits = Limits {
+        max_size: env.max_size.min(shared.limits.max_size),
+        ..shared.limits
+    };
+    let view = device(shared, index, elapsed);
+    let result = answer_with(&view, &req, limits, |reply| {
+        v3::encode_response(&env, &engine, reply)
+    });
+    outcome(shared, result)
+}
+
+/// Whether agent `index` is in a scheduled outage (and counts the drop if so).
+fn is_out(shared: &Shared, index: usize, elapsed: Duration) -> bool {
+    let out = shared.cfg.outage.is_some_and(|o| o.is_down(index, elapsed));
+    if out {
+        bump(&shared.counters.dropped_outage);
+    }
+    out
+}
+
+fn device(shared: &Shared, index: usize, elapsed: Duration) -> Device<'_> {
+    let cfg = &shared.cfg;
+    Device {
         data: &cfg.data,
         marks: shared.marks,
         name_prefix: &cfg.name_prefix,
         index,
         uptime: cfg.outage.map_or(elapsed, |o| o.uptime(index, elapsed)),
         link_down: cfg.flap.is_some_and(|f| f.is_down(index, elapsed)),
-    };
-    match answer(&device, &req, shared.limits) {
+    }
+}
+
+fn outcome(shared: &Shared, result: Result<Option<Vec<u8>>, CodecError>) -> Option<Vec<u8>> {
+    match result {
         Ok(Some(bytes)) => Some(bytes),
         Ok(None) => {
-            bump(&c.dropped_other);
+            bump(&shared.counters.dropped_other);
             None
         }
         Err(_) => {
-            bump(&c.malformed);
+            bump(&shared.counters.malformed);
             None
         }
     }

@@ -54,6 +54,9 @@ pub struct SimArgs {
     /// Largest reply datagram in bytes
     #[arg(long, default_value_t = super::DEFAULT_MAX_MSG_SIZE)]
     pub max_msg_size: usize,
+    /// Also answer SNMPv3 from this user, noAuthNoPriv only (single-port: context = device name)
+    #[arg(long, value_name = "USER")]
+    pub v3_user: Option<String>,
 }
 
 impl SimArgs {
@@ -70,6 +73,7 @@ impl SimArgs {
         cfg.community = self.community.clone();
         cfg.name_prefix = self.name_prefix.clone();
         cfg.max_msg_size = self.max_msg_size;
+        cfg.v3_user = self.v3_user.clone();
         if let (Some(period), Some(down_for)) = (self.flap_every, self.flap_for) {
             cfg.flap = Some(FlapSchedule {
                 every: self.flap_agents,
@@ -114,4 +118,70 @@ pub async fn run(args: SimArgs, shutdown: impl Future<Output = ()>) -> anyhow::R
     handle.shutdown().await;
     tracing::info!(?stats, "simulator stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("simulate").chain(args.iter().copied())).map(|c| c.sim)
+    }
+
+    #[test]
+    fn schedules_come_from_the_command_line() {
+        let args = parse(&[
+            "--agents",
+            "50",
+            "--flap-every",
+            "2m",
+            "--flap-for",
+            "30s",
+            "--flap-agents",
+            "5",
+            "--outage-every",
+            "10m",
+            "--outage-for",
+            "90s",
+            "--single-port",
+        ])
+        .expect("parses");
+        let cfg = args.to_config().expect("config");
+        assert_eq!((cfg.agents, cfg.single_port), (50, true));
+        let flap = cfg.flap.expect("flap");
+        assert_eq!((flap.every, flap.if_index), (5, 1));
+        assert_eq!(
+            (flap.period, flap.down_for),
+            (Duration::from_secs(120), Duration::from_secs(30))
+        );
+        let outage = cfg.outage.expect("outage");
+        assert_eq!(
+            (outage.every, outage.down_for),
+            (10, Duration::from_secs(90))
+        );
+        assert_eq!(cfg.data.len(), 392);
+
+        assert!(
+            parse(&["--flap-every", "2m"]).is_err(),
+            "--flap-for is required too"
+        );
+        assert!(parse(&["--outage-for", "1s"]).is_err());
+        let missing = parse(&["--data", "/nonexistent.snmprec"]).expect("parses");
+        assert!(missing.to_config().is_err());
+    }
+
+    #[tokio::test]
+    async fn run_stops_on_shutdown() {
+        let args = parse(&["--single-port", "--base-port", "0", "--agents", "3"]).expect("parses");
+        let stop = tokio::time::sleep(Duration::from_millis(50));
+        let done = tokio::time::timeout(Duration::from_secs(10), run(args, stop)).await;
+        done.expect("run returns after shutdown").expect("runs");
+    }
 }

@@ -50,6 +50,16 @@ impl OutageSchedule {
         agent % self.every == 0
     }
 
+    /// snmpEngineBoots: 1, plus one per outage (reboot) completed.
+    pub fn boots(&self, agent: usize, elapsed: Duration) -> u32 {
+        if self.affects(agent) {
+            let done = elapsed.as_millis() / self.period.as_millis().max(1);
+            1 + u32::try_from(done).unwrap_or(u32::MAX - 1)
+        } else {
+            1
+        }
+    }
+
     /// Time since the agent last (re)started: outages end on period boundaries.
     pub fn uptime(&self, agent: usize, elapsed: Duration) -> Duration {
         if self.affects(agent) {
@@ -100,7 +110,8 @@ pub fn device_index(prefix: &str, name: &[u8], agents: usize) -> Option<usize> {
     }
     let index: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
     // Reject aliases like sim000042 so each device has exactly one community.
-    (index < agents && digits.len() == format!("{index:05}").len()).then_some(index)
+    let width = index.checked_ilog10().map_or(1, |d| d as usize + 1).max(5);
+    (index < agents && digits.len() == width).then_some(index)
 }
 
 /// Where the overridden objects sit in the dataset, found once for all agents.

@@ -12,6 +12,7 @@ pub mod device;
 pub mod requesters;
 pub mod respond;
 pub mod snmprec;
+pub mod v3;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct SimConfig {
     pub max_msg_size: usize,
     /// Record which server (request-id tag) polled each agent; see [`requesters`].
     pub track_requesters: bool,
+    /// Accept SNMPv3 from this user at noAuthNoPriv (no authentication, no privacy).
+    pub v3_user: Option<String>,
 }
 
 impl SimConfig {
@@ -62,6 +65,7 @@ impl SimConfig {
             name_prefix: "sim".to_string(),
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
             track_requesters: false,
+            v3_user: None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Protocol operations (RFC 3416 for v2c, RFC 1157 + RFC 2576 section 4.1.2 for v1): turns a
-//! decoded request into the encoded reply, against any [`MibView`].
+//! Protocol operations (RFC 3416 for v2c and v3, RFC 1157 + RFC 2576 section 4.1.2 for v1):
+//! turns a decoded request into the encoded reply, against any [`MibView`].
 
 use rasn::types::ObjectIdentifier;
 use rasn_snmp::v2::{VarBind, VarBindValue};
@@ -37,47 +37,54 @@ impl Default for Limits {
     }
 }
 
-/// The encoded reply, or `None` when even a tooBig reply does not fit (RFC 3416 silent drop).
+/// The encoded v1/v2c reply, or `None` when even a tooBig reply does not fit (RFC 3416 silent
+/// drop).
 pub fn answer(
     view: &impl MibView,
     req: &Request,
     limits: Limits,
 ) -> Result<Option<Vec<u8>>, CodecError> {
+    answer_with(view, req, limits, |reply| {
+        encode_reply(req.version, &req.community, reply)
+    })
+}
+
+/// [`answer`] with the message envelope left to `encode` (v3 wraps the same PDU differently).
+pub fn answer_with(
+    view: &impl MibView,
+    req: &Request,
+    limits: Limits,
+    mut encode: impl FnMut(&mut Reply) -> Result<Vec<u8>, CodecError>,
+) -> Result<Option<Vec<u8>>, CodecError> {
     let names = &req.varbinds;
-    let (error_status, error_index, varbinds) = match (req.version, req.op) {
-        (Version::V2c, Operation::Get) => (
+    let v1 = req.version == Version::V1;
+    let (error_status, error_index, varbinds) = match req.op {
+        Operation::Get | Operation::GetNext if v1 => match v1_get(view, req) {
+            Ok(vbs) => (NO_ERROR, 0, vbs),
+            Err(index) => (NO_SUCH_NAME, index, names.clone()),
+        },
+        Operation::Get => (
             NO_ERROR,
             0,
             names.iter().map(|v| get(view, &v.name)).collect(),
         ),
-        (Version::V2c, Operation::GetNext) => (
+        Operation::GetNext => (
             NO_ERROR,
             0,
             names.iter().map(|v| next_v2(view, &v.name)).collect(),
         ),
-        (
-            Version::V2c,
-            Operation::GetBulk {
-                non_repeaters,
-                max_repetitions,
-            },
-        ) => (
+        Operation::GetBulk { .. } if v1 => return Err(CodecError::BulkInV1),
+        Operation::GetBulk {
+            non_repeaters,
+            max_repetitions,
+        } => (
             NO_ERROR,
             0,
             bulk(view, req, non_repeaters, max_repetitions, limits),
         ),
-        (Version::V1, Operation::Get | Operation::GetNext) => match v1(view, req) {
-            Ok(vbs) => (NO_ERROR, 0, vbs),
-            Err(index) => (NO_SUCH_NAME, index, names.clone()),
-        },
-        (Version::V1, Operation::GetBulk { .. }) => return Err(CodecError::BulkInV1),
         // Read-only agent. RFC 2576 maps notWritable to noSuchName for v1 managers.
-        (version, Operation::Set) => {
-            let status = if version == Version::V1 {
-                NO_SUCH_NAME
-            } else {
-                NOT_WRITABLE
-            };
+        Operation::Set => {
+            let status = if v1 { NO_SUCH_NAME } else { NOT_WRITABLE };
             let index = u32::from(!names.is_empty());
             (status, index, names.clone())
         }
@@ -88,19 +95,27 @@ pub fn answer(
         error_index,
         varbinds,
     };
-    let bytes = encode_reply(req.version, &req.community, &mut reply)?;
+    let bytes = encode(&mut reply)?;
     if bytes.len() <= limits.max_size {
         return Ok(Some(bytes));
     }
     if matches!(req.op, Operation::GetBulk { .. })
         && shrink(&mut reply, bytes.len(), limits.max_size)
     {
-        let bytes = encode_reply(req.version, &req.community, &mut reply)?;
+        let bytes = encode(&mut reply)?;
         if bytes.len() <= limits.max_size {
             return Ok(Some(bytes));
         }
     }
-    too_big(req, limits)
+    // v2 (RFC 3416 4.2.1): tooBig with empty varbinds. v1 (RFC 1157 4.1.2): the request's own.
+    let mut reply = Reply {
+        request_id: req.request_id,
+        error_status: TOO_BIG,
+        error_index: 0,
+        varbinds: if v1 { names.clone() } else { Vec::new() },
+    };
+    let bytes = encode(&mut reply)?;
+    Ok((bytes.len() <= limits.max_size).then_some(bytes))
 }
 
 /// Drops trailing varbinds (RFC 3416 4.2.3: "fewer variable bindings", not tooBig) so the reply
@@ -120,22 +135,6 @@ fn shrink(reply: &mut Reply, encoded: usize, max: usize) -> bool {
     }
     reply.varbinds.truncate(keep);
     keep > 0
-}
-
-fn too_big(req: &Request, limits: Limits) -> Result<Option<Vec<u8>>, CodecError> {
-    // v2 (RFC 3416 4.2.1): empty varbinds. v1 (RFC 1157 4.1.2): the request's own varbinds.
-    let varbinds = match req.version {
-        Version::V1 => req.varbinds.clone(),
-        Version::V2c => Vec::new(),
-    };
-    let mut reply = Reply {
-        request_id: req.request_id,
-        error_status: TOO_BIG,
-        error_index: 0,
-        varbinds,
-    };
-    let bytes = encode_reply(req.version, &req.community, &mut reply)?;
-    Ok((bytes.len() <= limits.max_size).then_some(bytes))
 }
 
 fn get(view: &impl MibView, name: &ObjectIdentifier) -> VarBind {
@@ -236,7 +235,7 @@ fn bulk(
 
 /// v1 Get/GetNext: no exceptions, and Counter64 is invisible (RFC 2576 4.1.2.1).
 /// `Err` carries the 1-based index of the varbind that fails with noSuchName.
-fn v1(view: &impl MibView, req: &Request) -> Result<Vec<VarBind>, u32> {
+fn v1_get(view: &impl MibView, req: &Request) -> Result<Vec<VarBind>, u32> {
     let data = view.data();
     let is_c64 = |i: usize| matches!(data.entries()[i].value(), Value::Counter64(_));
     let mut out = Vec::with_capacity(req.varbinds.len());
@@ -260,7 +259,6 @@ fn v1(view: &impl MibView, req: &Request) -> Result<Vec<VarBind>, u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::codec::decode_request;
 
     struct Plain(Dataset);
 
@@ -444,20 +442,5 @@ mod tests {
         let req = request(Version::V2c, Operation::Set, &["1.3.6.1.2.1.1.5.0"]);
         let (status, index, _) = run(&req, Limits::default());
         assert_eq!((status, index), (NOT_WRITABLE, 1));
-    }
-
-    #[test]
-    fn reply_roundtrips_through_our_decoder_shape() {
-        // A request encoded by snmp2's session code is what the agent sees in practice; here we
-        // check that garbage never panics and is an error.
-        for junk in [
-            &b""[..],
-            b"\x30",
-            b"\x30\x03\x02\x01\x09",
-            &[0xff; 64],
-            b"\x30\x80\x02",
-        ] {
-            assert!(decode_request(junk).is_err());
-        }
     }
 }
