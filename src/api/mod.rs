@@ -32,6 +32,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub token: Option<Secret>,
     pub ready: AtomicBool,
+    pub traps: Arc<crate::poll::traps::TrapService>,
 }
 
 pub type Shared = Arc<AppState>;

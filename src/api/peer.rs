@@ -9,6 +9,7 @@ use crate::cluster::protocol::{
 };
 use crate::cluster::transport::FROM_HEADER;
 use crate::model::ServerId;
+use crate::poll::traps::{BatchResult, TrapBatch};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -25,6 +26,7 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/release", post(release))
         .route("/assignment", post(assignment).get(current_assignment))
         .route("/fault", post(set_fault).get(get_fault))
+        .route("/traps", post(traps))
         .fallback(|| async { ApiError::NotFound("no such peer endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -110,6 +112,14 @@ async fn assignment(
 
 async fn current_assignment(State(s): State<Shared>) -> Json<Assignment> {
     Json(s.cluster.assignment())
+}
+
+/// Traps a peer received for elements this server owns (batched by the receiver).
+async fn traps(
+    State(s): State<Shared>,
+    b: Result<Json<TrapBatch>, JsonRejection>,
+) -> Result<Json<BatchResult>, ApiError> {
+    Ok(Json(s.traps.accept_batch(body(b)?)))
 }
 
 async fn set_fault(
