@@ -526,7 +526,11 @@ pub struct TrapsSection {
     /// ...or after at most this long.
     #[serde(with = "humantime_serde")]
     pub forward_interval: Duration,
-    /// SNMPv3 users whose traps are accepted.
+    /// This server's SNMPv3 engine id (hex), authoritative for v3 informs sent to it; default
+    /// `80007ed904` + "emspool-<server id>". Inform senders' users are `v3_users` entries with
+    /// this engine id (their keys are localized to it).
+    pub engine_id: Option<String>,
+    /// SNMPv3 users whose traps (and informs) are accepted.
     pub v3_users: Vec<TrapUser>,
 }
 
@@ -547,6 +551,7 @@ impl Default for TrapsSection {
             sources: BTreeMap::new(),
             forward_batch: 500,
             forward_interval: Duration::from_millis(50),
+            engine_id: None,
             v3_users: Vec::new(),
         }
     }
@@ -573,19 +578,7 @@ pub struct TrapUser {
 impl TrapUser {
     /// The engine id as bytes; `None` when it is not even-length hex of 5..=32 bytes.
     pub fn engine_id_bytes(&self) -> Option<Vec<u8>> {
-        let h = self.engine_id.trim();
-        let h = h
-            .strip_prefix("0x")
-            .or_else(|| h.strip_prefix("0X"))
-            .unwrap_or(h);
-        if h.len() % 2 != 0 {
-            return None;
-        }
-        let bytes: Option<Vec<u8>> = (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-            .collect();
-        bytes.filter(|b| (5..=32).contains(&b.len()))
+        parse_engine_id(&self.engine_id)
     }
 
     /// The same checks as a v3 credential profile.
@@ -600,6 +593,23 @@ impl TrapUser {
     }
 }
 
+/// An SNMP engine id in hex (optional `0x`), 5 to 32 bytes (RFC 3411).
+pub fn parse_engine_id(text: &str) -> Option<Vec<u8>> {
+    let h = text.trim();
+    let h = h
+        .strip_prefix("0x")
+        .or_else(|| h.strip_prefix("0X"))
+        .unwrap_or(h);
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes.filter(|b| (5..=32).contains(&b.len()))
+}
+
 fn validate_traps(t: &TrapsSection) -> Result<(), (String, String)> {
     let err = |k: &str, m: &str| Err((format!("traps.{k}"), m.to_owned()));
     if t.queue == 0 {
@@ -610,6 +620,11 @@ fn validate_traps(t: &TrapsSection) -> Result<(), (String, String)> {
     }
     if t.forward_interval.is_zero() {
         return err("forward_interval", "must be above zero");
+    }
+    if let Some(e) = &t.engine_id
+        && parse_engine_id(e).is_none()
+    {
+        return err("engine_id", "must be 5 to 32 bytes in hex");
     }
     if t.communities.iter().any(Secret::is_empty) {
         return err("communities", "must not contain an empty community");

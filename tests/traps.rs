@@ -20,6 +20,8 @@ const COLD_START: &str = "1.3.6.1.6.3.1.1.5.1";
 const AUTH_FAILURE: &str = "1.3.6.1.6.3.1.1.5.5";
 const IF_INDEX: &str = "1.3.6.1.2.1.2.2.1.1";
 const ENGINE: &str = "0x8000000001020304";
+/// The receiving server's own engine id (authoritative for informs).
+const LOCAL_ENGINE: &str = "0x80007ed90474726170732d74657374";
 const WAIT: Duration = Duration::from_secs(15);
 
 fn body(trap_port: u16, elements: &[(&str, &str)], traps_extra: &str) -> String {
@@ -39,12 +41,31 @@ listen = "127.0.0.1:{trap_port}"
 communities = ["public"]
 {traps_extra}
 
+engine_id = "{LOCAL_ENGINE}"
+
 [[traps.v3_users]]
 user = "trapuser"
 engine_id = "{ENGINE}"
 auth_protocol = "sha"
 auth_password = "authpass123"
 priv_protocol = "aes"
+priv_password = "privpass123"
+
+# Inform senders: keys localized to this server's engine id.
+[[traps.v3_users]]
+user = "informuser"
+engine_id = "{LOCAL_ENGINE}"
+auth_protocol = "sha"
+auth_password = "authpass123"
+priv_protocol = "aes"
+priv_password = "privpass123"
+
+[[traps.v3_users]]
+user = "desuser"
+engine_id = "{LOCAL_ENGINE}"
+auth_protocol = "md5"
+auth_password = "authpass123"
+priv_protocol = "des"
 priv_password = "privpass123"
 "#
     );
@@ -307,6 +328,92 @@ fn v1_v2c_v3_traps_and_informs_raise_and_clear_alarms() {
     assert!(metric(&s, "emspool_traps_informs_acked_total") >= 1);
     wait_metric(&s, "emspool_traps_decoded_total{version=\"v1\"}", 2);
     wait_metric(&s, "emspool_traps_decoded_total{version=\"v3\"}", 1);
+}
+
+/// v3 informs: the server is the authoritative engine. Net-SNMP discovers its engine id (and
+/// boots/time) by itself, or is given it with `-e` and learns the time from a report.
+#[test]
+fn v3_informs_are_acknowledged_with_discovery_and_without() {
+    let port = free_udp_port();
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let s = Emspool::start(4, &body(port, &[("i1", "127.0.0.31")], ""));
+    wait_owned(&s, &["i1"]);
+    let inform = |user: &str, a: &str, x: &str, engine: Option<&str>, oid: &str, vb: &[&str]| {
+        let mut auth = vec![
+            "-v3",
+            "-u",
+            user,
+            "-l",
+            "authPriv",
+            "-a",
+            a,
+            "-A",
+            "authpass123",
+            "-x",
+            x,
+            "-X",
+            "privpass123",
+        ];
+        if let Some(e) = engine {
+            auth.extend(["-e", e]);
+        }
+        let mut rest = vec!["", oid];
+        rest.extend_from_slice(vb);
+        send("snmpinform", &auth, "127.0.0.31", to, &rest)
+    };
+    let [o, t, v] = if_index(4);
+    // Discovery of the engine id, then the authenticated, encrypted inform and its Response.
+    let out = inform("informuser", "SHA", "AES", None, LINK_DOWN, &[&o, &t, &v]);
+    assert!(
+        out.is_ok(),
+        "v3 inform (discovery) not acknowledged: {out:?}\n{}",
+        s.log_tail()
+    );
+    wait_alarm(&s, "LinkDown:i1:4");
+    // Engine id given: boots/time 0 are not in the time window, a report tells the right ones.
+    let out = inform(
+        "informuser",
+        "SHA",
+        "AES",
+        Some(LOCAL_ENGINE),
+        LINK_UP,
+        &[&o, &t, &v],
+    );
+    assert!(
+        out.is_ok(),
+        "v3 inform (-e) not acknowledged: {out:?}\n{}",
+        s.log_tail()
+    );
+    wait_no_alarm(&s, "LinkDown:i1:4");
+    // MD5 + DES.
+    let out = inform("desuser", "MD5", "DES", None, COLD_START, &[]);
+    assert!(
+        out.is_ok(),
+        "v3 MD5/DES inform not acknowledged: {out:?}\n{}",
+        s.log_tail()
+    );
+    wait_alarm(&s, "Reboot:i1");
+    // Wrong privacy key: never acknowledged, counted.
+    let mut auth = vec![
+        "-v3",
+        "-u",
+        "informuser",
+        "-l",
+        "authPriv",
+        "-a",
+        "SHA",
+        "-A",
+        "authpass123",
+        "-x",
+        "AES",
+        "-X",
+        "wrongpriv99",
+    ];
+    auth.extend(["-t", "0.5", "-r", "0"]);
+    let out = send("snmpinform", &auth, "127.0.0.31", to, &["", COLD_START]);
+    assert!(out.is_err(), "a wrong key must not be acknowledged");
+    wait_metric(&s, "emspool_traps_invalid_total{reason=\"auth\"}", 1);
+    assert!(metric(&s, "emspool_traps_decoded_total{version=\"v3\"}") >= 3);
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod scheduler;
 pub mod snmp;
 pub mod trap_decode;
 pub mod trap_map;
+pub mod trap_usm;
 pub mod traps;
 
 use crate::alarms::{AlarmTable, Raise};

@@ -5,6 +5,7 @@
 //! here panics on any input; [`fuzz_one`] is the body of the cargo-fuzz target and of the
 //! bounded property test that runs in the normal test suite.
 
+use super::trap_usm::{InformUser, LocalEngine, int, octets as ber_octets, tlv};
 use crate::config::{AuthProtocol, PrivProtocol, Secret, TrapUser};
 use crate::model::UnixMillis;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -230,8 +231,14 @@ pub enum DecodeError {
     UnknownEngine { user: String, engine: String },
     #[error("SNMPv3 authentication or decryption failed: {0}")]
     Auth(String),
-    #[error("SNMPv3 informs are not supported (send traps, or v2c informs)")]
+    #[error("SNMPv3 informs need the receiver's engine id (this server's [traps] engine_id)")]
     V3Inform,
+    /// A USM report answers instead (engine discovery, unknown user, not in time window).
+    #[error("SNMPv3 report: {why}")]
+    Report {
+        why: &'static str,
+        reply: Option<Vec<u8>>,
+    },
 }
 
 impl DecodeError {
@@ -245,10 +252,17 @@ impl DecodeError {
             DecodeError::UnknownUser(_) | DecodeError::UnknownEngine { .. } => "unknown_user",
             DecodeError::Auth(_) => "auth",
             DecodeError::V3Inform => "v3_inform",
+            DecodeError::Report { .. } => "usm_report",
         }
     }
 
-    pub const REASONS: [&'static str; 7] = [
+    /// Engine discovery is normal protocol, not trouble worth an event.
+    pub fn is_discovery(&self) -> bool {
+        matches!(self, DecodeError::Report { why, .. } if *why == super::trap_usm::DISCOVERY)
+    }
+
+    pub const REASONS: [&'static str; 8] = [
+        "usm_report",
         "malformed",
         "version",
         "community",
@@ -270,6 +284,9 @@ struct V3User {
 pub struct Decoder {
     communities: Vec<Vec<u8>>,
     users: Vec<V3User>,
+    /// Our own engine and the users localized to it, for v3 informs.
+    local: Option<LocalEngine>,
+    inform_users: Vec<InformUser>,
 }
 
 impl fmt::Debug for Decoder {
@@ -304,7 +321,27 @@ impl Decoder {
                 .map(|c| c.expose().as_bytes().to_vec())
                 .collect(),
             users: out,
+            local: None,
+            inform_users: Vec::new(),
         })
+    }
+
+    /// Makes this decoder the authoritative engine for v3 informs: `users` configured with
+    /// `engine.id` get keys localized to it.
+    pub fn with_local_engine(
+        mut self,
+        engine: LocalEngine,
+        users: &[TrapUser],
+    ) -> Result<Decoder, String> {
+        let mut inform_users = Vec::new();
+        for u in users {
+            if let Some(iu) = InformUser::new(u, &engine)? {
+                inform_users.push(iu);
+            }
+        }
+        self.local = Some(engine);
+        self.inform_users = inform_users;
+        Ok(self)
     }
 
     pub fn decode(
@@ -360,6 +397,19 @@ impl Decoder {
         received: UnixMillis,
     ) -> Result<Decoded, DecodeError> {
         let (engine, user) = peek_usm(datagram)?;
+        if let Some(local) = &self.local
+            && (engine.is_empty() || engine == local.id)
+        {
+            let acc = super::trap_usm::accept(datagram, local, &self.inform_users)?;
+            // Decode the plaintext PDU the v2c way, wrapped in a v2c message.
+            let wrapped = tlv(0x30, &[int(1), ber_octets(b""), acc.pdu].concat());
+            let pdu = Pdu::from_bytes(&wrapped).map_err(malformed)?;
+            let parsed = Parsed::from_pdu(&pdu)?;
+            return Ok(Decoded {
+                trap: parsed.into_trap(source, TrapVersion::V3, received, Some(acc.user))?,
+                ack: acc.reply,
+            });
+        }
         let Some(u) = self
             .users
             .iter()
@@ -626,10 +676,19 @@ pub fn fuzz_one(data: &[u8]) {
             priv_protocol: Some(PrivProtocol::Aes),
             priv_password: Some(Secret::new("privpass123")),
         };
-        Decoder::new(&[], &[user]).unwrap_or(Decoder {
-            communities: Vec::new(),
-            users: Vec::new(),
-        })
+        let mut inform = user.clone();
+        inform.engine_id = super::trap_usm::hex_engine(&LocalEngine::default_id(1));
+        let users = [user, inform];
+        Decoder::new(&[], &users)
+            .and_then(|d| {
+                d.with_local_engine(LocalEngine::new(LocalEngine::default_id(1), 1), &users)
+            })
+            .unwrap_or(Decoder {
+                communities: Vec::new(),
+                users: Vec::new(),
+                local: None,
+                inform_users: Vec::new(),
+            })
     });
     if let Ok(decoded) = d.decode(data, IpAddr::V4(Ipv4Addr::LOCALHOST), 0) {
         let t = decoded.trap;

@@ -22,8 +22,9 @@
 //!   `trap.unrouted` and counted as dropped.
 
 use super::Poller;
-use super::trap_decode::{Decoder, Trap};
+use super::trap_decode::{DecodeError, Decoder, Trap};
 use super::trap_map::{Action, MapRules, Mapper, describe};
+use super::trap_usm::LocalEngine;
 use crate::alarms::{AlarmTable, Raise};
 use crate::cluster::Cluster;
 use crate::cluster::protocol::AssignmentId;
@@ -296,8 +297,21 @@ impl TrapService {
             tokio::spawn(tick_task(Arc::downgrade(&svc))),
         ];
         if let Some(cfg) = section.filter(|c| c.enabled) {
+            let engine_id = match &cfg.engine_id {
+                Some(h) => crate::config::parse_engine_id(h)
+                    .ok_or_else(|| anyhow::anyhow!("[traps] engine_id is not hex"))?,
+                None => LocalEngine::default_id(me.0),
+            };
+            let boots = next_engine_boots(&svc.events).await;
             let decoder = Decoder::new(&cfg.communities, &cfg.v3_users)
+                .and_then(|d| {
+                    d.with_local_engine(LocalEngine::new(engine_id.clone(), boots), &cfg.v3_users)
+                })
                 .map_err(|e| anyhow::anyhow!("[traps] v3_users: {e}"))?;
+            tracing::info!(
+                "trap receiver SNMPv3 engine id {} (boots {boots})",
+                super::trap_decode::hex(&engine_id)
+            );
             let socket = bind(cfg.listen, cfg.recv_buffer)?;
             let local = socket.local_addr()?;
             *lock(&svc.local_addr) = Some(local);
@@ -562,8 +576,11 @@ impl TrapService {
         self.log_limited(ip, "trap.unknown-sender", Severity::Warning, None, text);
     }
 
-    fn invalid(&self, ip: IpAddr, e: &super::trap_decode::DecodeError) {
+    fn invalid(&self, ip: IpAddr, e: &DecodeError) {
         self.metrics.invalid.with_label_values(&[e.reason()]).inc();
+        if e.is_discovery() {
+            return;
+        }
         self.log_limited(
             ip,
             "trap.invalid",
@@ -620,6 +637,24 @@ fn bind(addr: SocketAddr, recv_buffer: usize) -> anyhow::Result<UdpSocket> {
     s.bind(&addr.into())
         .map_err(|e| anyhow::anyhow!("cannot listen for traps on udp {addr}: {e}"))?;
     Ok(UdpSocket::from_std(s.into())?)
+}
+
+const META_ENGINE_BOOTS: &str = "traps.engine_boots";
+
+/// snmpEngineBoots: one more than at the last start, kept in the event log's meta table.
+async fn next_engine_boots(events: &EventLog) -> u32 {
+    let last: u32 = events
+        .meta_get(META_ENGINE_BOOTS)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(0);
+    let boots = last.saturating_add(1).min(0x7fff_fffe);
+    let bytes = serde_json::to_vec(&boots).unwrap_or_default();
+    if let Err(e) = events.meta_put(META_ENGINE_BOOTS, bytes).await {
+        tracing::warn!("cannot persist snmpEngineBoots: {e}");
+    }
+    boots
 }
 
 type Datagram = (Vec<u8>, SocketAddr, UnixMillis);
@@ -690,7 +725,14 @@ async fn decode_task(
                     }
                     s.ingest(d.trap);
                 }
-                Err(e) => s.invalid(ip, &e),
+                Err(e) => {
+                    if let DecodeError::Report { reply: Some(r), .. } = &e
+                        && let Err(err) = socket.send_to(r, from).await
+                    {
+                        tracing::debug!("cannot send a USM report to {from}: {err}");
+                    }
+                    s.invalid(ip, &e);
+                }
             }
         }
     }
