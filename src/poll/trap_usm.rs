@@ -452,36 +452,62 @@ fn encode(engine: &LocalEngine, out: Out<'_>) -> Option<Vec<u8>> {
     if auth.is_some() {
         flags |= FLAG_AUTH;
     }
+    let usm_prefix = [
+        octets(&engine.id),
+        int(i64::from(engine.boots)),
+        int(i64::from(time)),
+        octets(out.user),
+    ]
+    .concat();
     let usm = tlv(
         0x30,
         &[
-            octets(&engine.id),
-            int(i64::from(engine.boots)),
-            int(i64::from(time)),
-            octets(out.user),
-            octets(&vec![0u8; mac_zeros]),
-            octets(&priv_params),
+            usm_prefix.as_slice(),
+            &octets(&vec![0u8; mac_zeros]),
+            &octets(&priv_params),
         ]
         .concat(),
     );
+    let version = int(3);
     let header = tlv(
         0x30,
         &[int(out.msg_id), int(MAX_SIZE), octets(&[flags]), int(3)].concat(),
     );
-    let mut msg = tlv(0x30, &[int(3), header, octets(&usm), data].concat());
+    let usm_octets = octets(&usm);
+    let body_len = version.len() + header.len() + usm_octets.len() + data.len();
+    let mut msg = tlv(0x30, &[&version[..], &header, &usm_octets, &data].concat());
     if let Some((p, key)) = auth {
-        // The zeroed MAC is the only run of mac_zeros zero bytes right after its length octet
-        // within the USM parameters; find it there rather than track offsets through tlv().
-        let usm_at = find(&msg, &usm)?;
-        let zeros_at = usm_at + find(&usm, &octets(&vec![0u8; mac_zeros]))? + 2;
+        // message header, version, msgGlobalData, the OCTET STRING around the USM parameters,
+        // their SEQUENCE header, the fields before the MAC, and the MAC's own TLV header.
+        let at = hdr_len(body_len)
+            + version.len()
+            + header.len()
+            + hdr_len(usm.len())
+            + hdr_len_of(&usm)
+            + usm_prefix.len()
+            + hdr_len(mac_zeros);
         let m = mac(*p, key, &msg);
-        msg[zeros_at..zeros_at + mac_zeros].copy_from_slice(&m);
+        msg.get_mut(at..at + mac_zeros)?.copy_from_slice(&m);
     }
     Some(msg)
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Bytes of the tag and length octets of a TLV whose content is `n` bytes (as `tlv` writes).
+fn hdr_len(n: usize) -> usize {
+    match n {
+        0..0x80 => 2,
+        0x80..0x100 => 3,
+        _ => 4,
+    }
+}
+
+/// The tag and length octets of an encoded TLV.
+fn hdr_len_of(tlv: &[u8]) -> usize {
+    match tlv.get(1) {
+        Some(0x81) => 3,
+        Some(0x82) => 4,
+        _ => 2,
+    }
 }
 
 fn report_pdu(request_id: i64, counter: &[u32], value: u32) -> Vec<u8> {
@@ -590,7 +616,8 @@ pub fn accept(
         .map_err(|e| DecodeError::Auth(format!("decrypted into garbage (privacy key?): {e}")))?;
     let now = i64::from(engine.time());
     let timely = user.auth.is_none()
-        || (m.boots == i64::from(engine.boots) && (m.time - now).abs() <= TIME_WINDOW);
+        || (m.boots == i64::from(engine.boots)
+            && m.time.saturating_sub(now).saturating_abs() <= TIME_WINDOW);
     if !timely {
         // RFC 3414 3.2.7 a: an authenticated report tells the sender our boots and time.
         let pdu_bytes = report_pdu(request_id(pdu), &NOT_IN_TIME_WINDOWS, count);
@@ -666,6 +693,77 @@ mod tests {
             hex(&localize(AuthProtocol::Sha, b"maplesyrup", &engine)),
             "6695febc9288e36282235fc7151f128497b38f3f"
         );
+    }
+
+    fn user(p: PrivProtocol, engine: &LocalEngine) -> InformUser {
+        let u = TrapUser {
+            user: "u1".into(),
+            engine_id: hex(&engine.id),
+            auth_protocol: Some(AuthProtocol::Sha),
+            auth_password: Some(crate::config::Secret::new("authpass123")),
+            priv_protocol: Some(p),
+            priv_password: Some(crate::config::Secret::new("privpass123")),
+        };
+        InformUser::new(&u, engine)
+            .expect("keys")
+            .expect("local user")
+    }
+
+    #[test]
+    fn an_encoded_message_authenticates_and_decrypts_as_sent() {
+        let engine = LocalEngine::new(LocalEngine::default_id(7), 2);
+        for p in [PrivProtocol::Aes, PrivProtocol::Des] {
+            let u = user(p, &engine);
+            // A long PDU so that lengths need two octets.
+            let pdu = tlv(
+                TAG_TRAP,
+                &[int(42), int(0), int(0), tlv(0x30, &[0u8; 300])].concat(),
+            );
+            let msg = encode(
+                &engine,
+                Out {
+                    msg_id: 1234,
+                    user: b"u1",
+                    keys: Some(&u),
+                    encrypt: true,
+                    ctx_engine: &engine.id,
+                    ctx_name: b"",
+                    pdu: pdu.clone(),
+                },
+            )
+            .expect("encode");
+            // What we send, we accept (same engine, timely, right keys).
+            let acc = accept(&msg, &engine, &[u]).expect("accepted");
+            assert_eq!(acc.pdu, pdu);
+            assert!(acc.reply.is_none(), "a trap gets no reply");
+        }
+    }
+
+    #[test]
+    fn discovery_probe_gets_an_unauthenticated_report_with_our_engine() {
+        let engine = LocalEngine::new(LocalEngine::default_id(7), 5);
+        // Net-SNMP's probe: empty engine id and user, reportable, GetRequest.
+        let probe = "304f0201033011020461b4b61c020300ffe30401040201030410300e04000201000201000400040004003025041180001f8880564a7a6236db086b000000000400a00e02046615050f0201000201003000";
+        let bytes: Vec<u8> = (0..probe.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&probe[i..i + 2], 16).expect("hex"))
+            .collect();
+        let Err(DecodeError::Report {
+            why,
+            reply: Some(r),
+        }) = accept(&bytes, &engine, &[])
+        else {
+            panic!("expected a report");
+        };
+        assert_eq!(why, DISCOVERY);
+        let m = parse(&r).expect("report parses");
+        assert_eq!(m.engine, engine.id.as_slice());
+        assert_eq!(m.boots, 5);
+        assert_eq!(m.msg_id, 0x61b4_b61c);
+        assert_eq!(m.flags, 0);
+        let (_, _, pdu) = scoped(m.data).expect("scoped");
+        assert_eq!(pdu[0], TAG_REPORT);
+        assert_eq!(request_id(pdu), 0x6615_050f);
     }
 
     #[test]
