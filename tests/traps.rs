@@ -545,7 +545,7 @@ fn pool_forwards_traps_to_the_owner() {
     for s in &mut servers {
         s.spawn();
     }
-    let pool = Pool { servers };
+    let mut pool = Pool { servers };
     // Every element owned by exactly one server.
     let owners = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
         let mut owners = Vec::new();
@@ -609,4 +609,31 @@ fn pool_forwards_traps_to_the_owner() {
         .map(|&id| metric(pool.server(id), "emspool_traps_forwarded_total"))
         .sum();
     assert!(forwarded >= 7, "forwarded {forwarded}");
+
+    // Fail-over: the owner of p3 dies (kill -9) and a trap for p3 is sent to a survivor at
+    // once. The forward fails, is retried and re-routed, and the alarm lands on p3's new owner.
+    let dead = owners[2];
+    pool.server_mut(dead).kill9();
+    let receiver = ids
+        .iter()
+        .copied()
+        .find(|&id| id != dead)
+        .expect("survivor");
+    let to: SocketAddr = format!("127.0.0.1:{}", udp[receiver as usize - 1])
+        .parse()
+        .expect("addr");
+    let [o, t, v] = if_index(99);
+    v2c(elements[2].1, to, LINK_DOWN, &[&o, &t, &v]);
+    let survivors: Vec<u32> = ids.iter().copied().filter(|&id| id != dead).collect();
+    let holder = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        survivors
+            .iter()
+            .copied()
+            .find(|&id| alarm(pool.server(id), "LinkDown:p3:99").is_some())
+    })
+    .expect("the trap reached p3's new owner");
+    assert!(
+        pool.local_elements(holder).iter().any(|n| n == "p3"),
+        "the alarm is on the server that now owns p3"
+    );
 }
