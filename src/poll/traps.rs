@@ -783,8 +783,51 @@ async fn peer_task(
             }
         }
         let Some(s) = svc.upgrade() else { return };
-        send_batch(&s, peer, std::mem::take(&mut batch)).await;
+        for chunk in by_size(std::mem::take(&mut batch)) {
+            send_batch(&s, peer, chunk).await;
+        }
     }
+}
+
+/// Request bodies stay below this (axum refuses JSON bodies above 2 MB by default); a trap
+/// with many large varbinds can be ~100 KB of JSON, so 500 of them would not fit.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// A generous estimate of a trap's JSON size (hex doubles octets, escapes add more).
+fn approx_json_len(t: &RoutedTrap) -> usize {
+    300 + t.element.len()
+        + t.trap
+            .varbinds
+            .iter()
+            .map(|v| {
+                64 + 4 * v.oid.0.len()
+                    + match &v.value {
+                        super::trap_decode::TrapValue::Text(x)
+                        | super::trap_decode::TrapValue::Hex(x)
+                        | super::trap_decode::TrapValue::Other(x) => 6 * x.len(),
+                        super::trap_decode::TrapValue::Oid(o) => 11 * o.0.len(),
+                        _ => 24,
+                    }
+            })
+            .sum::<usize>()
+}
+
+fn by_size(traps: Vec<RoutedTrap>) -> Vec<Vec<RoutedTrap>> {
+    let mut out = vec![Vec::new()];
+    let mut size = 0;
+    for t in traps {
+        let n = approx_json_len(&t);
+        if size + n > MAX_BATCH_BYTES && out.last().is_some_and(|c| !c.is_empty()) {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        if let Some(c) = out.last_mut() {
+            c.push(t);
+        }
+    }
+    out.retain(|c| !c.is_empty());
+    out
 }
 
 async fn send_batch(s: &Arc<TrapService>, peer: ServerId, mut traps: Vec<RoutedTrap>) {
@@ -908,6 +951,37 @@ mod tests {
             r.sender(&trap_from("127.0.0.3", None), &sources, false),
             Sender::Element("c".into())
         );
+    }
+
+    #[test]
+    fn batches_are_split_below_the_body_limit() {
+        use crate::poll::trap_decode::{TrapValue, VarBind};
+        let mut big = trap_from("127.0.0.2", None);
+        big.varbinds = (0..200)
+            .map(|i| VarBind {
+                oid: Oid(vec![1, 3, 6, 1, 4, 1, i]),
+                value: TrapValue::Hex("ab".repeat(200)),
+            })
+            .collect();
+        let traps: Vec<RoutedTrap> = (0..500)
+            .map(|_| RoutedTrap {
+                element: "a".into(),
+                hops: 0,
+                trap: big.clone(),
+            })
+            .collect();
+        let chunks = by_size(traps);
+        assert!(chunks.len() > 1);
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 500);
+        for c in &chunks {
+            let body = TrapBatch {
+                from: ServerId(1),
+                traps: c.clone(),
+            };
+            let n = serde_json::to_vec(&body).expect("json").len();
+            assert!(n < 2_000_000, "chunk of {} traps is {n} bytes", c.len());
+        }
+        assert_eq!(by_size(Vec::new()).len(), 0);
     }
 
     #[test]
