@@ -303,11 +303,18 @@ impl TrapService {
                 None => LocalEngine::default_id(me.0),
             };
             let boots = next_engine_boots(&svc.events).await;
-            let decoder = Decoder::new(&cfg.communities, &cfg.v3_users)
-                .and_then(|d| {
-                    d.with_local_engine(LocalEngine::new(engine_id.clone(), boots), &cfg.v3_users)
-                })
-                .map_err(|e| anyhow::anyhow!("[traps] v3_users: {e}"))?;
+            // Key localization hashes a megabyte per key: keep it off the async workers.
+            let (communities, users, id) = (
+                cfg.communities.clone(),
+                cfg.v3_users.clone(),
+                engine_id.clone(),
+            );
+            let decoder = tokio::task::spawn_blocking(move || {
+                Decoder::new(&communities, &users)
+                    .and_then(|d| d.with_local_engine(LocalEngine::new(id, boots), &users))
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("[traps] v3_users: {e}"))?;
             tracing::info!(
                 "trap receiver SNMPv3 engine id {} (boots {boots})",
                 super::trap_decode::hex(&engine_id)
