@@ -2,7 +2,12 @@
 
 pub mod client;
 pub mod error;
+pub mod fanout;
+pub mod inventory;
+pub mod local;
 pub mod peer;
+pub mod peered;
+pub mod view;
 
 use crate::alarms::AlarmTable;
 use crate::cluster::Cluster;
@@ -38,12 +43,16 @@ pub type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
     let api = Router::new()
-        .route("/elements", get(client::elements))
-        .route("/elements/{name}", get(client::element))
-        .route("/alarms", get(client::alarms))
-        .route("/alarms/{id}/ack", post(client::ack))
-        .route("/events", get(client::events))
+        .route("/elements", get(peered::elements).post(inventory::add))
+        .route(
+            "/elements/{name}",
+            get(peered::element).delete(inventory::remove),
+        )
+        .route("/alarms", get(peered::alarms))
+        .route("/alarms/{id}/ack", post(peered::ack))
+        .route("/events", get(peered::events))
         .route("/pool", get(client::pool))
+        .route("/view", get(view::view))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
