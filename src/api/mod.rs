@@ -36,6 +36,7 @@ pub struct AppState {
     pub events: EventLog,
     pub metrics: Metrics,
     pub token: Option<Secret>,
+    pub protect_metrics: bool,
     pub ready: AtomicBool,
 }
 
@@ -60,7 +61,10 @@ pub fn router(state: Shared) -> Router {
         .nest("/peer/v1", peer::router(state.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -101,6 +105,14 @@ async fn count_requests(State(s): State<Shared>, req: Request, next: Next) -> Re
     let resp = next.run(req).await;
     s.metrics.observe_api(resp.status().as_u16());
     resp
+}
+
+async fn metrics_token(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if s.protect_metrics {
+        require_token(State(s), req, next).await
+    } else {
+        next.run(req).await
+    }
 }
 
 /// Bearer-token check; the comparison takes the same time wherever the first difference is.
