@@ -26,6 +26,9 @@ pub struct ElementsAnswer {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AlarmsAnswer {
     pub alarms: Vec<Alarm>,
+    /// Alarms matching the filter, of which the first `limit` are listed.
+    #[serde(default)]
+    pub total: usize,
     #[serde(default)]
     pub partial: bool,
     #[serde(default)]
@@ -56,6 +59,19 @@ pub struct AlarmParams {
     pub severity: Option<String>,
     pub acknowledged: Option<bool>,
     pub scope: Option<String>,
+    /// At most this many alarms, most severe and newest first (default 1000, max 100000).
+    pub limit: Option<usize>,
+}
+
+pub const ALARM_LIMIT_DEFAULT: usize = 1000;
+pub const ALARM_LIMIT_MAX: usize = 100_000;
+
+impl AlarmParams {
+    pub fn limit(&self) -> usize {
+        self.limit
+            .unwrap_or(ALARM_LIMIT_DEFAULT)
+            .clamp(1, ALARM_LIMIT_MAX)
+    }
 }
 
 /// `scope=local` (this server only) or `scope=pool` (the default).

@@ -30,8 +30,12 @@ pub fn element(s: &Shared, name: &str) -> Option<ElementView> {
     })
 }
 
-pub fn alarms(s: &Shared, filter: &AlarmFilter) -> Vec<Alarm> {
-    s.alarms.list(filter)
+/// The first `limit` alarms in API order, and how many match in all.
+pub fn alarms(s: &Shared, filter: &AlarmFilter, limit: usize) -> (Vec<Alarm>, usize) {
+    let mut v = s.alarms.list(filter);
+    let total = v.len();
+    v.truncate(limit);
+    (v, total)
 }
 
 pub fn ack(s: &Shared, id: u64, by: &str) -> Result<Alarm, ApiError> {

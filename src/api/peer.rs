@@ -183,8 +183,10 @@ async fn local_alarms(
     params: Result<Query<AlarmParams>, QueryRejection>,
 ) -> Result<Json<AlarmsAnswer>, ApiError> {
     let Query(p) = params.map_err(bad_query)?;
+    let (alarms, total) = local::alarms(&s, &p.filter()?, p.limit());
     Ok(Json(AlarmsAnswer {
-        alarms: local::alarms(&s, &p.filter()?),
+        alarms,
+        total,
         partial: false,
         missing: vec![],
     }))

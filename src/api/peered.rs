@@ -135,25 +135,32 @@ pub async fn alarms(
 ) -> Result<Json<AlarmsAnswer>, ApiError> {
     let Query(params) = params.map_err(bad_query)?;
     let filter = params.filter()?;
-    let mut all = local::alarms(&s, &filter);
+    let limit = params.limit();
+    let (mut all, mut total) = local::alarms(&s, &filter, limit);
     if is_local(&params.scope)? {
         return Ok(Json(AlarmsAnswer {
             alarms: all,
+            total,
             partial: false,
             missing: vec![],
         }));
     }
+    // Each member sends its own first `limit`; the pool's first `limit` are among them.
     let path = with_query("/peer/v1/local/alarms", &raw);
     let gathered = fanout::get::<AlarmsAnswer>(&s, &path).await;
     for (_, a) in gathered.answers {
         all.extend(a.alarms);
+        total += a.total;
     }
     sort_alarms(&mut all);
     // During a hand-over an alarm may be seen on both sides for a moment; one copy is enough.
-    all.dedup_by_key(|a| a.id);
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|a| seen.insert(a.id));
+    all.truncate(limit);
     let missing = owners_missing(&s, &gathered.missing);
     Ok(Json(AlarmsAnswer {
         alarms: all,
+        total,
         partial: !missing.is_empty(),
         missing,
     }))
