@@ -141,26 +141,11 @@ impl Client {
     }
 }
 
+/// reqwest's own text embeds the URL (and so, with basic auth, possibly a secret).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.without_url_ref().to_string();
+    let mut s = crate::cluster::transport::describe(e);
     if let Some(src) = std::error::Error::source(e) {
         s = format!("{s}: {src}");
     }
     s
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_connect() {
-            "cannot connect".into()
-        } else {
-            "request failed".into()
-        }
-    }
 }

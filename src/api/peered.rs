@@ -61,18 +61,9 @@ pub async fn elements(
     let mut out: BTreeMap<String, ElementView> = BTreeMap::new();
     for e in &assignment.elements {
         let owner = assignment.owners.get(&e.name).copied();
-        let view = live.remove(&e.name).unwrap_or_else(|| ElementView {
-            element: e.clone(),
-            owner,
-            status: ElementStatus {
-                reason: Some(match owner {
-                    Some(o) => format!("owner server {o} did not answer"),
-                    None => "no owner yet".to_owned(),
-                }),
-                ..ElementStatus::default()
-            },
-            active_alarms: 0,
-        });
+        let view = live
+            .remove(&e.name)
+            .unwrap_or_else(|| unanswered(e.clone(), owner));
         out.insert(e.name.clone(), view);
     }
     // Polled but not in the assignment known here: a hand-over in flight; show it anyway.
@@ -113,8 +104,13 @@ pub async fn element(
             return Ok(Json(v));
         }
     }
-    Ok(Json(ElementView {
-        element: def,
+    Ok(Json(unanswered(def, owner)))
+}
+
+/// An element whose owner could not be asked: its definition, state unknown, and why.
+fn unanswered(element: crate::model::Element, owner: Option<ServerId>) -> ElementView {
+    ElementView {
+        element,
         owner,
         status: ElementStatus {
             reason: Some(match owner {
@@ -124,7 +120,7 @@ pub async fn element(
             ..ElementStatus::default()
         },
         active_alarms: 0,
-    }))
+    }
 }
 
 /// Active alarms of the whole pool, most severe first.
