@@ -87,6 +87,7 @@ pub async fn serve(
         events: events.clone(),
         metrics,
         token: config.api.token.clone(),
+        protect_metrics: config.api.protect_metrics,
         ready: Default::default(),
         traps,
     });
