@@ -420,8 +420,12 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
 fn garbage_wrong_keys_and_unknown_senders_are_counted_and_logged_once() {
     let port = free_udp_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let s = Emspool::start(2, &body(port, &[("g1", "127.0.0.5")], ""));
-    wait_owned(&s, &["g1"]);
+    // dns1 is addressed by name: its resolved address (127.0.0.1) matches too.
+    let s = Emspool::start(
+        2,
+        &body(port, &[("g1", "127.0.0.5"), ("dns1", "localhost")], ""),
+    );
+    wait_owned(&s, &["g1", "dns1"]);
 
     let sock = UdpSocket::bind("127.0.0.6:0").expect("bind 127.0.0.6");
     // A real v2c trap cut short, and plain garbage, twice each.
@@ -479,6 +483,8 @@ fn garbage_wrong_keys_and_unknown_senders_are_counted_and_logged_once() {
     // Still serving: a good trap after all that raises its alarm.
     v2c("127.0.0.5", to, COLD_START, &[]);
     wait_alarm(&s, "Reboot:g1");
+    v2c("127.0.0.1", to, COLD_START, &[]);
+    wait_alarm(&s, "Reboot:dns1");
 }
 
 #[test]

@@ -83,6 +83,11 @@ const FIRST_ASSIGNMENT_WAIT: Duration = Duration::from_secs(10);
 /// Refusals and unknown senders are logged once per sender and kind in this window.
 const LOG_WINDOW_MS: i64 = 60_000;
 const LOG_LIMITER_SIZE: usize = 10_000;
+const ROUTES_MAX_AGE: Duration = Duration::from_secs(30);
+const DNS_TTL: Duration = Duration::from_secs(600);
+const DNS_NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// Names looked up per route refresh (concurrently; the rest wait for the next refresh).
+const DNS_PER_ROUND: usize = 64;
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Who a trap is from.
@@ -94,11 +99,23 @@ pub enum Sender {
 }
 
 /// Element addresses and owners, rebuilt when the assignment changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Routes {
     id: AssignmentId,
+    built: tokio::time::Instant,
     by_ip: HashMap<IpAddr, Vec<String>>,
     owners: HashMap<String, ServerId>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes::build(
+            AssignmentId::default(),
+            &[],
+            &BTreeMap::new(),
+            &HashMap::new(),
+        )
+    }
 }
 
 impl Routes {
@@ -108,17 +125,22 @@ impl Routes {
         id: AssignmentId,
         elements: &[Element],
         owners: &BTreeMap<String, ServerId>,
-        resolved: &HashMap<String, IpAddr>,
+        resolved: &HashMap<String, Vec<IpAddr>>,
     ) -> Routes {
         let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
         for e in elements {
-            let ip = host_of(&e.address).and_then(|h| {
-                h.parse::<IpAddr>()
-                    .ok()
-                    .or_else(|| resolved.get(h).copied())
-            });
-            if let Some(ip) = ip {
-                by_ip.entry(ip).or_default().push(e.name.clone());
+            let Some(host) = host_of(&e.address) else {
+                continue;
+            };
+            let ips = match host.parse::<IpAddr>() {
+                Ok(ip) => vec![canonical(ip)],
+                Err(_) => resolved.get(host).cloned().unwrap_or_default(),
+            };
+            for ip in ips {
+                let names = by_ip.entry(ip).or_default();
+                if !names.contains(&e.name) {
+                    names.push(e.name.clone());
+                }
             }
         }
         for names in by_ip.values_mut() {
@@ -126,6 +148,7 @@ impl Routes {
         }
         Routes {
             id,
+            built: tokio::time::Instant::now(),
             by_ip,
             owners: owners.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
@@ -239,11 +262,13 @@ pub struct TrapService {
     metrics: TrapMetrics,
     mapper: Mutex<Mapper>,
     routes: RwLock<Arc<Routes>>,
-    /// Element names that are not IPs, resolved when routes are rebuilt.
+    /// The configured inventory, matched against until the pool's first assignment.
     seed: Vec<Element>,
     peers: Mutex<HashMap<ServerId, mpsc::Sender<RoutedTrap>>>,
     limiter: Mutex<LogLimiter>,
     local_addr: Mutex<Option<SocketAddr>>,
+    listening: std::sync::atomic::AtomicBool,
+    dns: Mutex<HashMap<String, (Vec<IpAddr>, tokio::time::Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -290,6 +315,8 @@ impl TrapService {
             peers: Mutex::new(HashMap::new()),
             limiter: Mutex::new(LogLimiter::default()),
             local_addr: Mutex::new(None),
+            listening: std::sync::atomic::AtomicBool::new(section.is_some_and(|c| c.enabled)),
+            dns: Mutex::new(HashMap::new()),
         });
         svc.refresh_routes().await;
         let mut tasks = vec![
@@ -358,7 +385,11 @@ impl TrapService {
 
     async fn refresh_routes(&self) {
         let view_id = self.cluster.view().assignment;
-        if view_id == self.routes().id && !self.routes().is_empty() {
+        let current = self.routes();
+        // Rebuilt on a new assignment, and now and then for DNS names (their addresses change
+        // and more than one round of lookups may be needed).
+        if view_id == current.id && !current.is_empty() && current.built.elapsed() < ROUTES_MAX_AGE
+        {
             return;
         }
         let a = self.cluster.assignment();
@@ -368,23 +399,72 @@ impl TrapService {
         } else {
             (a.elements, a.owners)
         };
-        let mut resolved = HashMap::new();
-        for e in &elements {
-            if let Some(h) = host_of(&e.address)
-                && h.parse::<IpAddr>().is_err()
-                && !resolved.contains_key(h)
-            {
-                let lookup = tokio::net::lookup_host(e.address.clone());
-                if let Ok(Ok(mut addrs)) =
-                    tokio::time::timeout(Duration::from_millis(500), lookup).await
-                    && let Some(sa) = addrs.next()
-                {
-                    resolved.insert(h.to_owned(), canonical(sa.ip()));
-                }
-            }
-        }
+        let resolved = if self.listening.load(std::sync::atomic::Ordering::Relaxed) {
+            self.resolve(&elements).await
+        } else {
+            // Without a listener no sender is matched here: owners are all that is needed.
+            HashMap::new()
+        };
         let routes = Routes::build(a.id, &elements, &owners, &resolved);
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+
+    /// Addresses of elements named by DNS, cached (10 minutes, failures 1 minute) and looked
+    /// up concurrently, so that an inventory of names does not stall route updates.
+    async fn resolve(&self, elements: &[Element]) -> HashMap<String, Vec<IpAddr>> {
+        let now = tokio::time::Instant::now();
+        let todo: Vec<(String, String)> = {
+            let cache = lock(&self.dns);
+            let mut seen = std::collections::HashSet::new();
+            elements
+                .iter()
+                .filter_map(|e| {
+                    let h = host_of(&e.address)?;
+                    if h.parse::<IpAddr>().is_ok() || !seen.insert(h) {
+                        return None;
+                    }
+                    let fresh = cache.get(h).is_some_and(|(ips, at)| {
+                        let ttl = if ips.is_empty() {
+                            DNS_NEGATIVE_TTL
+                        } else {
+                            DNS_TTL
+                        };
+                        now.duration_since(*at) < ttl
+                    });
+                    (!fresh).then(|| (h.to_owned(), e.address.clone()))
+                })
+                .collect()
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (host, address) in todo.into_iter().take(DNS_PER_ROUND) {
+            set.spawn(async move {
+                let ips: Vec<IpAddr> = match tokio::time::timeout(
+                    Duration::from_secs(1),
+                    tokio::net::lookup_host(address),
+                )
+                .await
+                {
+                    Ok(Ok(addrs)) => addrs.map(|sa| canonical(sa.ip())).collect(),
+                    _ => Vec::new(),
+                };
+                (host, ips)
+            });
+        }
+        let mut found = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(x) = r {
+                found.push(x);
+            }
+        }
+        let mut cache = lock(&self.dns);
+        for (host, ips) in found {
+            cache.insert(host, (ips, now));
+        }
+        cache
+            .iter()
+            .filter(|(_, (ips, _))| !ips.is_empty())
+            .map(|(h, (ips, _))| (h.clone(), ips.clone()))
+            .collect()
     }
 
     /// The owner of `element`: this server while it polls it, else the assignment's choice.
@@ -914,7 +994,10 @@ mod tests {
             element("e", "localhost:161"),
         ];
         let mut resolved = HashMap::new();
-        resolved.insert("localhost".to_owned(), "127.0.0.9".parse().expect("ip"));
+        resolved.insert(
+            "localhost".to_owned(),
+            vec!["127.0.0.9".parse().expect("ip"), "::9".parse().expect("ip")],
+        );
         let r = Routes::build(
             AssignmentId::default(),
             &elements,
