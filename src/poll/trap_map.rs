@@ -1,7 +1,7 @@
 //! What a trap means for its element: alarm raises and clears, events, link-flap hysteresis.
 //!
 //! Pure, like `evaluate.rs`: state + trap + time -> actions, and `tick(now)` for what falls due
-//! (alarms that clear after a while, linkDowns whose flap window ran out). No clock, no I/O.
+//! (linkDowns whose flap window ran out). No clock, no I/O.
 //!
 //! | trap (snmpTrapOID)            | action                                                        |
 //! | ---                           | ---                                                           |
@@ -40,8 +40,7 @@ const IF_ADMIN_STATUS: u32 = 7;
 const IF_DESCR: u32 = 2;
 const IF_NAME: u32 = 1;
 
-/// Entries in the hold-back and clear-timer maps; past it linkDowns alarm at once and
-/// trap-raised alarms wait for their clearing trap or the poller.
+/// Entries in the hold-back map; past it linkDowns alarm at once.
 const MAX_TRACKED: usize = 100_000;
 /// An event's text is cut here; a trap with huge varbinds must not make a huge event.
 const MAX_TEXT: usize = 4096;
@@ -59,6 +58,17 @@ impl Default for MapRules {
     fn default() -> Self {
         let d = crate::config::TrapsSection::default();
         MapRules::from(&d)
+    }
+}
+
+impl MapRules {
+    /// Alarm kinds that no trap clears, and how long after their last repeat they clear.
+    pub fn clear_after(&self) -> [(&'static str, Duration); 3] {
+        [
+            (REBOOT, self.reboot_clear),
+            (AUTH_FAILURE, self.auth_failure_clear),
+            (OTHER_TRAP, self.other_clear),
+        ]
     }
 }
 
@@ -102,14 +112,16 @@ struct Held {
     text: String,
 }
 
-/// Per-server trap state: held-back linkDowns and clear timers, keyed by element.
+/// Per-server trap state: the linkDowns held back by the flap window, keyed by element.
+///
+/// Alarms that no trap clears (Reboot, AuthFailure, Trap) are not timed here: the trap service
+/// sweeps the alarm table for them by `last_seen` (see [`MapRules::clear_after`]), which also
+/// covers alarms handed over from another server.
 #[derive(Debug, Default)]
 pub struct Mapper {
     rules: MapRules,
     /// (element, ifIndex) -> the linkDown waiting out the flap window.
     held: HashMap<(String, String), Held>,
-    /// (kind, element, instance) -> when the trap-raised alarm clears.
-    timers: HashMap<(&'static str, String, Option<String>), UnixMillis>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -126,7 +138,7 @@ impl Mapper {
 
     /// Entries held in memory (for tests and the bounded-memory check).
     pub fn tracked(&self) -> usize {
-        self.held.len() + self.timers.len()
+        self.held.len()
     }
 
     pub fn on_trap(&mut self, element: &str, trap: &Trap, now: UnixMillis) -> Vec<Action> {
@@ -141,28 +153,24 @@ impl Mapper {
                 } else {
                     "warmStart"
                 };
-                self.timed_raise(
+                Mapper::raise(
                     REBOOT,
-                    element,
                     None,
                     Severity::Warning,
                     format!("{what} trap{from}: the element restarted"),
                     now,
-                    self.rules.reboot_clear,
                 )
             }
-            Some(AUTHENTICATION_FAILURE) => self.timed_raise(
+            Some(AUTHENTICATION_FAILURE) => Mapper::raise(
                 AUTH_FAILURE,
-                element,
                 None,
                 Severity::Warning,
                 format!(
                     "authenticationFailure trap{from}: a manager used a wrong community or key"
                 ),
                 now,
-                self.rules.auth_failure_clear,
             ),
-            _ => self.other(element, trap, &from, now),
+            _ => self.other(trap, &from, now),
         }
     }
 
@@ -189,24 +197,6 @@ impl Mapper {
                     },
                 ));
             }
-        }
-        let due: Vec<_> = self
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.timers.remove(&key);
-            let (kind, element, instance) = key;
-            out.push((
-                element,
-                Action::Clear {
-                    kind,
-                    instance,
-                    why: "no repeat of the trap within the clear time".into(),
-                },
-            ));
         }
         out
     }
@@ -286,22 +276,13 @@ impl Mapper {
         }]
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn timed_raise(
-        &mut self,
+    fn raise(
         kind: &'static str,
-        element: &str,
         instance: Option<String>,
         severity: Severity,
         text: String,
         now: UnixMillis,
-        clear_after: Duration,
     ) -> Vec<Action> {
-        let key = (kind, element.to_owned(), instance.clone());
-        let due = now.saturating_add(ms(clear_after));
-        if self.timers.contains_key(&key) || self.timers.len() < MAX_TRACKED {
-            self.timers.insert(key, due);
-        }
         vec![Action::Raise {
             kind,
             instance,
@@ -311,7 +292,7 @@ impl Mapper {
         }]
     }
 
-    fn other(&mut self, element: &str, trap: &Trap, from: &str, now: UnixMillis) -> Vec<Action> {
+    fn other(&mut self, trap: &Trap, from: &str, now: UnixMillis) -> Vec<Action> {
         let text = describe_with(trap, from);
         let mut out = vec![Action::Event {
             kind: "trap.received",
@@ -319,14 +300,12 @@ impl Mapper {
             text: text.clone(),
         }];
         if self.rules.other_alarms {
-            out.extend(self.timed_raise(
+            out.extend(Mapper::raise(
                 OTHER_TRAP,
-                element,
                 Some(trap.trap_oid.to_string()),
                 Severity::Indeterminate,
                 text,
                 now,
-                self.rules.other_clear,
             ));
         }
         out
@@ -603,52 +582,42 @@ mod tests {
     }
 
     #[test]
-    fn reboot_and_auth_failure_raise_and_clear_after_their_time() {
-        let mut m = Mapper::new(MapRules {
+    fn reboot_and_auth_failure_raise_warnings_and_name_their_clear_times() {
+        let rules = MapRules {
             reboot_clear: Duration::from_secs(60),
             auth_failure_clear: Duration::from_secs(10),
             ..MapRules::default()
-        });
+        };
+        let mut m = Mapper::new(rules);
         let a = m.on_trap("r1", &trap(1, vec![]), 0);
         assert!(matches!(
             &a[..],
             [Action::Raise {
                 kind: "Reboot",
                 severity: Severity::Warning,
+                instance: None,
                 ..
             }]
         ));
+        let a = m.on_trap("r1", &trap(2, vec![]), 0);
+        assert!(matches!(&a[..], [Action::Raise { kind: "Reboot", .. }]));
         let a = m.on_trap("r1", &trap(5, vec![]), 0);
         assert!(matches!(
             &a[..],
             [Action::Raise {
                 kind: "AuthFailure",
+                severity: Severity::Warning,
                 ..
             }]
         ));
-        let due = m.tick(10_000);
-        assert!(
-            matches!(
-                &due[..],
-                [(
-                    _,
-                    Action::Clear {
-                        kind: "AuthFailure",
-                        ..
-                    }
-                )]
-            ),
-            "{due:?}"
+        assert!(m.tick(1_000_000).is_empty(), "clearing is the sweep's job");
+        assert_eq!(
+            rules.clear_after()[..2],
+            [
+                ("Reboot", Duration::from_secs(60)),
+                ("AuthFailure", Duration::from_secs(10))
+            ]
         );
-        // A repeat pushes the clear time back.
-        m.on_trap("r1", &trap(2, vec![]), 50_000);
-        assert!(m.tick(60_000).is_empty());
-        let due = m.tick(110_000);
-        assert!(matches!(
-            &due[..],
-            [(_, Action::Clear { kind: "Reboot", .. })]
-        ));
-        assert_eq!(m.tracked(), 0);
     }
 
     #[test]
@@ -697,7 +666,7 @@ mod tests {
                 n,
             );
         }
-        assert_eq!(m.tracked(), 3);
+        assert_eq!(m.tracked(), 1, "one held linkDown, nothing else");
     }
 
     #[test]

@@ -78,6 +78,8 @@ const PEER_QUEUE: usize = 100_000;
 const ROUTE_REFRESH: Duration = Duration::from_millis(100);
 /// How often held-back linkDowns and clear timers are checked.
 const TICK: Duration = Duration::from_millis(200);
+/// Trap-raised alarms are checked for their clear time every this many ticks (1 s).
+const SWEEP_EVERY_TICKS: u32 = 5;
 /// How long the decode task waits for the pool's first assignment before it routes anyway.
 const FIRST_ASSIGNMENT_WAIT: Duration = Duration::from_secs(10);
 /// Refusals and unknown senders are logged once per sender and kind in this window.
@@ -261,6 +263,7 @@ pub struct TrapService {
     events: EventLog,
     metrics: TrapMetrics,
     mapper: Mutex<Mapper>,
+    clear_rules: MapRules,
     routes: RwLock<Arc<Routes>>,
     /// The configured inventory, matched against until the pool's first assignment.
     seed: Vec<Element>,
@@ -310,6 +313,7 @@ impl TrapService {
             events,
             metrics,
             mapper: Mutex::new(Mapper::new(MapRules::from(cfg))),
+            clear_rules: MapRules::from(cfg),
             routes: RwLock::new(Arc::new(Routes::default())),
             seed,
             peers: Mutex::new(HashMap::new()),
@@ -580,6 +584,25 @@ impl TrapService {
         }
     }
 
+    /// Clears trap-raised alarms whose clear time has passed since their last repeat. Works
+    /// from the alarm table, so alarms handed over by a previous owner clear too.
+    fn sweep(&self) {
+        let now = now_millis();
+        for (kind, after) in self.clear_rules.clear_after() {
+            let before = now.saturating_sub(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+            for (element, instance) in self.alarms.stale(kind, before) {
+                if self.poller.owns(&element) {
+                    self.alarms.clear(
+                        kind,
+                        &element,
+                        instance.as_deref(),
+                        &format!("no repeat within {}", humantime::format_duration(after)),
+                    );
+                }
+            }
+        }
+    }
+
     fn tick(&self) {
         let due = lock(&self.mapper).tick(now_millis());
         for (element, action) in due {
@@ -838,10 +861,15 @@ async fn routes_task(svc: std::sync::Weak<TrapService>) {
 async fn tick_task(svc: std::sync::Weak<TrapService>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u32;
     loop {
         tick.tick().await;
         let Some(s) = svc.upgrade() else { return };
         s.tick();
+        n = n.wrapping_add(1);
+        if n % SWEEP_EVERY_TICKS == 0 {
+            s.sweep();
+        }
     }
 }
 
