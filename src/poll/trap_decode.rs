@@ -713,6 +713,9 @@ mod tests {
     /// -X privpass123 ... '' 1.3.6.1.6.3.1.1.5.1`
     pub const V3_COLDSTART: &str = "30819e0201033011020427a32054020300ffe304010302010304333031040880000000010203040201010203084c5204057475736572040c84590763cbc1ff4e67a4a5810408d735a862cfdf803c04516043ed753af8667e386bb54743e6b184674655e88c62e8d8015b124ff9c251d35b33ce7ef77c6eead6d9ce7a4b1a8c65579b08efff19f0e986ffb7e98a0339b1832011756f4b493822ce18da87dc92cc2e";
 
+    /// Net-SNMP's engine discovery probe (`snmpinform -v3` without `-e`).
+    pub const V3_PROBE: &str = "304f0201033011020461b4b61c020300ffe30401040201030410300e04000201000201000400040004003025041180001f8880564a7a6236db086b000000000400a00e02046615050f0201000201003000";
+
     pub fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
@@ -834,7 +837,7 @@ mod tests {
         use proptest::prelude::*;
 
         fn seeds() -> Vec<Vec<u8>> {
-            [V2C_LINKDOWN, V1_LINKDOWN, V3_COLDSTART]
+            [V2C_LINKDOWN, V1_LINKDOWN, V3_COLDSTART, V3_PROBE]
                 .iter()
                 .map(|s| unhex(s))
                 .collect()
@@ -852,7 +855,7 @@ mod tests {
             /// Real datagrams with bytes flipped, cut or inserted never panic it either.
             #[test]
             fn mutated_datagrams(
-                seed in 0usize..3,
+                seed in 0usize..4,
                 edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
             ) {
                 let mut b = seeds()[seed].clone();
