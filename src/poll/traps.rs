@@ -1,4 +1,4 @@
-//! The trap receiver: a UDP listener for SNMP v1/v2c/v3 traps and v2c informs, routing each
+//! The trap receiver: a UDP listener for SNMP v1/v2c/v3 traps and v2c/v3 informs, routing each
 //! trap to the server that owns its element, and applying it there as alarms and events.
 //!
 //! ```text
@@ -20,6 +20,12 @@
 //!   elements are forwarded in batches. A forward that fails is retried and re-routed (the
 //!   owner may have died and been replaced) for `FORWARD_GIVE_UP`, then logged as
 //!   `trap.unrouted` and counted as dropped.
+//! - Informs are acknowledged by the server that received them, once decoded (for v3 it is the
+//!   authoritative engine: `trap_usm`).
+//! - Alarms that no trap clears (Reboot, AuthFailure, Trap) are cleared by a sweep of the alarm
+//!   table once they have not repeated for their clear time, wherever they were raised.
+//! - Not done: replay protection for v3 *traps* (snmp2 skips the time window for Trap PDUs and
+//!   no per-sender engine clock is kept here); informs do get the RFC 3414 time-window check.
 
 use super::Poller;
 use super::trap_decode::{DecodeError, Decoder, Trap};
