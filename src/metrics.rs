@@ -45,6 +45,7 @@ pub struct TrapMetrics {
     pub forwarded: IntCounter,
     pub dropped: IntCounterVec,
     pub queue_waits: IntCounter,
+    pub socket_drops: IntCounter,
 }
 
 impl TrapMetrics {
@@ -98,6 +99,10 @@ impl TrapMetrics {
             queue_waits: counter(
                 "emspool_traps_queue_waits_total",
                 "Times the socket task found the decode queue full and waited (the kernel buffer absorbed the burst).",
+            )?,
+            socket_drops: counter(
+                "emspool_traps_socket_drops_total",
+                "Datagrams the kernel dropped on the trap socket because its buffer was full (Linux /proc/net/udp).",
             )?,
         })
     }

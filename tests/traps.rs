@@ -328,6 +328,7 @@ fn v1_v2c_v3_traps_and_informs_raise_and_clear_alarms() {
     assert!(metric(&s, "emspool_traps_informs_acked_total") >= 1);
     wait_metric(&s, "emspool_traps_decoded_total{version=\"v1\"}", 2);
     wait_metric(&s, "emspool_traps_decoded_total{version=\"v3\"}", 1);
+    assert_eq!(metric(&s, "emspool_traps_socket_drops_total"), 0);
 }
 
 /// v3 informs: the server is the authoritative engine. Net-SNMP discovers its engine id (and

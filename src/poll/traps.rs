@@ -755,6 +755,29 @@ fn bind(addr: SocketAddr, recv_buffer: usize) -> anyhow::Result<UdpSocket> {
     Ok(UdpSocket::from_std(s.into())?)
 }
 
+/// Kernel drops of the UDP sockets bound to `port` (the `drops` column of /proc/net/udp and
+/// udp6); 0 where those files do not exist.
+fn socket_drops(port: u16) -> u64 {
+    let want = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    if f.get(1)?.ends_with(&want) {
+                        f.last()?.parse::<u64>().ok()
+                    } else {
+                        None
+                    }
+                })
+                .collect::<Vec<u64>>()
+        })
+        .sum()
+}
+
 const META_ENGINE_BOOTS: &str = "traps.engine_boots";
 
 /// snmpEngineBoots: one more than at the last start, kept in the event log's meta table.
@@ -875,6 +898,13 @@ async fn tick_task(svc: std::sync::Weak<TrapService>) {
         n = n.wrapping_add(1);
         if n % SWEEP_EVERY_TICKS == 0 {
             s.sweep();
+            if let Some(port) = s.local_addr().map(|a| a.port()) {
+                let drops = socket_drops(port);
+                let seen = s.metrics.socket_drops.get();
+                if drops > seen {
+                    s.metrics.socket_drops.inc_by(drops - seen);
+                }
+            }
         }
     }
 }
@@ -1106,6 +1136,34 @@ mod tests {
             assert!(n < 2_000_000, "chunk of {} traps is {n} bytes", c.len());
         }
         assert_eq!(by_size(Vec::new()).len(), 0);
+    }
+
+    #[test]
+    fn kernel_drops_of_a_flooded_socket_are_read_from_proc() {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("socket");
+        s.set_recv_buffer_size(1024).expect("rcvbuf");
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        let port = s
+            .local_addr()
+            .expect("addr")
+            .as_socket()
+            .expect("inet")
+            .port();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+        for _ in 0..200 {
+            let _ = tx.send_to(&[0u8; 100], ("127.0.0.1", port));
+        }
+        assert!(
+            socket_drops(port) > 0,
+            "nothing read, tiny buffer: drops expected"
+        );
+        assert_eq!(socket_drops(1), 0);
     }
 
     #[test]
