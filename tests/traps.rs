@@ -61,6 +61,22 @@ priv_protocol = "aes"
 priv_password = "privpass123"
 
 [[traps.v3_users]]
+user = "trapuser256"
+engine_id = "{ENGINE}"
+auth_protocol = "sha"
+auth_password = "authpass123"
+priv_protocol = "aes256"
+priv_password = "privpass123"
+
+[[traps.v3_users]]
+user = "inform192"
+engine_id = "{LOCAL_ENGINE}"
+auth_protocol = "md5"
+auth_password = "authpass123"
+priv_protocol = "aes192"
+priv_password = "privpass123"
+
+[[traps.v3_users]]
 user = "desuser"
 engine_id = "{LOCAL_ENGINE}"
 auth_protocol = "md5"
@@ -394,6 +410,48 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         s.log_tail()
     );
     wait_alarm(&s, "Reboot:i1");
+    // AES-192 with MD5: the key is longer than the hash (Blumenthal extension).
+    let out = inform(
+        "inform192",
+        "MD5",
+        "AES-192",
+        None,
+        LINK_DOWN,
+        &[&o, &t, &v],
+    );
+    assert!(
+        out.is_ok(),
+        "v3 AES-192 inform not acknowledged: {out:?}\n{}",
+        s.log_tail()
+    );
+    wait_alarm(&s, "LinkDown:i1:4");
+    // A v3 trap with AES-256 (SHA-1: extended key too) from the same element.
+    let auth = [
+        "-v3",
+        "-e",
+        ENGINE,
+        "-u",
+        "trapuser256",
+        "-l",
+        "authPriv",
+        "-a",
+        "SHA",
+        "-A",
+        "authpass123",
+        "-x",
+        "AES-256",
+        "-X",
+        "privpass123",
+    ];
+    send(
+        "snmptrap",
+        &auth,
+        "127.0.0.31",
+        to,
+        &["", LINK_UP, &o, &t, &v],
+    )
+    .expect("snmptrap");
+    wait_no_alarm(&s, "LinkDown:i1:4");
     // Wrong privacy key: never acknowledged, counted.
     let mut auth = vec![
         "-v3",

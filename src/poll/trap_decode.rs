@@ -466,16 +466,17 @@ fn security(u: &TrapUser) -> v3::Security {
         (Some(a), None, _) => sec
             .with_auth_protocol(auth_proto(a))
             .with_auth(v3::Auth::AuthNoPriv),
-        (Some(a), Some(p), pw) => {
-            sec.with_auth_protocol(auth_proto(a))
-                .with_auth(v3::Auth::AuthPriv {
-                    cipher: cipher(p),
-                    privacy_password: pw
-                        .as_ref()
-                        .map(|s| s.expose().as_bytes().to_vec())
-                        .unwrap_or_default(),
-                })
-        }
+        // AES-192/256 keys longer than the hash are extended as Net-SNMP's AES-192/AES-256 do.
+        (Some(a), Some(p), pw) => sec
+            .with_auth_protocol(auth_proto(a))
+            .with_key_extension_method(v3::KeyExtension::Blumenthal)
+            .with_auth(v3::Auth::AuthPriv {
+                cipher: cipher(p),
+                privacy_password: pw
+                    .as_ref()
+                    .map(|s| s.expose().as_bytes().to_vec())
+                    .unwrap_or_default(),
+            }),
     }
 }
 

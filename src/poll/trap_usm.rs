@@ -5,8 +5,8 @@
 //! snmp2 cannot do this side: it writes the request-id into msgID (Net-SNMP matches v3 answers
 //! by msgID) and keeps its keys, HMAC and ciphers crate-private. So this module holds a small
 //! USM of its own: key localization (RFC 3414 A.2), HMAC-MD5/SHA-96 and the SHA-2 variants
-//! (RFC 7860), CBC-DES (RFC 3414 8) and CFB128-AES-128 (RFC 3826). AES-192/256 need key
-//! extension and are refused for informs (v3 traps with them still work: snmp2 decodes those).
+//! (RFC 7860), CBC-DES (RFC 3414 8), CFB128-AES-128 (RFC 3826) and AES-192/256 with the
+//! Blumenthal key extension (draft-blumenthal-aes-usm-04, as Net-SNMP's AES-192/AES-256).
 
 use super::trap_decode::{DecodeError, hex};
 use crate::config::{AuthProtocol, PrivProtocol, TrapUser};
@@ -86,16 +86,12 @@ impl InformUser {
             _ => None,
         };
         let privacy = match (u.priv_protocol, &u.priv_password, &auth) {
-            (Some(p @ (PrivProtocol::Aes | PrivProtocol::Des)), Some(pw), Some((a, _))) => {
-                let key = localize(*a, pw.expose().as_bytes(), &engine.id);
-                if key.len() < 16 {
-                    return Err(format!("user {:?}: priv key too short", u.user));
-                }
-                Some((p, key[..16].to_vec()))
+            (Some(p), Some(pw), Some((a, _))) => {
+                Some((p, priv_key(*a, p, pw.expose().as_bytes(), &engine.id)))
             }
             (Some(p), ..) => {
                 return Err(format!(
-                    "user {:?}: {p:?} privacy is not supported for informs (use aes or des)",
+                    "user {:?}: {p:?} privacy needs authentication",
                     u.user
                 ));
             }
@@ -115,6 +111,42 @@ pub struct Accepted {
     pub pdu: Vec<u8>,
     pub user: String,
     pub reply: Option<Vec<u8>>,
+}
+
+/// Bytes of key a cipher takes (DES: 8 of key and 8 of pre-IV).
+fn priv_key_len(p: PrivProtocol) -> usize {
+    match p {
+        PrivProtocol::Des | PrivProtocol::Aes => 16,
+        PrivProtocol::Aes192 => 24,
+        PrivProtocol::Aes256 => 32,
+    }
+}
+
+/// The localized privacy key, extended when the hash is shorter than the cipher's key
+/// (AES-192/256 with MD5 or SHA-1) by draft-blumenthal-aes-usm-04: append H(key so far) until
+/// long enough. That is what Net-SNMP's AES-192/AES-256 and snmp2's `Blumenthal` do.
+pub fn priv_key(a: AuthProtocol, p: PrivProtocol, password: &[u8], engine: &[u8]) -> Vec<u8> {
+    let need = priv_key_len(p);
+    let mut key = localize(a, password, engine);
+    while key.len() < need {
+        let h = digest(a, &key);
+        let take = (need - key.len()).min(h.len());
+        key.extend_from_slice(&h[..take]);
+    }
+    key.truncate(need);
+    key
+}
+
+fn digest(a: AuthProtocol, data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    match a {
+        AuthProtocol::Md5 => md5::Md5::digest(data).to_vec(),
+        AuthProtocol::Sha => sha1::Sha1::digest(data).to_vec(),
+        AuthProtocol::Sha224 => sha2::Sha224::digest(data).to_vec(),
+        AuthProtocol::Sha256 => sha2::Sha256::digest(data).to_vec(),
+        AuthProtocol::Sha384 => sha2::Sha384::digest(data).to_vec(),
+        AuthProtocol::Sha512 => sha2::Sha512::digest(data).to_vec(),
+    }
 }
 
 /// RFC 3414 A.2: password to key, then localized to `engine`.
@@ -210,13 +242,17 @@ fn decrypt(
         return None;
     }
     let mut buf = data.to_vec();
+    let iv = aes_iv(boots, time, salt);
     match p {
-        PrivProtocol::Aes => {
-            let iv = aes_iv(boots, time, salt);
-            cfb_mode::Decryptor::<aes::Aes128>::new_from_slices(&key[..16], &iv)
-                .ok()?
-                .decrypt(&mut buf);
-        }
+        PrivProtocol::Aes => cfb_mode::Decryptor::<aes::Aes128>::new_from_slices(key, &iv)
+            .ok()?
+            .decrypt(&mut buf),
+        PrivProtocol::Aes192 => cfb_mode::Decryptor::<aes::Aes192>::new_from_slices(key, &iv)
+            .ok()?
+            .decrypt(&mut buf),
+        PrivProtocol::Aes256 => cfb_mode::Decryptor::<aes::Aes256>::new_from_slices(key, &iv)
+            .ok()?
+            .decrypt(&mut buf),
         PrivProtocol::Des => {
             if buf.len() % 8 != 0 {
                 return None;
@@ -227,7 +263,6 @@ fn decrypt(
                 dec.decrypt_block_mut(block.into());
             }
         }
-        _ => return None,
     }
     Some(buf)
 }
@@ -242,16 +277,27 @@ fn encrypt(
 ) -> Option<(Vec<u8>, Vec<u8>)> {
     let n = engine.salt.fetch_add(1, Ordering::Relaxed);
     match p {
-        PrivProtocol::Aes => {
-            let mut salt = (u64::from(rand::random::<u32>()) << 32 | u64::from(n))
+        PrivProtocol::Aes | PrivProtocol::Aes192 | PrivProtocol::Aes256 => {
+            let salt = (u64::from(rand::random::<u32>()) << 32 | u64::from(n))
                 .to_be_bytes()
                 .to_vec();
-            salt.truncate(8);
             let iv = aes_iv(engine.boots, time, &salt);
             let mut buf = plain.to_vec();
-            cfb_mode::Encryptor::<aes::Aes128>::new_from_slices(&key[..16], &iv)
-                .ok()?
-                .encrypt(&mut buf);
+            match p {
+                PrivProtocol::Aes192 => {
+                    cfb_mode::Encryptor::<aes::Aes192>::new_from_slices(key, &iv)
+                        .ok()?
+                        .encrypt(&mut buf)
+                }
+                PrivProtocol::Aes256 => {
+                    cfb_mode::Encryptor::<aes::Aes256>::new_from_slices(key, &iv)
+                        .ok()?
+                        .encrypt(&mut buf)
+                }
+                _ => cfb_mode::Encryptor::<aes::Aes128>::new_from_slices(key, &iv)
+                    .ok()?
+                    .encrypt(&mut buf),
+            }
             Some((buf, salt))
         }
         PrivProtocol::Des => {
@@ -266,7 +312,6 @@ fn encrypt(
             }
             Some((buf, salt))
         }
-        _ => None,
     }
 }
 
@@ -836,8 +881,14 @@ mod tests {
     #[test]
     fn encrypt_then_decrypt_round_trips() {
         let engine = LocalEngine::new(LocalEngine::default_id(1), 3);
-        let key = localize(AuthProtocol::Sha, b"privpass123", &engine.id);
-        for p in [PrivProtocol::Aes, PrivProtocol::Des] {
+        for p in [
+            PrivProtocol::Aes,
+            PrivProtocol::Des,
+            PrivProtocol::Aes192,
+            PrivProtocol::Aes256,
+        ] {
+            let key = priv_key(AuthProtocol::Sha, p, b"privpass123", &engine.id);
+            assert_eq!(key.len(), priv_key_len(p));
             let plain = b"a scoped pdu that is not a multiple of eight".to_vec();
             let (c, salt) = encrypt(p, &key, &engine, 77, &plain).expect("encrypt");
             let back = decrypt(p, &key, engine.boots, 77, &salt, &c).expect("decrypt");
