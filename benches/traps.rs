@@ -2,6 +2,7 @@
 //! traps at one server's trap socket; every trap must end as an alarm change and one event.
 //!
 //!     TRAPS_BENCH_SECS=60 TRAPS_BENCH_RATE=20000 cargo bench --bench traps
+//!     TRAPS_BENCH_FORWARD=1 ... cargo bench --bench traps     (through a non-owner, see below)
 //!
 //! The server is the real one in-process (event log, alarm table, poller, pool of one, trap
 //! service with its socket and queues); only HTTP is left out. Traps cycle over 1,000 ifIndexes:
@@ -112,7 +113,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let ok = rt.block_on(run(secs, rate));
+    let forward = std::env::var("TRAPS_BENCH_FORWARD").is_ok_and(|v| v == "1");
+    let ok = if forward {
+        rt.block_on(run_forward(secs, rate))
+    } else {
+        rt.block_on(run(secs, rate))
+    };
     if !ok {
         std::process::exit(1);
     }
@@ -272,4 +278,173 @@ fn send_paced(datagrams: &[Vec<u8>], to: SocketAddr, total: u64, rate: u64) -> D
         std::thread::sleep(Duration::from_micros(500));
     }
     start.elapsed()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A counter from a server's `/metrics` (0 when absent).
+async fn scrape(http: &reqwest::Client, port: u16, name: &str) -> u64 {
+    let Ok(resp) = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// Forwarding: two full servers (`emspool::server::serve`, HTTP included) in a pool; the element
+/// is pinned to server 1 and every trap is sent to server 2's trap port, which must forward it
+/// (batched `POST /peer/v1/traps`) to server 1, where it becomes an alarm change and an event.
+async fn run_forward(secs: u64, rate: u64) -> bool {
+    let dirs = [
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    ];
+    let http_ports = [free_port(), free_port()];
+    let trap_ports = [free_port(), free_port()];
+    let mut stops = Vec::new();
+    for i in 0..2 {
+        let text = format!(
+            r#"
+[server]
+id = {id}
+listen = "127.0.0.1:{http}"
+data_dir = "{dir}"
+
+[pool]
+secret = "bench-pool-secret"
+[[pool.members]]
+id = 1
+url = "http://127.0.0.1:{h1}"
+[[pool.members]]
+id = 2
+url = "http://127.0.0.1:{h2}"
+
+[poll]
+interval = "3600s"
+timeout = "1s"
+retries = 0
+
+[credentials.c]
+version = "v2c"
+community = "public"
+
+[[elements]]
+name = "bench1"
+address = "{SENDER_IP}:9"
+credential = "c"
+pin = 1
+
+[traps]
+listen = "127.0.0.1:{trap}"
+"#,
+            id = i + 1,
+            http = http_ports[i],
+            dir = dirs[i].path().display(),
+            h1 = http_ports[0],
+            h2 = http_ports[1],
+            trap = trap_ports[i],
+        );
+        let config = Config::parse(&text, "bench.toml").expect("config");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop);
+        tokio::spawn(async move {
+            if let Err(e) = emspool::server::serve(config, async {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                eprintln!("server failed: {e:#}");
+            }
+        });
+    }
+    let http = reqwest::Client::new();
+    // Ready when server 1 owns the element and has polled it once (its NodeDown is written).
+    let t0 = Instant::now();
+    loop {
+        let owned = scrape(&http, http_ports[0], "emspool_elements_owned").await;
+        let polls = scrape(&http, http_ports[0], "emspool_polls_total{result=\"down\"}").await
+            + scrape(
+                &http,
+                http_ports[0],
+                "emspool_polls_total{result=\"unknown\"}",
+            )
+            .await;
+        if owned == 1 && polls >= 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "pool never assigned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events_before = scrape(&http, http_ports[0], "emspool_events_written_total").await;
+    let total = secs * rate;
+    let datagrams: Vec<Vec<u8>> = (0..2 * INTERFACES)
+        .map(|k| v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1))
+        .collect();
+    let to: SocketAddr = format!("127.0.0.1:{}", trap_ports[1])
+        .parse()
+        .expect("addr");
+    println!(
+        "traps bench (forward): {total} traps at {rate}/s for {secs} s to server 2 ({to}), \
+         owner server 1"
+    );
+    let sender = std::thread::spawn(move || send_paced(&datagrams, to, total, rate));
+    let sent_for = tokio::task::spawn_blocking(move || sender.join().expect("sender"))
+        .await
+        .expect("join");
+    let send_end = Instant::now();
+    let mut applied = 0;
+    while send_end.elapsed() < Duration::from_secs(60) {
+        applied = scrape(&http, http_ports[0], "emspool_traps_applied_total").await;
+        if applied >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained = send_end.elapsed();
+    // The event log commits in groups; give the last group a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written =
+        scrape(&http, http_ports[0], "emspool_events_written_total").await - events_before;
+    let received = scrape(&http, http_ports[1], "emspool_traps_received_total").await;
+    let forwarded = scrape(&http, http_ports[1], "emspool_traps_forwarded_total").await;
+    let drops = scrape(&http, http_ports[1], "emspool_traps_socket_drops_total").await;
+    println!(
+        "sent {total} in {:.2} s; server 2 received {received}, forwarded {forwarded}, socket \
+         drops {drops}; server 1 applied {applied}, events written {written}; drained {:.0} ms \
+         after the last send",
+        sent_for.as_secs_f64(),
+        drained.as_secs_f64() * 1000.0
+    );
+    let lossless = received == total && forwarded == total && applied == total && written == total;
+    println!(
+        "{}: {:.0} traps/s through a non-owner into the owner's alarms and event log",
+        if lossless { "LOSSLESS" } else { "LOSS" },
+        applied as f64 / (sent_for + drained).as_secs_f64()
+    );
+    for s in stops {
+        let _ = s.send(());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lossless
 }
