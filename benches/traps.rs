@@ -90,6 +90,40 @@ fn v2c_link_trap(req_id: i32, up: bool, if_index: u32) -> Vec<u8> {
     tlv(0x30, &[int(1), tlv(0x04, b"public"), pdu].concat())
 }
 
+const V3_ENGINE: &str = "8000000001020304";
+
+/// The sending agent's engine and user (keys localized once).
+fn v3_sender(
+    config: &Config,
+) -> (
+    emspool::poll::trap_usm::LocalEngine,
+    emspool::poll::trap_usm::InformUser,
+) {
+    use emspool::poll::trap_usm::{InformUser, LocalEngine};
+    let engine = LocalEngine::new(
+        emspool::config::parse_engine_id(V3_ENGINE).expect("engine"),
+        1,
+    );
+    let users = &config.traps.as_ref().expect("traps").v3_users;
+    let user = InformUser::new(&users[0], &engine)
+        .expect("keys")
+        .expect("user of that engine");
+    (engine, user)
+}
+
+/// The v2c trap's PDU re-sent as an SNMPv3 authPriv message from the sender's engine.
+fn v3_wrap(
+    v2c: &[u8],
+    msg_id: i64,
+    engine: &emspool::poll::trap_usm::LocalEngine,
+    user: &emspool::poll::trap_usm::InformUser,
+) -> Vec<u8> {
+    // The PDU is what follows version and community in the v2c message.
+    let pdu_at = v2c.iter().position(|&b| b == 0xa7).expect("trap PDU");
+    emspool::poll::trap_usm::encode_as_engine(engine, user, msg_id, v2c[pdu_at..].to_vec())
+        .expect("encode")
+}
+
 /// `drops` of the UDP socket bound to `port` in /proc/net/udp (kernel buffer overflows).
 fn kernel_drops(port: u16) -> u64 {
     let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
@@ -149,6 +183,14 @@ credential = "c"
 
 [traps]
 listen = "127.0.0.1:0"
+
+[[traps.v3_users]]
+user = "benchuser"
+engine_id = "{V3_ENGINE}"
+auth_protocol = "sha"
+auth_password = "authpass123"
+priv_protocol = "aes"
+priv_password = "privpass123"
 "#,
         dir.path().display()
     );
@@ -210,12 +252,25 @@ listen = "127.0.0.1:0"
     let total = secs * rate;
     // Pre-encoded: 2 x INTERFACES datagrams, reused in a cycle (request ids repeat, which a
     // receiver of traps does not care about).
+    let v3 = std::env::var("TRAPS_BENCH_V3").is_ok_and(|v| v == "1");
+    let sender_engine = v3.then(|| v3_sender(&config));
     let datagrams: Vec<Vec<u8>> = (0..2 * INTERFACES)
-        .map(|k| v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1))
+        .map(|k| {
+            let d = v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1);
+            match &sender_engine {
+                Some((engine, user)) => v3_wrap(&d, k as i64, engine, user),
+                None => d,
+            }
+        })
         .collect();
     println!(
-        "traps bench: {total} traps at {rate}/s for {secs} s to {to} from {SENDER_IP}, \
+        "traps bench: {total} {} traps at {rate}/s for {secs} s to {to} from {SENDER_IP}, \
          {} bytes each",
+        if v3 {
+            "SNMPv3 authPriv (SHA, AES)"
+        } else {
+            "SNMPv2c"
+        },
         datagrams[0].len()
     );
     let drops_before = kernel_drops(to.port());
@@ -236,7 +291,7 @@ listen = "127.0.0.1:0"
     let received = m.received.get();
     let applied = m.applied.get();
     let waits = m.queue_waits.get();
-    let invalid: u64 = ["malformed", "community", "version", "not_notification"]
+    let invalid: u64 = emspool::poll::trap_decode::DecodeError::REASONS
         .iter()
         .map(|r| m.invalid.with_label_values(&[r]).get())
         .sum();
