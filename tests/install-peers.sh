@@ -77,6 +77,17 @@ else
     log "snmpsim venv ready in $((SECONDS - t0)) s"
 fi
 
+# The scriptable NETCONF server of tests/netconf.rs (PyPI netconf 2.1 needs paramiko < 4), in
+# the same venv.
+NETCONF_SPECS=("netconf==2.1.*" "paramiko<4")
+if "$VENV/bin/python" -c 'import netconf.server, paramiko, sys; sys.exit(int(paramiko.__version__.split(".")[0]) >= 4)' >/dev/null 2>&1; then
+    log "netconf (PyPI) present in $VENV"
+else
+    log "pip install ${NETCONF_SPECS[*]}"
+    $SUDO "$VENV/bin/pip" install -q --disable-pip-version-check "${NETCONF_SPECS[@]}" </dev/null
+    $SUDO chmod -R a+rX "$(dirname "$VENV")"
+fi
+
 # sshd refuses to start without its privilege-separation directory.
 [ -d /run/sshd ] || { $SUDO mkdir -p /run/sshd && log "created /run/sshd"; }
 

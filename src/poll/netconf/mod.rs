@@ -223,7 +223,18 @@ struct Slot {
 struct NotifTask {
     element: Element,
     handle: tokio::task::JoinHandle<()>,
-    wake: Arc<Notify>,
+    signals: Arc<Signals>,
+}
+
+/// From the polls of an element to its notification task.
+#[derive(Default)]
+struct Signals {
+    /// Notified after every successful poll.
+    wake: Notify,
+    /// When a poll last found the device gone (a failed poll, or a kept session that had
+    /// died): a subscription made before that is likely dead too, even if its TCP connection
+    /// still stands (an sshd child can outlive the NETCONF server behind it).
+    last_failure: Mutex<Option<Instant>>,
 }
 
 /// Our own session ids per element (their session-start/end notifications are noise).
@@ -364,16 +375,31 @@ impl NetconfClient {
                 })
             })
             .await
-            .unwrap_or(Err(NcError::Stopped));
+            .unwrap_or((Err(NcError::Stopped), false));
+        let (result, was_stale) = result;
+        let signals = lock(&self.tasks)
+            .get(&element.name)
+            .map(|t| t.signals.clone());
+        let failed = was_stale || result.as_ref().is_err_and(NcError::device_unreachable);
+        if let Some(s) = &signals
+            && failed
+        {
+            *lock(&s.last_failure) = Some(Instant::now());
+        }
         match result {
             Ok(data) => {
-                if let Some(t) = lock(&self.tasks).get(&element.name) {
-                    t.wake.notify_one();
+                if let Some(s) = signals {
+                    s.wake.notify_one();
                 }
                 Outcome::Answered(data)
             }
-            Err(e) if e.device_unreachable() => Outcome::Unreachable(e.to_string()),
-            Err(e) => Outcome::Failed(e.to_string()),
+            Err(e) => {
+                if e.device_unreachable() {
+                    Outcome::Unreachable(e.to_string())
+                } else {
+                    Outcome::Failed(e.to_string())
+                }
+            }
         }
     }
 
@@ -424,18 +450,18 @@ impl NetconfClient {
             if tasks.contains_key(name) {
                 continue;
             }
-            let wake = Arc::new(Notify::new());
+            let signals = Arc::new(Signals::default());
             let handle = tokio::spawn(notification_loop(
                 self.inner.clone(),
                 e.clone(),
-                wake.clone(),
+                signals.clone(),
             ));
             tasks.insert(
                 name.to_owned(),
                 NotifTask {
                     element: e.clone(),
                     handle,
-                    wake,
+                    signals,
                 },
             );
         }
@@ -448,12 +474,26 @@ impl NetconfClient {
 }
 
 /// One poll on a worker thread: reuse the element's session or open one, then read.
+/// Also says whether the kept session had died (the device restarted or dropped it).
 fn poll_blocking(
     slot: &Mutex<Slot>,
     t: &Target,
     key: u64,
     deadline: Instant,
     on_session: &dyn Fn(Option<u32>),
+) -> (Result<PollData, NcError>, bool) {
+    let mut stale = false;
+    let result = poll_slot(slot, t, key, deadline, on_session, &mut stale);
+    (result, stale)
+}
+
+fn poll_slot(
+    slot: &Mutex<Slot>,
+    t: &Target,
+    key: u64,
+    deadline: Instant,
+    on_session: &dyn Fn(Option<u32>),
+    stale: &mut bool,
 ) -> Result<PollData, NcError> {
     let mut slot = match slot.try_lock() {
         Ok(s) => s,
@@ -478,6 +518,7 @@ fn poll_blocking(
     let mut result = read_all(&mut session, deadline);
     if reused && result.as_ref().is_err_and(NcError::stale_session) {
         tracing::debug!("NETCONF session to {} went stale; reconnecting", t.addr);
+        *stale = true;
         drop(session);
         session = connect()?;
         result = read_all(&mut session, deadline);
@@ -553,7 +594,7 @@ fn subscribe(t: &Target) -> Result<NotificationStream, NcError> {
 }
 
 /// Keeps one element subscribed for as long as this server owns it (aborted on hand-over).
-async fn notification_loop(inner: Arc<Inner>, element: Element, wake: Arc<Notify>) {
+async fn notification_loop(inner: Arc<Inner>, element: Element, signals: Arc<Signals>) {
     let min = Duration::from_secs(1);
     let mut backoff = min;
     let mut last_error = String::new();
@@ -591,13 +632,27 @@ async fn notification_loop(inner: Arc<Inner>, element: Element, wake: Arc<Notify
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let id = inner.next_stream.fetch_add(1, Ordering::Relaxed);
                 inner.reactor.add(id, stream, tx);
+                let since = Instant::now();
                 tracing::info!("{}: subscribed to NETCONF notifications", element.name);
-                while let Some(d) = rx.recv().await {
-                    match d {
-                        Delivery::Message(m) => deliver(&inner, &element.name, &m),
-                        Delivery::Ended(why) => {
-                            tracing::info!("{}: notification session ended: {why}", element.name);
-                            break;
+                loop {
+                    tokio::select! {
+                        d = rx.recv() => match d {
+                            Some(Delivery::Message(m)) => deliver(&inner, &element.name, &m),
+                            Some(Delivery::Ended(why)) => {
+                                tracing::info!("{}: notification session ended: {why}", element.name);
+                                break;
+                            }
+                            None => break,
+                        },
+                        _ = signals.wake.notified() => {
+                            if lock(&signals.last_failure).is_some_and(|t| t > since) {
+                                tracing::info!(
+                                    "{}: the device came back; renewing the subscription",
+                                    element.name
+                                );
+                                // Dropping the receiver makes the reactor close the session.
+                                break;
+                            }
                         }
                     }
                 }
@@ -619,7 +674,7 @@ async fn notification_loop(inner: Arc<Inner>, element: Element, wake: Arc<Notify
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = wake.notified() => {}
+            _ = signals.wake.notified() => {}
         }
         backoff = (backoff * 2).min(inner.settings.reconnect_max);
     }
@@ -634,6 +689,7 @@ fn deliver(inner: &Inner, element: &str, raw: &[u8]) {
             return;
         }
     };
+    tracing::debug!("{element}: notification {} ({})", n.name, n.ns);
     if n.ns == xml::NS_NOTIFICATION
         && matches!(n.name.as_str(), "replayComplete" | "notificationComplete")
     {
