@@ -516,3 +516,161 @@ fn pyserver_both_framings_rpc_error_malformed_oversize_and_stall() {
         py.set_state(&py_state(&UP3, None));
     }
 }
+
+fn py_element(name: &str, py: &PyNetconf, interval: Option<&str>) -> String {
+    let interval = interval
+        .map(|i| format!("interval = \"{i}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "\n[credentials.{name}]\nversion = \"netconf\"\nuser = \"{PY_USER}\"\npassword = \"{PY_PASSWORD}\"\nhost_key_sha256 = \"{fp}\"\n\n[[elements]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"netconf\"\ncredential = \"{name}\"\n{interval}",
+        fp = fingerprint(&py.host_public_key()),
+        addr = py.addr(),
+    )
+}
+
+fn notification(body: &str) -> String {
+    format!(
+        "<notification xmlns=\"urn:ietf:params:xml:ns:netconf:notification:1.0\"><eventTime>2026-01-01T00:00:00Z</eventTime>{body}</notification>"
+    )
+}
+
+fn last_poll(ems: &Emspool, name: &str) -> i64 {
+    ems.element(name)
+        .and_then(|v| v["status"]["last_poll"].as_i64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn emspool_against_pyserver_links_notifications_and_faults() {
+    let a = PyNetconf::start(&py_state(&UP3, None), false);
+    let b = PyNetconf::start(&py_state(&UP3, None), true);
+    let mut body = String::from(
+        "[poll]\ninterval = \"2s\"\ntimeout = \"1s\"\n\n[poll.netconf]\nmax_reply_bytes = 1048576\n",
+    );
+    body.push_str(&py_element("a", &a, None));
+    body.push_str(&py_element("a-slow", &a, Some("60s")));
+    body.push_str(&py_element("b", &b, None));
+    let ems = Emspool::start(1, &body);
+    let within = Duration::from_secs(10);
+    for name in ["a", "a-slow", "b"] {
+        let v = wait_state(&ems, name, "up", within);
+        let st = &v["status"];
+        assert_eq!(st["sys_name"], "py-ne", "{st}");
+        assert_eq!(st["sys_descr"], "PyNOS 2.1", "{st}");
+        let ifs = st["interfaces"].as_array().expect("interfaces");
+        assert_eq!(ifs.len(), 3, "{st}");
+        assert_eq!(ifs[1]["descr"], "eth1");
+        assert_eq!(ifs[1]["in_octets"], 1000);
+        // eth1 is enabled and down: LinkDown; eth2 is disabled: none.
+        wait_alarm(&ems, &format!("LinkDown:{name}:2"), true, within);
+        assert!(!has_alarm(&ems, &format!("LinkDown:{name}:3")));
+    }
+
+    // oper-status up clears at the next poll (both framings).
+    let healed = [
+        ("eth0", "up", "up"),
+        ("eth1", "up", "up"),
+        ("eth2", "down", "down"),
+    ];
+    a.set_state(&py_state(&healed, None));
+    b.set_state(&py_state(&healed, None));
+    wait_alarm(&ems, "LinkDown:a:2", false, within);
+    wait_alarm(&ems, "LinkDown:b:2", false, within);
+    // a-slow polls once a minute: only a notification can clear it this soon.
+    assert!(has_alarm(&ems, "LinkDown:a-slow:2"));
+    a.notify(
+        "up1",
+        &notification(
+            "<link-state xmlns=\"urn:x-vendor:links\"><if-name>eth1</if-name><oper-status>up</oper-status></link-state>",
+        ),
+    );
+    wait_alarm(&ems, "LinkDown:a-slow:2", false, within);
+    a.notify(
+        "down0",
+        &notification(
+            "<linkDown xmlns=\"urn:x-vendor:links\"><interface><name>eth0</name></interface></linkDown>",
+        ),
+    );
+    wait_alarm(&ems, "LinkDown:a-slow:1", true, within);
+    let ev = ems.events("element=a-slow&kind=netconf.notification&limit=10");
+    assert!(
+        ev.iter()
+            .any(|e| e["text"].as_str().unwrap_or_default().contains("linkDown")),
+        "{ev:?}"
+    );
+    // ietf-alarms notifications raise and clear alarms of their own type.
+    let alarm = |sev: &str| {
+        notification(&format!(
+            "<alarm-notification xmlns=\"urn:ietf:params:xml:ns:yang:ietf-alarms\"><resource>/hw/fan[1]</resource><alarm-type-id xmlns:v=\"urn:x-vendor\">v:fan-failure</alarm-type-id><alarm-type-qualifier/><time>2026-01-01T00:00:00Z</time><perceived-severity>{sev}</perceived-severity><alarm-text>fan 1 stopped</alarm-text></alarm-notification>"
+        ))
+    };
+    a.notify("alarm1", &alarm("major"));
+    wait_alarm(&ems, "fan-failure:a-slow:/hw/fan[1]", true, within);
+    let raised = ems
+        .alarms()
+        .into_iter()
+        .find(|x| x["key"] == "fan-failure:a-slow:/hw/fan[1]")
+        .expect("alarm");
+    assert_eq!(raised["severity"], "major");
+    assert_eq!(raised["text"], "fan 1 stopped");
+    a.notify("alarm2", &alarm("cleared"));
+    wait_alarm(&ems, "fan-failure:a-slow:/hw/fan[1]", false, within);
+
+    // <rpc-error>: the element answered, so not down; unknown, with the error in the reason.
+    a.set_state(&py_state(&healed, Some("rpc-error")));
+    let v = wait_state(&ems, "a", "unknown", within);
+    let reason = v["status"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("operation-failed") && reason.contains("scripted failure: resource busy"),
+        "{reason}"
+    );
+    assert!(!has_alarm(&ems, "NodeDown:a"));
+    a.set_state(&py_state(&healed, None));
+    wait_state(&ems, "a", "up", within);
+
+    // A device that stops mid-reply is down; the other elements keep being polled meanwhile.
+    a.set_state(&py_state(&healed, Some("stall")));
+    wait_alarm(&ems, "NodeDown:a", true, within);
+    let b_before = last_poll(&ems, "b");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        last_poll(&ems, "b") > b_before + 2000,
+        "b kept being polled"
+    );
+    assert_eq!(ems.state("b").as_deref(), Some("up"));
+    let reason = ems.element("a").unwrap()["status"]["reason"].clone();
+    assert!(
+        reason.as_str().unwrap_or_default().contains("timed out"),
+        "{reason}"
+    );
+    a.set_state(&py_state(&healed, None));
+    wait_alarm(&ems, "NodeDown:a", false, within);
+
+    // Not well-formed XML: down with the parser's reason; over the cap: unknown, our limit.
+    a.set_state(&py_state(&healed, Some("malformed")));
+    let v = wait_state(&ems, "a", "down", within);
+    assert!(
+        v["status"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("malformed XML"),
+        "{v}"
+    );
+    a.set_state(&py_state(&healed, Some("oversize")));
+    let v = wait_until(within, Duration::from_millis(100), || {
+        ems.element("a").filter(|v| {
+            v["status"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("1048576-byte limit"))
+        })
+    })
+    .unwrap_or_else(|e| panic!("no size refusal: {e}\n{}", ems.log_tail()));
+    assert_eq!(v["status"]["state"], "unknown", "{v}");
+    a.set_state(&py_state(&healed, None));
+    wait_state(&ems, "a", "up", within);
+
+    // The session to b was kept open between its polls.
+    let (sessions, gets) = b.stats();
+    assert!(gets >= 10, "{gets} gets");
+    assert!(sessions <= 2, "{sessions} sessions for {gets} gets");
+}
