@@ -17,6 +17,7 @@
 
 pub mod data;
 pub mod framing;
+pub mod fuzz;
 pub mod notify;
 pub mod session;
 pub mod xml;
@@ -250,6 +251,7 @@ struct Inner {
     own: OwnSessions,
     host: OnceLock<Weak<dyn Host>>,
     next_stream: AtomicU64,
+    subscribed: std::sync::atomic::AtomicUsize,
 }
 
 /// All NETCONF sessions of one server.
@@ -322,6 +324,7 @@ impl NetconfClient {
                 own: Arc::default(),
                 host: OnceLock::new(),
                 next_stream: AtomicU64::new(1),
+                subscribed: Default::default(),
             }),
             slots: Mutex::default(),
             tasks: Mutex::default(),
@@ -467,9 +470,9 @@ impl NetconfClient {
         }
     }
 
-    /// NETCONF elements with a notification task (for tests and the API).
+    /// Notification sessions subscribed now.
     pub fn subscribed(&self) -> usize {
-        lock(&self.tasks).len()
+        self.inner.subscribed.load(Ordering::Relaxed)
     }
 }
 
@@ -593,6 +596,22 @@ fn subscribe(t: &Target) -> Result<NotificationStream, NcError> {
     Ok(s.into_stream())
 }
 
+/// Counts while alive (also when its task is aborted).
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(c: &'a std::sync::atomic::AtomicUsize) -> Counted<'a> {
+        c.fetch_add(1, Ordering::Relaxed);
+        Counted(c)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Keeps one element subscribed for as long as this server owns it (aborted on hand-over).
 async fn notification_loop(inner: Arc<Inner>, element: Element, signals: Arc<Signals>) {
     let min = Duration::from_secs(1);
@@ -633,6 +652,7 @@ async fn notification_loop(inner: Arc<Inner>, element: Element, signals: Arc<Sig
                 let id = inner.next_stream.fetch_add(1, Ordering::Relaxed);
                 inner.reactor.add(id, stream, tx);
                 let since = Instant::now();
+                let counted = Counted::new(&inner.subscribed);
                 tracing::info!("{}: subscribed to NETCONF notifications", element.name);
                 loop {
                     tokio::select! {
@@ -656,6 +676,7 @@ async fn notification_loop(inner: Arc<Inner>, element: Element, signals: Arc<Sig
                         }
                     }
                 }
+                drop(counted);
             }
             Err(NcError::Stopped) => return,
             Err(e) => {
