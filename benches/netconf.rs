@@ -7,7 +7,6 @@
 //! BENCHMARKS.md.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use criterion::{Criterion, Throughput};
