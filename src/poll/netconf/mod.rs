@@ -498,6 +498,12 @@ fn poll_slot(
     on_session: &dyn Fn(Option<u32>),
     stale: &mut bool,
 ) -> Result<PollData, NcError> {
+    if Instant::now() >= deadline {
+        // Queued behind hung devices on every worker until the poll's time was up.
+        return Err(NcError::Timeout(
+            "no NETCONF worker thread free within the poll interval (poll.netconf.threads)".into(),
+        ));
+    }
     let mut slot = match slot.try_lock() {
         Ok(s) => s,
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
