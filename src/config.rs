@@ -236,6 +236,8 @@ impl Default for EventsSection {
 pub struct ApiSection {
     /// Bearer token for the client API; none means the API is open (loopback labs, demo).
     pub token: Option<Secret>,
+    /// Also require the token on /metrics (Prometheus then needs `authorization` set).
+    pub protect_metrics: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -36,6 +36,34 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Draw the pool: servers and the elements each one manages.
+    View {
+        /// Build it from the persisted assignment and event logs instead of live memory.
+        #[arg(long)]
+        from_db: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Add an element to the pool's inventory (the master assigns it).
+    Add {
+        name: String,
+        /// host:port of the agent.
+        #[arg(long)]
+        address: String,
+        /// Credential profile name (from the servers' config).
+        #[arg(long)]
+        credential: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<Duration>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove an element from the pool's inventory.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List elements with owner and live state.
     Elements {
         name: Option<String>,
@@ -175,6 +203,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return print_json(&v);
             }
             print!("{}", render::pool(&v));
+            Ok(())
+        }
+        Command::View { from_db, conn } => {
+            let path = if from_db {
+                "/api/v1/view?source=db"
+            } else {
+                "/api/v1/view"
+            };
+            let v: emspool::api::view::ViewAnswer = conn.client()?.get(path).await?;
+            if conn.output == Output::Json {
+                return print_json(&v);
+            }
+            print!("{}", render::view(&v));
+            Ok(())
+        }
+        Command::Add {
+            name,
+            address,
+            credential,
+            interval,
+            conn,
+        } => {
+            let mut body = serde_json::json!({
+                "name": name, "address": address, "credential": credential,
+            });
+            if let Some(i) = interval {
+                body["interval"] = humantime::format_duration(i).to_string().into();
+            }
+            let e: emspool::model::Element = conn.client()?.post("/api/v1/elements", body).await?;
+            println!("element {} added", e.name);
+            Ok(())
+        }
+        Command::Remove { name, conn } => {
+            conn.client()?
+                .delete_empty(&format!("/api/v1/elements/{}", encode(&name)))
+                .await?;
+            println!("element {name} removed");
             Ok(())
         }
         Command::Elements { name, conn } => {

@@ -73,6 +73,7 @@ pub async fn serve(
         events: events.clone(),
         metrics,
         token: config.api.token.clone(),
+        protect_metrics: config.api.protect_metrics,
         ready: Default::default(),
     });
     let app = api::router(state.clone());

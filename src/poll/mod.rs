@@ -96,6 +96,13 @@ impl Poller {
         }
     }
 
+    pub fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
     }
@@ -105,6 +112,17 @@ impl Poller {
         let mut v: Vec<_> = status.values().cloned().collect();
         v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         v
+    }
+
+    /// Takes over the last known status of an element handed over by its previous owner, unless
+    /// this server has polled it already.
+    pub fn adopt_status(&self, name: &str, st: ElementStatus) {
+        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, cur)) = status.get_mut(name)
+            && cur.last_poll.is_none()
+        {
+            *cur = st;
+        }
     }
 
     /// The elements this server polls now.

@@ -97,7 +97,11 @@ impl Emspool {
         let mut resp = ureq::get(&url)
             .call()
             .unwrap_or_else(|e| panic!("GET {url}: {e}\n{}", self.log_tail()));
-        resp.body_mut().read_json().expect("JSON body")
+        resp.body_mut()
+            .with_config()
+            .limit(512 << 20)
+            .read_json()
+            .expect("JSON body")
     }
 
     /// Status code and body, for requests expected to fail.

@@ -7,6 +7,7 @@
 //! skip. Set `EMSPOOL_TEST_KEEP=1` to keep the peers' temp dirs (configs, logs) after a test.
 #![allow(dead_code, unused_imports)]
 
+pub mod agents;
 pub mod child;
 pub mod emspool;
 pub mod netconf;
