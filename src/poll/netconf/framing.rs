@@ -13,6 +13,9 @@ use std::fmt;
 /// End-of-message marker of base:1.0 framing.
 pub const EOM: &[u8] = b"]]>]]>";
 
+/// Buffer capacity kept between messages; more is given back once drained.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// RFC 6242: chunk-size is 1..=4294967295, at most 10 digits.
 const MAX_CHUNK_DIGITS: usize = 10;
 
@@ -129,10 +132,15 @@ impl Decoder {
 
     /// The next whole message, if one is complete.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
-        match self.framing {
+        let m = match self.framing {
             Framing::Eom => self.next_eom(),
             Framing::Chunked => self.next_chunked(),
+        };
+        // One large reply must not pin its buffer for the life of a kept session.
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() <= KEEP_CAPACITY / 2 {
+            self.buf.shrink_to(KEEP_CAPACITY);
         }
+        m
     }
 
     fn next_eom(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
@@ -364,6 +372,21 @@ mod tests {
         // The header alone announces too much: refused before the data arrives.
         d.feed(b"\n#6\nabcdef\n#5\n").unwrap();
         assert_eq!(d.next_message(), Err(FramingError::TooLarge { limit: 10 }));
+    }
+
+    #[test]
+    fn buffers_shrink_after_a_large_message() {
+        for f in [Framing::Eom, Framing::Chunked] {
+            let mut d = Decoder::new(1 << 20);
+            d.set_framing(f);
+            d.feed(&encode(&vec![b'x'; 500_000], f)).unwrap();
+            assert!(d.next_message().unwrap().is_some());
+            assert!(
+                d.buf.capacity() <= KEEP_CAPACITY,
+                "{f}: {}",
+                d.buf.capacity()
+            );
+        }
     }
 
     #[test]

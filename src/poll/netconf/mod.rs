@@ -14,6 +14,30 @@
 //! interval is the poll session's backoff). The notification session reconnects with
 //! exponential backoff from 1 s to `poll.netconf.reconnect_max`, and at once when a poll of
 //! the element succeeds.
+//!
+//! Configuration:
+//!
+//! ```toml
+//! [poll.netconf]                  # defaults shown
+//! threads = 8                     # SSH worker threads for all NETCONF elements
+//! max_reply_bytes = 16777216      # larger replies are refused (element unknown, reason)
+//! notifications = true            # a second session per element with <create-subscription>
+//! keepalive = "30s"               # SSH keepalive on notification sessions
+//! reconnect_max = "60s"           # cap of the notification reconnect backoff
+//!
+//! [credentials.lab-nc]
+//! version = "netconf"
+//! user = "admin"
+//! password = "secret"             # and/or private_key = "/etc/emspool/id_ed25519"
+//! known_hosts = "/etc/emspool/known_hosts"   # or host_key_sha256 = "SHA256:...",
+//!                                            # or insecure_accept_any_host_key = true
+//!
+//! [[elements]]
+//! name = "ne-1"
+//! address = "10.0.0.1:830"
+//! protocol = "netconf"
+//! credential = "lab-nc"
+//! ```
 
 pub mod data;
 pub mod framing;
