@@ -72,6 +72,9 @@ pub struct Config {
     /// Absent: a pool of one (this server), master of itself.
     #[serde(default)]
     pub pool: Option<PoolSection>,
+    /// Absent: no trap listener (traps forwarded by peers are still applied).
+    #[serde(default)]
+    pub traps: Option<TrapsSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -395,6 +398,9 @@ impl Config {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }
         validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
+        if let Some(t) = &self.traps {
+            validate_traps(t).map_err(|(k, m)| invalid(&k, &m))?;
+        }
         Ok(())
     }
 }
@@ -617,6 +623,167 @@ fn valid_host_port(s: &str) -> bool {
     }
 }
 
+/// `[traps]`: the SNMP trap and inform listener (see `poll::traps`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrapsSection {
+    /// `false` keeps the section but opens no socket.
+    pub enabled: bool,
+    /// UDP address to receive on; 162 needs root or CAP_NET_BIND_SERVICE.
+    pub listen: SocketAddr,
+    /// v1/v2c communities accepted; empty accepts any.
+    pub communities: Vec<Secret>,
+    /// Datagrams queued between the socket and the decoder; when full the socket task waits and
+    /// the kernel buffer (`recv_buffer`) absorbs the burst.
+    pub queue: usize,
+    /// SO_RCVBUF in bytes; the kernel caps it at net.core.rmem_max unless run as root.
+    pub recv_buffer: usize,
+    /// Reboot alarms raised by coldStart/warmStart clear after this.
+    #[serde(with = "humantime_serde")]
+    pub reboot_clear: Duration,
+    /// AuthFailure alarms raised by authenticationFailure traps clear after this.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_clear: Duration,
+    /// A linkDown followed by linkUp of the same interface within this window is one
+    /// `link.flap` event instead of an alarm; the LinkDown alarm waits this long. 0s disables.
+    #[serde(with = "humantime_serde")]
+    pub flap_window: Duration,
+    /// Other (unmapped) traps also raise an indeterminate alarm per trap OID.
+    pub other_alarms: bool,
+    /// Those alarms clear after this.
+    #[serde(with = "humantime_serde")]
+    pub other_clear: Duration,
+    /// Attribute a trap to the address in snmpTrapAddress.0 or the v1 agent-addr when present
+    /// (traps relayed by a proxy); otherwise only the UDP source address counts.
+    pub trust_agent_address: bool,
+    /// Sender address -> element name, for agents that send from another address than the
+    /// one polled, or several elements sharing one address.
+    pub sources: BTreeMap<std::net::IpAddr, String>,
+    /// Traps for another server's elements are forwarded in batches of at most this many...
+    pub forward_batch: usize,
+    /// ...or after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub forward_interval: Duration,
+    /// This server's SNMPv3 engine id (hex), authoritative for v3 informs sent to it; default
+    /// `80007ed904` + "emspool-<server id>". Inform senders' users are `v3_users` entries with
+    /// this engine id (their keys are localized to it).
+    pub engine_id: Option<String>,
+    /// SNMPv3 users whose traps (and informs) are accepted.
+    pub v3_users: Vec<TrapUser>,
+}
+
+impl Default for TrapsSection {
+    fn default() -> Self {
+        TrapsSection {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 162)),
+            communities: Vec::new(),
+            queue: 65_536,
+            recv_buffer: 8 << 20,
+            reboot_clear: Duration::from_secs(600),
+            auth_failure_clear: Duration::from_secs(3600),
+            flap_window: Duration::ZERO,
+            other_alarms: false,
+            other_clear: Duration::from_secs(3600),
+            trust_agent_address: false,
+            sources: BTreeMap::new(),
+            forward_batch: 500,
+            forward_interval: Duration::from_millis(50),
+            engine_id: None,
+            v3_users: Vec::new(),
+        }
+    }
+}
+
+/// One USM user of one sending engine: for traps the sender is authoritative, so its keys are
+/// localized with the sender's engine id.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrapUser {
+    pub user: String,
+    /// The sender's snmpEngineID in hex (`80001f88...`, an optional `0x` prefix is allowed).
+    pub engine_id: String,
+    #[serde(default)]
+    pub auth_protocol: Option<AuthProtocol>,
+    #[serde(default)]
+    pub auth_password: Option<Secret>,
+    #[serde(default)]
+    pub priv_protocol: Option<PrivProtocol>,
+    #[serde(default)]
+    pub priv_password: Option<Secret>,
+}
+
+impl TrapUser {
+    /// The engine id as bytes; `None` when it is not even-length hex of 5..=32 bytes.
+    pub fn engine_id_bytes(&self) -> Option<Vec<u8>> {
+        parse_engine_id(&self.engine_id)
+    }
+
+    /// The same checks as a v3 credential profile.
+    pub fn as_credential(&self) -> Credential {
+        Credential::V3 {
+            user: self.user.clone(),
+            auth_protocol: self.auth_protocol,
+            auth_password: self.auth_password.clone(),
+            priv_protocol: self.priv_protocol,
+            priv_password: self.priv_password.clone(),
+        }
+    }
+}
+
+/// An SNMP engine id in hex (optional `0x`), 5 to 32 bytes (RFC 3411).
+pub fn parse_engine_id(text: &str) -> Option<Vec<u8>> {
+    let h = text.trim();
+    let h = h
+        .strip_prefix("0x")
+        .or_else(|| h.strip_prefix("0X"))
+        .unwrap_or(h);
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes.filter(|b| (5..=32).contains(&b.len()))
+}
+
+fn validate_traps(t: &TrapsSection) -> Result<(), (String, String)> {
+    let err = |k: &str, m: &str| Err((format!("traps.{k}"), m.to_owned()));
+    if t.queue == 0 {
+        return err("queue", "must be at least 1");
+    }
+    if t.forward_batch == 0 {
+        return err("forward_batch", "must be at least 1");
+    }
+    if t.forward_interval.is_zero() {
+        return err("forward_interval", "must be above zero");
+    }
+    if let Some(e) = &t.engine_id
+        && parse_engine_id(e).is_none()
+    {
+        return err("engine_id", "must be 5 to 32 bytes in hex");
+    }
+    if t.communities.iter().any(Secret::is_empty) {
+        return err("communities", "must not contain an empty community");
+    }
+    let mut seen = HashSet::new();
+    for (i, u) in t.v3_users.iter().enumerate() {
+        let Some(engine) = u.engine_id_bytes() else {
+            return err(
+                &format!("v3_users[{i}].engine_id"),
+                "must be 5 to 32 bytes in hex",
+            );
+        };
+        if !seen.insert((u.user.clone(), engine)) {
+            return err(&format!("v3_users[{i}]"), "user and engine_id appear twice");
+        }
+        validate_credential(&format!("v3_users[{i}]"), &u.as_credential())
+            .map_err(|(k, m)| (k.replacen("credentials.", "traps.", 1), m))?;
+    }
+    Ok(())
+}
+
 /// One line with the position; the toml snippet is left out because it may quote a secret.
 fn syntax_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
     let line = e
@@ -793,6 +960,35 @@ credential = "nc"
         assert!(e.contains("bogus"), "{e}");
         let e = err(&NETCONF.replace("threads = 4", "threads = 0"));
         assert!(e.contains("poll.netconf.threads"), "{e}");
+    }
+
+    #[test]
+    fn traps_section_defaults_users_and_errors() {
+        let c = Config::parse(GOOD, "t.toml").expect("valid");
+        assert!(c.traps.is_none(), "no [traps]: no listener");
+        let t = format!(
+            "{GOOD}\n[traps]\nlisten = \"127.0.0.1:10162\"\nflap_window = \"5s\"\n\
+             [traps.sources]\n\"127.0.0.9\" = \"r1\"\n\
+             [[traps.v3_users]]\nuser = \"u\"\nengine_id = \"0x8000000001020304\"\n\
+             auth_protocol = \"sha\"\nauth_password = \"authpass123\"\n\
+             priv_protocol = \"aes\"\npriv_password = \"trappriv123\"\n"
+        );
+        let c = Config::parse(&t, "t.toml").expect("valid traps");
+        let traps = c.traps.expect("section");
+        assert!(traps.enabled);
+        assert_eq!(traps.flap_window, Duration::from_secs(5));
+        assert_eq!(traps.reboot_clear, Duration::from_secs(600));
+        assert_eq!(
+            traps.v3_users[0].engine_id_bytes(),
+            Some(vec![0x80, 0, 0, 0, 1, 2, 3, 4])
+        );
+        assert!(!format!("{traps:?}").contains("trappriv123"));
+        let e = err(&t.replace("0x8000000001020304", "80zz"));
+        assert!(e.contains("traps.v3_users[0].engine_id"), "{e}");
+        let e = err(&t.replace("trappriv123", "short"));
+        assert!(e.contains("traps.v3_users[0].priv_password"), "{e}");
+        let e = err(&format!("{GOOD}\n[traps]\nqueue = 0\n"));
+        assert!(e.contains("traps.queue"), "{e}");
     }
 
     #[test]

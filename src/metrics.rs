@@ -30,6 +30,77 @@ pub struct Metrics {
     moves: IntCounter,
     members_alive: IntGauge,
     pub peer_requests: IntCounterVec,
+    pub traps: TrapMetrics,
+}
+
+/// The trap receiver's counters (`poll::traps`).
+#[derive(Clone)]
+pub struct TrapMetrics {
+    pub received: IntCounter,
+    pub decoded: IntCounterVec,
+    pub invalid: IntCounterVec,
+    pub unknown_sender: IntCounter,
+    pub informs_acked: IntCounter,
+    pub applied: IntCounter,
+    pub forwarded: IntCounter,
+    pub dropped: IntCounterVec,
+    pub queue_waits: IntCounter,
+}
+
+impl TrapMetrics {
+    fn new(r: &Registry) -> Result<TrapMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            Ok(register(r, IntCounter::new(name, help)?))
+        };
+        let vec =
+            |name: &str, help: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
+                Ok(register(
+                    r,
+                    IntCounterVec::new(Opts::new(name, help), &[label])?,
+                ))
+            };
+        Ok(TrapMetrics {
+            received: counter(
+                "emspool_traps_received_total",
+                "Datagrams read from the trap socket.",
+            )?,
+            decoded: vec(
+                "emspool_traps_decoded_total",
+                "Traps and informs decoded, by SNMP version.",
+                "version",
+            )?,
+            invalid: vec(
+                "emspool_traps_invalid_total",
+                "Datagrams refused (garbage, truncated BER, wrong community, wrong v3 keys), by reason.",
+                "reason",
+            )?,
+            unknown_sender: counter(
+                "emspool_traps_unknown_sender_total",
+                "Traps from an address that matches no element (or several).",
+            )?,
+            informs_acked: counter(
+                "emspool_traps_informs_acked_total",
+                "Informs acknowledged with a Response.",
+            )?,
+            applied: counter(
+                "emspool_traps_applied_total",
+                "Traps turned into alarms or events on this server (the element's owner).",
+            )?,
+            forwarded: counter(
+                "emspool_traps_forwarded_total",
+                "Traps forwarded to the element's owner and accepted by it.",
+            )?,
+            dropped: vec(
+                "emspool_traps_dropped_total",
+                "Decoded traps lost after all (forwarding gave up or its queue was full), by reason.",
+                "reason",
+            )?,
+            queue_waits: counter(
+                "emspool_traps_queue_waits_total",
+                "Times the socket task found the decode queue full and waited (the kernel buffer absorbed the burst).",
+            )?,
+        })
+    }
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -177,6 +248,7 @@ impl Metrics {
                     &["endpoint"],
                 )?,
             ),
+            traps: TrapMetrics::new(&r)?,
             registry: r,
         };
         m.start_time.set(crate::model::now_millis() / 1000);

@@ -8,6 +8,7 @@ use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::{NewEvent, Severity};
 use crate::poll::Poller;
+use crate::poll::traps::TrapService;
 use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
@@ -65,6 +66,19 @@ pub async fn serve(
     .await
     .context("cannot start the pool membership")?;
 
+    let (traps, trap_tasks) = TrapService::start(
+        id,
+        config.traps.as_ref(),
+        config.elements.clone(),
+        cluster.clone(),
+        poller.clone(),
+        alarms.clone(),
+        events.clone(),
+        metrics.traps.clone(),
+    )
+    .await
+    .context("cannot start the trap receiver")?;
+
     let state = Arc::new(AppState {
         id,
         poller: poller.clone(),
@@ -75,6 +89,7 @@ pub async fn serve(
         token: config.api.token.clone(),
         protect_metrics: config.api.protect_metrics,
         ready: Default::default(),
+        traps,
     });
     let app = api::router(state.clone());
     state.ready.store(true, Ordering::Relaxed);
@@ -88,7 +103,10 @@ pub async fn serve(
         .await
         .context("HTTP server failed")?;
 
-    tracing::info!("stopping: polls, then the event log");
+    tracing::info!("stopping: traps, polls, then the event log");
+    for t in trap_tasks {
+        t.abort();
+    }
     poller.set_elements(Vec::new()).await;
     drop(poller);
     scheduler.abort();

@@ -15,6 +15,7 @@ use crate::cluster::transport::FROM_HEADER;
 use crate::cluster::{ClusterError, InventoryChange};
 use crate::model::ServerId;
 use crate::model::{Alarm, ElementView};
+use crate::poll::traps::{BatchResult, TrapBatch};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -38,6 +39,7 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/local/alarms", get(local_alarms))
         .route("/local/ack", post(local_ack))
         .route("/local/events", get(local_events))
+        .route("/traps", post(traps))
         .fallback(|| async { ApiError::NotFound("no such peer endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -135,6 +137,14 @@ async fn assignment(
 
 async fn current_assignment(State(s): State<Shared>) -> Json<Assignment> {
     Json(s.cluster.assignment())
+}
+
+/// Traps a peer received for elements this server owns (batched by the receiver).
+async fn traps(
+    State(s): State<Shared>,
+    b: Result<Json<TrapBatch>, JsonRejection>,
+) -> Result<Json<BatchResult>, ApiError> {
+    Ok(Json(s.traps.accept_batch(body(b)?)))
 }
 
 async fn set_fault(

@@ -5,6 +5,10 @@ pub mod evaluate;
 pub mod netconf;
 pub mod scheduler;
 pub mod snmp;
+pub mod trap_decode;
+pub mod trap_map;
+pub mod trap_usm;
+pub mod traps;
 
 use crate::alarms::{AlarmTable, Raise};
 use crate::config::{Credential, PollSection};
@@ -129,6 +133,12 @@ impl Poller {
     pub fn owned(&self) -> Vec<Element> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.values().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// Whether this server polls `name` now (cheap: no clone of its status).
+    pub fn owns(&self, name: &str) -> bool {
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        status.contains_key(name)
     }
 
     pub fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
