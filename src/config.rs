@@ -77,7 +77,7 @@ pub struct Config {
     pub traps: Option<TrapsSection>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSection {
     /// Shared by every member; peers refuse requests without it.
@@ -119,7 +119,7 @@ fn default_hold_down() -> Duration {
     Duration::from_secs(3)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: u32,
@@ -134,7 +134,7 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub id: u32,
@@ -146,6 +146,17 @@ pub struct ServerSection {
     /// `tracing` filter (e.g. `info`, `emspool=debug`); `RUST_LOG` wins when set.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// `text` or `json`; under systemd, `text` becomes journald's format (see `logging`).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 fn default_listen() -> SocketAddr {
@@ -158,7 +169,7 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollSection {
     #[serde(with = "humantime_serde")]
@@ -176,7 +187,7 @@ pub struct PollSection {
 
 /// How NETCONF elements are polled. SSH (libssh2) is blocking: its work runs on `threads`
 /// dedicated threads; idle sessions hold no thread. Every read waits at most `poll.timeout`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetconfSection {
     /// Threads doing SSH work (connect, RPCs) for all NETCONF elements of this server.
@@ -218,7 +229,7 @@ impl Default for PollSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
     /// Events older than this are deleted; `0s` keeps them forever.
@@ -234,7 +245,7 @@ impl Default for EventsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// Bearer token for the client API; none means the API is open (loopback labs, demo).
@@ -351,6 +362,12 @@ impl Config {
         };
         if self.server.id == 0 {
             return Err(invalid("server.id", "must be a positive integer"));
+        }
+        if let Err(e) = crate::logging::validate_level(&self.server.log_level) {
+            return Err(invalid(
+                "server.log_level",
+                &format!("not a tracing filter: {}", e.replace('\n', " ")),
+            ));
         }
         let p = &self.poll;
         if p.interval < Duration::from_secs(1) {
@@ -990,10 +1007,51 @@ credential = "nc"
         let e = err(&format!("{GOOD}\n[traps]\nqueue = 0\n"));
         assert!(e.contains("traps.queue"), "{e}");
     }
+    const SHIPPED: &str = include_str!("../packaging/emspool.toml");
 
     #[test]
     fn shipped_example_config_is_valid() {
-        let text = include_str!("../packaging/emspool.toml");
-        Config::parse(text, "packaging/emspool.toml").expect("example config");
+        let c = Config::parse(SHIPPED, "packaging/emspool.toml").expect("example config");
+        // The installed default: loopback, the package's state dir, nothing to poll.
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/emspool"));
+        assert!(
+            c.elements.is_empty(),
+            "the default config must poll nothing"
+        );
+        assert!(c.credentials.is_empty());
+        assert!(c.pool.is_none());
+        assert!(c.api.token.is_none());
+        assert_eq!(c.server.log_format, LogFormat::Text);
+    }
+
+    /// Every commented-out setting (`#key = ...`, `#[table]`) is valid once uncommented.
+    #[test]
+    fn shipped_config_examples_are_valid_when_uncommented() {
+        let text: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c != ' ' && c != '#') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&text, "uncommented").expect("uncommented examples");
+        assert_eq!(c.elements.len(), 2);
+        assert_eq!(c.credentials.len(), 2);
+        assert_eq!(c.pool.as_ref().map(|p| p.members.len()), Some(3));
+        assert!(c.api.token.is_some());
+        assert!(c.client.token.is_some());
+    }
+
+    #[test]
+    fn log_format_and_level_are_checked() {
+        let c = Config::parse("[server]\nid = 1\nlog_format = \"json\"\n", "t.toml").unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        let e = err("[server]\nid = 1\nlog_format = \"xml\"\n");
+        assert!(e.starts_with("t.toml:3:"), "{e}");
+        let e = err("[server]\nid = 1\nlog_level = \"emspool=loud\"\n");
+        assert!(e.contains("server.log_level"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 }

@@ -183,8 +183,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let cfg = Config::load(&config)?;
-            init_logging(&cfg.server.log_level);
-            server::serve(cfg, server::signal()).await
+            emspool::logging::init(&cfg.server.log_level, cfg.server.log_format);
+            server::serve_file(config, cfg, server::signal()).await
         }
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
@@ -317,13 +317,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logging for the commands other than `serve` (plain text on stderr); `demo` and `simulate`
+/// call it on their branches.
+#[allow(dead_code)]
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    emspool::logging::init(level, emspool::config::LogFormat::Text);
 }
 
 fn main() -> ExitCode {
