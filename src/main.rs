@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod demo;
+
 #[derive(Parser)]
 #[command(
     name = "emspool",
@@ -31,6 +33,10 @@ enum Command {
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
+    /// The embedded default: simulated SNMP agents and a pool of servers on loopback.
+    Demo(demo::DemoArgs),
+    /// SNMP agent simulator on loopback ports (until SIGINT/SIGTERM).
+    Simulate(emspool::sim::SimArgs),
     /// Show the pool: members, liveness, master, term, elements per member.
     Status {
         #[command(flatten)]
@@ -185,6 +191,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             emspool::logging::init(&cfg.server.log_level, cfg.server.log_format);
             server::serve_file(config, cfg, server::signal()).await
+        }
+        Command::Demo(args) => {
+            init_logging("warn");
+            demo::run(args, server::signal()).await
+        }
+        Command::Simulate(args) => {
+            init_logging("info");
+            emspool::sim::run(args, server::signal()).await
         }
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
