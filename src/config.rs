@@ -77,7 +77,7 @@ pub struct Config {
     pub traps: Option<TrapsSection>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSection {
     /// Shared by every member; peers refuse requests without it.
@@ -119,7 +119,7 @@ fn default_hold_down() -> Duration {
     Duration::from_secs(3)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: u32,
@@ -134,7 +134,7 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub id: u32,
@@ -146,6 +146,17 @@ pub struct ServerSection {
     /// `tracing` filter (e.g. `info`, `emspool=debug`); `RUST_LOG` wins when set.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// `text` or `json`; under systemd, `text` becomes journald's format (see `logging`).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 fn default_listen() -> SocketAddr {
@@ -158,7 +169,7 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollSection {
     #[serde(with = "humantime_serde")]
@@ -170,6 +181,39 @@ pub struct PollSection {
     pub max_repetitions: u32,
     /// Polls in flight at once, whatever the number of elements.
     pub concurrency: usize,
+    /// NETCONF sessions (`[poll.netconf]`).
+    pub netconf: NetconfSection,
+}
+
+/// How NETCONF elements are polled. SSH (libssh2) is blocking: its work runs on `threads`
+/// dedicated threads; idle sessions hold no thread. Every read waits at most `poll.timeout`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetconfSection {
+    /// Threads doing SSH work (connect, RPCs) for all NETCONF elements of this server.
+    pub threads: usize,
+    /// A reply (or notification) larger than this is refused and the session dropped.
+    pub max_reply_bytes: usize,
+    /// Subscribe to notifications (RFC 5277) on a second session per element.
+    pub notifications: bool,
+    /// SSH keepalive on notification sessions; `0s` disables.
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// Upper bound of the notification session's reconnect backoff (it starts at 1 s).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for NetconfSection {
+    fn default() -> Self {
+        NetconfSection {
+            threads: 8,
+            max_reply_bytes: 16 << 20,
+            notifications: true,
+            keepalive: Duration::from_secs(30),
+            reconnect_max: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for PollSection {
@@ -180,11 +224,12 @@ impl Default for PollSection {
             retries: 1,
             max_repetitions: 10,
             concurrency: 256,
+            netconf: NetconfSection::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
     /// Events older than this are deleted; `0s` keeps them forever.
@@ -200,7 +245,7 @@ impl Default for EventsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// Bearer token for the client API; none means the API is open (loopback labs, demo).
@@ -216,6 +261,8 @@ pub struct ClientSection {
     pub token: Option<Secret>,
 }
 
+/// A credential profile. `version` picks the kind: `v2c` and `v3` for SNMP, `netconf` for
+/// NETCONF over SSH.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(tag = "version", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Credential {
@@ -233,6 +280,37 @@ pub enum Credential {
         #[serde(default)]
         priv_password: Option<Secret>,
     },
+    Netconf(NetconfCredential),
+}
+
+impl Credential {
+    pub fn is_netconf(&self) -> bool {
+        matches!(self, Credential::Netconf(_))
+    }
+}
+
+/// SSH login for NETCONF (RFC 6242): a user with a password and/or a private key, and how
+/// the device's host key is checked. Exactly one host-key check must be chosen:
+/// `known_hosts` (an OpenSSH known_hosts file), `host_key_sha256` (the fingerprint as
+/// `ssh-keygen -lf` prints it, `SHA256:...`), or `insecure_accept_any_host_key = true`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetconfCredential {
+    pub user: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// OpenSSH or PEM private key file; tried before the password when both are set.
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key_passphrase: Option<Secret>,
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub host_key_sha256: Option<String>,
+    /// Accepts any host key (open to man-in-the-middle); only for labs, never a default.
+    #[serde(default)]
+    pub insecure_accept_any_host_key: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -285,6 +363,12 @@ impl Config {
         if self.server.id == 0 {
             return Err(invalid("server.id", "must be a positive integer"));
         }
+        if let Err(e) = crate::logging::validate_level(&self.server.log_level) {
+            return Err(invalid(
+                "server.log_level",
+                &format!("not a tracing filter: {}", e.replace('\n', " ")),
+            ));
+        }
         let p = &self.poll;
         if p.interval < Duration::from_secs(1) {
             return Err(invalid("poll.interval", "must be at least 1s"));
@@ -303,6 +387,18 @@ impl Config {
         }
         if p.concurrency == 0 {
             return Err(invalid("poll.concurrency", "must be at least 1"));
+        }
+        if !(1..=1024).contains(&p.netconf.threads) {
+            return Err(invalid("poll.netconf.threads", "must be 1..=1024"));
+        }
+        if p.netconf.max_reply_bytes < 4096 {
+            return Err(invalid(
+                "poll.netconf.max_reply_bytes",
+                "must be at least 4096",
+            ));
+        }
+        if p.netconf.reconnect_max < Duration::from_secs(1) {
+            return Err(invalid("poll.netconf.reconnect_max", "must be at least 1s"));
         }
         if let Some(t) = &self.api.token
             && t.is_empty()
@@ -409,6 +505,42 @@ fn validate_credential(name: &str, cred: &Credential) -> Result<(), (String, Str
                 return Err((key("priv_password"), "must be at least 8 characters".into()));
             }
         }
+        Credential::Netconf(nc) => validate_netconf_credential(nc).map_err(|(k, m)| (key(k), m))?,
+    }
+    Ok(())
+}
+
+fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static str, String)> {
+    if c.user.is_empty() {
+        return Err(("user", "must not be empty".into()));
+    }
+    if c.password.as_ref().is_some_and(Secret::is_empty) {
+        return Err(("password", "must not be empty".into()));
+    }
+    if c.password.is_none() && c.private_key.is_none() {
+        return Err(("password", "set password or private_key (or both)".into()));
+    }
+    if c.private_key_passphrase.is_some() && c.private_key.is_none() {
+        return Err(("private_key_passphrase", "needs private_key".into()));
+    }
+    let checks = usize::from(c.known_hosts.is_some())
+        + usize::from(c.host_key_sha256.is_some())
+        + usize::from(c.insecure_accept_any_host_key);
+    if checks != 1 {
+        return Err((
+            "known_hosts",
+            "choose exactly one host-key check: known_hosts, host_key_sha256, or insecure_accept_any_host_key = true".into(),
+        ));
+    }
+    if let Some(fp) = &c.host_key_sha256
+        && crate::poll::netconf::parse_sha256_fingerprint(fp).is_none()
+    {
+        return Err((
+            "host_key_sha256",
+            format!(
+                "{fp:?} is not a SHA-256 fingerprint like \"SHA256:<43 base64 characters>\" (ssh-keygen -lf)"
+            ),
+        ));
     }
     Ok(())
 }
@@ -443,8 +575,29 @@ pub fn validate_element(
             format!("no credential profile named {:?}", e.credential),
         ));
     }
-    if e.protocol == Protocol::Netconf {
-        return Err((key("protocol"), "netconf is not supported yet".into()));
+    let netconf_credential = credentials
+        .get(&e.credential)
+        .is_some_and(Credential::is_netconf);
+    match e.protocol {
+        Protocol::Netconf if !netconf_credential => {
+            return Err((
+                key("credential"),
+                format!(
+                    "{:?} is an SNMP profile; protocol = \"netconf\" needs version = \"netconf\"",
+                    e.credential
+                ),
+            ));
+        }
+        Protocol::Snmp if netconf_credential => {
+            return Err((
+                key("credential"),
+                format!(
+                    "{:?} is a NETCONF profile; set protocol = \"netconf\" or use an SNMP profile",
+                    e.credential
+                ),
+            ));
+        }
+        _ => {}
     }
     if let Some(i) = e.interval
         && i < Duration::from_secs(1)
@@ -757,6 +910,75 @@ interval = "30s"
         assert!(err(&dup).contains("appears twice"));
     }
 
+    const NETCONF: &str = r#"
+[server]
+id = 1
+
+[poll.netconf]
+threads = 4
+max_reply_bytes = 1048576
+
+[credentials.nc]
+version = "netconf"
+user = "admin"
+password = "nc-s3cret"
+host_key_sha256 = "SHA256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+
+[credentials.v2]
+version = "v2c"
+community = "public"
+
+[[elements]]
+name = "ne1"
+address = "127.0.0.1:830"
+protocol = "netconf"
+credential = "nc"
+"#;
+
+    #[test]
+    fn netconf_credentials_and_elements() {
+        let c = Config::parse(NETCONF, "t.toml").expect("valid");
+        assert_eq!(c.poll.netconf.threads, 4);
+        assert!(c.poll.netconf.notifications);
+        let Credential::Netconf(nc) = &c.credentials["nc"] else {
+            panic!("not netconf");
+        };
+        assert_eq!(nc.user, "admin");
+        assert!(!format!("{c:?}").contains("nc-s3cret"), "secret leaks");
+        // Protocol and profile must agree, both ways.
+        let e = err(&NETCONF.replace("credential = \"nc\"", "credential = \"v2\""));
+        assert!(
+            e.contains("elements[ne1].credential") && e.contains("SNMP profile"),
+            "{e}"
+        );
+        let e = err(&NETCONF.replace("protocol = \"netconf\"\n", ""));
+        assert!(e.contains("NETCONF profile"), "{e}");
+        // Exactly one host-key check; insecure only when said.
+        let e = err(&NETCONF.replace("host_key_sha256 = ", "# "));
+        assert!(
+            e.contains("credentials.nc.known_hosts") && e.contains("exactly one"),
+            "{e}"
+        );
+        let both = NETCONF.replace(
+            "host_key_sha256",
+            "insecure_accept_any_host_key = true\nhost_key_sha256",
+        );
+        assert!(err(&both).contains("exactly one"));
+        let insecure = NETCONF.replace(
+            "host_key_sha256 = \"SHA256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"",
+            "insecure_accept_any_host_key = true",
+        );
+        Config::parse(&insecure, "t.toml").expect("insecure when explicit");
+        let e = err(&NETCONF.replace("SHA256:AAEC", "SHA256:xx"));
+        assert!(e.contains("host_key_sha256"), "{e}");
+        let e = err(&NETCONF.replace("password = \"nc-s3cret\"", ""));
+        assert!(e.contains("credentials.nc.password"), "{e}");
+        let e = err(&NETCONF.replace("user = \"admin\"", "user = \"admin\"\nbogus = 1"));
+        assert!(e.contains("bogus"), "{e}");
+        let e = err(&NETCONF.replace("threads = 4", "threads = 0"));
+        assert!(e.contains("poll.netconf.threads"), "{e}");
+    }
+
     #[test]
     fn traps_section_defaults_users_and_errors() {
         let c = Config::parse(GOOD, "t.toml").expect("valid");
@@ -785,10 +1007,51 @@ interval = "30s"
         let e = err(&format!("{GOOD}\n[traps]\nqueue = 0\n"));
         assert!(e.contains("traps.queue"), "{e}");
     }
+    const SHIPPED: &str = include_str!("../packaging/emspool.toml");
 
     #[test]
     fn shipped_example_config_is_valid() {
-        let text = include_str!("../packaging/emspool.toml");
-        Config::parse(text, "packaging/emspool.toml").expect("example config");
+        let c = Config::parse(SHIPPED, "packaging/emspool.toml").expect("example config");
+        // The installed default: loopback, the package's state dir, nothing to poll.
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/emspool"));
+        assert!(
+            c.elements.is_empty(),
+            "the default config must poll nothing"
+        );
+        assert!(c.credentials.is_empty());
+        assert!(c.pool.is_none());
+        assert!(c.api.token.is_none());
+        assert_eq!(c.server.log_format, LogFormat::Text);
+    }
+
+    /// Every commented-out setting (`#key = ...`, `#[table]`) is valid once uncommented.
+    #[test]
+    fn shipped_config_examples_are_valid_when_uncommented() {
+        let text: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c != ' ' && c != '#') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&text, "uncommented").expect("uncommented examples");
+        assert_eq!(c.elements.len(), 2);
+        assert_eq!(c.credentials.len(), 2);
+        assert_eq!(c.pool.as_ref().map(|p| p.members.len()), Some(3));
+        assert!(c.api.token.is_some());
+        assert!(c.client.token.is_some());
+    }
+
+    #[test]
+    fn log_format_and_level_are_checked() {
+        let c = Config::parse("[server]\nid = 1\nlog_format = \"json\"\n", "t.toml").unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        let e = err("[server]\nid = 1\nlog_format = \"xml\"\n");
+        assert!(e.starts_with("t.toml:3:"), "{e}");
+        let e = err("[server]\nid = 1\nlog_level = \"emspool=loud\"\n");
+        assert!(e.contains("server.log_level"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 }

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod demo;
+
 #[derive(Parser)]
 #[command(
     name = "emspool",
@@ -31,6 +33,10 @@ enum Command {
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
+    /// The embedded default: simulated SNMP agents and a pool of servers on loopback.
+    Demo(demo::DemoArgs),
+    /// SNMP agent simulator on loopback ports (until SIGINT/SIGTERM).
+    Simulate(emspool::sim::SimArgs),
     /// Show the pool: members, liveness, master, term, elements per member.
     Status {
         #[command(flatten)]
@@ -183,8 +189,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let cfg = Config::load(&config)?;
-            init_logging(&cfg.server.log_level);
-            server::serve(cfg, server::signal()).await
+            emspool::logging::init(&cfg.server.log_level, cfg.server.log_format);
+            server::serve_file(config, cfg, server::signal()).await
+        }
+        Command::Demo(args) => {
+            init_logging("warn");
+            demo::run(args, server::signal()).await
+        }
+        Command::Simulate(args) => {
+            init_logging("info");
+            emspool::sim::run(args, server::signal()).await
         }
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
@@ -317,13 +331,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logging for the commands other than `serve` (plain text on stderr); `demo` and `simulate`
+/// call it on their branches.
+#[allow(dead_code)]
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    emspool::logging::init(level, emspool::config::LogFormat::Text);
 }
 
 fn main() -> ExitCode {

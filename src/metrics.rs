@@ -2,6 +2,10 @@
 //!
 //! Counters and histograms are updated where things happen; gauges that mirror a table
 //! (alarms, element states) are set from that table at scrape time, so they cannot drift.
+//!
+//! Conventions (checked by `promtool check metrics` in tests/operations.rs): base units
+//! (`_seconds`), counters end in `_total`, every metric has HELP text, label values that are
+//! known in advance are created at zero so that `rate()` and alerts see them from the start.
 
 use crate::model::{ElementState, Severity};
 use prometheus::{
@@ -31,6 +35,9 @@ pub struct Metrics {
     members_alive: IntGauge,
     pub peer_requests: IntCounterVec,
     pub traps: TrapMetrics,
+    inventory: IntGauge,
+    config_reloads: IntCounterVec,
+    config_reload_ok: IntGauge,
 }
 
 /// The trap receiver's counters (`poll::traps`).
@@ -220,7 +227,10 @@ impl Metrics {
             ),
             elections: register(
                 &r,
-                IntCounter::new("emspool_elections_total", "Elections this server won.")?,
+                IntCounter::new(
+                    "emspool_elections_won_total",
+                    "Elections this server won (it became master).",
+                )?,
             ),
             owned: register(
                 &r,
@@ -254,9 +264,58 @@ impl Metrics {
                 )?,
             ),
             traps: TrapMetrics::new(&r)?,
+            inventory: register(
+                &r,
+                IntGauge::new(
+                    "emspool_inventory_elements",
+                    "Elements in the pool's inventory, as of the newest assignment this server applied.",
+                )?,
+            ),
+            config_reloads: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "emspool_config_reloads_total",
+                        "Configuration reloads (SIGHUP), by result.",
+                    ),
+                    &["result"],
+                )?,
+            ),
+            config_reload_ok: register(
+                &r,
+                IntGauge::new(
+                    "emspool_config_last_reload_successful",
+                    "1 if the last configuration reload succeeded (or none was tried), else 0.",
+                )?,
+            ),
             registry: r,
         };
+        let build = register(
+            &m.registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "emspool_build_info",
+                    "Always 1; the labels tell the running version.",
+                ),
+                &["version"],
+            )?,
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m.start_time.set(crate::model::now_millis() / 1000);
+        m.config_reload_ok.set(1);
+        // Known label values exist from the start, so rates and alerts see them at zero.
+        for s in [ElementState::Up, ElementState::Down, ElementState::Unknown] {
+            m.polls.with_label_values(&[s.as_str()]);
+        }
+        for class in ["2xx", "4xx", "5xx"] {
+            m.api_requests.with_label_values(&[class]);
+        }
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        for api in ["client", "peer"] {
+            m.auth_failures.with_label_values(&[api]);
+        }
         Ok(m)
     }
 
@@ -277,6 +336,18 @@ impl Metrics {
 
     pub fn add_moves(&self, n: usize) {
         self.moves.inc_by(n as u64);
+    }
+
+    /// Size of the whole inventory (all members), for the "elements without owner" alert.
+    pub fn set_inventory(&self, n: usize) {
+        self.inventory.set(n as i64);
+    }
+
+    /// A SIGHUP reload finished (`ok`) or was refused.
+    pub fn config_reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        self.config_reload_ok.set(i64::from(ok));
     }
 
     pub fn set_members_alive(&self, n: usize) {

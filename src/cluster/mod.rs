@@ -84,7 +84,7 @@ pub struct Cluster {
     members: Vec<MemberConfig>,
     timings: Timings,
     /// Inventory for a pool that has never had an assignment.
-    seed: Vec<Element>,
+    seed: Mutex<Vec<Element>>,
     pub(crate) transport: Arc<Transport>,
     poller: Arc<Poller>,
     alarms: Arc<AlarmTable>,
@@ -178,7 +178,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             me,
             members,
-            seed: config.elements.clone(),
+            seed: Mutex::new(config.elements.clone()),
             transport: Arc::new(Transport::new(me, urls, secret)),
             poller,
             alarms,
@@ -384,6 +384,7 @@ impl Cluster {
             st.assignment = push.assignment;
         }
         self.metrics.set_owned(mine.len());
+        self.metrics.set_inventory(st.assignment.elements.len());
         Ok(())
     }
 
@@ -457,7 +458,7 @@ impl Cluster {
         if let Some(p) = &st.pending_inventory {
             p.clone()
         } else if st.assignment.id == AssignmentId::default() && st.assignment.elements.is_empty() {
-            self.seed.clone()
+            self.seed.lock().unwrap_or_else(|p| p.into_inner()).clone()
         } else {
             st.assignment.elements.clone()
         }
@@ -487,6 +488,43 @@ impl Cluster {
         inv.sort_by(|a, b| a.name.cmp(&b.name));
         self.lock().pending_inventory = Some(inv);
         Ok(())
+    }
+
+    /// The config file's `[[elements]]` were reloaded (SIGHUP). Replaces the seed; on the
+    /// master, what changed between the previous file and this one (elements added, changed or
+    /// removed in the file) is applied to the inventory, and the next round distributes it.
+    /// Elements added through the API stay. Elsewhere only the seed changes (`NotMaster`).
+    // TODO(lead): a member could forward the difference to the master.
+    pub fn reload_inventory(&self, elements: Vec<Element>) -> Result<usize, ClusterError> {
+        let old = std::mem::replace(
+            &mut *self.seed.lock().unwrap_or_else(|p| p.into_inner()),
+            elements.clone(),
+        );
+        if self.lock().role != Role::Master {
+            return Err(ClusterError::NotMaster);
+        }
+        let new_names: BTreeSet<&str> = elements.iter().map(|e| e.name.as_str()).collect();
+        let mut inv = self.inventory();
+        let before = inv.clone();
+        inv.retain(|e| {
+            !old.iter().any(|o| o.name == e.name) || new_names.contains(e.name.as_str())
+        });
+        let mut changed = before.len() - inv.len();
+        for e in elements {
+            if old.contains(&e) {
+                continue;
+            }
+            changed += 1;
+            match inv.iter_mut().find(|x| x.name == e.name) {
+                Some(x) => *x = e,
+                None => inv.push(e),
+            }
+        }
+        if changed > 0 && inv != before {
+            inv.sort_by(|a, b| a.name.cmp(&b.name));
+            self.lock().pending_inventory = Some(inv);
+        }
+        Ok(changed)
     }
 
     fn weights(&self) -> BTreeMap<ServerId, u32> {

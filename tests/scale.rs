@@ -1,0 +1,91 @@
+//! One server polls 1,000 simulated elements within one 10 s interval (debug build). The
+//! 10,000-element measurement is `cargo bench --bench poll_scale` (BENCHMARKS.md).
+
+mod common;
+
+use common::emspool::Emspool;
+use common::{free_udp_port_range, wait_until};
+use emspool::sim::{self, Dataset, SimConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const N: usize = 1000;
+
+/// Sum of the samples of `name` (all label sets) in a Prometheus text exposition.
+fn metric(text: &str, name: &str, label: Option<&str>) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter(|l| label.is_none_or(|lb| l.contains(lb)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn one_server_polls_1000_elements_within_one_interval() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let base = free_udp_port_range(N);
+    let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template")));
+    cfg.agents = N;
+    cfg.base_port = base;
+    let sim = rt.block_on(sim::start(cfg)).expect("simulator");
+
+    let mut body = String::from(
+        "[poll]\ninterval = \"10s\"\ntimeout = \"2s\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+    );
+    for i in 0..N {
+        body.push_str(&format!(
+            "\n[[elements]]\nname = \"ne{i:04}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
+            usize::from(base) + i
+        ));
+    }
+    let server = Emspool::start(1, &body);
+    let ready = Instant::now();
+    let metrics = || {
+        ureq::get(&format!("{}/metrics", server.url))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()
+    };
+    let done = wait_until(Duration::from_secs(10), Duration::from_millis(250), || {
+        let m = metrics()?;
+        let up = metric(&m, "emspool_elements", Some("state=\"up\""));
+        let polls = metric(&m, "emspool_polls_total", None);
+        (up >= N as f64 && polls >= N as f64).then_some((up, polls))
+    });
+    let took = ready.elapsed();
+    let last = metrics().unwrap_or_default();
+    let (up, polls) = done.unwrap_or_else(|e| {
+        panic!(
+            "not all {N} polled within 10 s of readiness: {e}; up {}, polls {}, sim {:?}\n{}",
+            metric(&last, "emspool_elements", Some("state=\"up\"")),
+            metric(&last, "emspool_polls_total", None),
+            sim.stats(),
+            server.log_tail()
+        )
+    });
+    eprintln!(
+        "{up} up, {polls} polls {took:?} after readiness; p(poll <= 100 ms) = {:.3}",
+        metric(
+            &last,
+            "emspool_poll_duration_seconds_bucket",
+            Some("le=\"0.1\"")
+        ) / metric(&last, "emspool_poll_duration_seconds_count", None).max(1.0)
+    );
+    assert_eq!(
+        metric(&last, "emspool_polls_total", Some("result=\"down\"")),
+        0.0,
+        "some polls failed"
+    );
+    drop(server);
+    rt.block_on(sim.shutdown());
+}
