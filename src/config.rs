@@ -641,7 +641,7 @@ fn valid_host_port(s: &str) -> bool {
 }
 
 /// `[traps]`: the SNMP trap and inform listener (see `poll::traps`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrapsSection {
     /// `false` keeps the section but opens no socket.

@@ -271,6 +271,7 @@ pub fn reload(
         ("events", new.events != running.events),
         ("api", new.api != running.api),
         ("pool", new.pool != running.pool),
+        ("traps", new.traps != running.traps),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))
