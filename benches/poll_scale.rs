@@ -8,13 +8,15 @@
 //!         EMSPOOL_BENCH_CONCURRENCY=256 cargo bench --bench poll_scale
 //!
 //! Per size it reports, per interval-long window after readiness: how many agents received a
-//! request during the window (the simulator records the last request time per agent and
-//! polling server), polls finished (`emspool_polls_total`), CPU of the emspool process in cores
-//! (utime+stime from /proc/PID/stat over wall time), RSS (VmRSS) at the window's end; then poll
-//! latency p50/p99 (from the `emspool_poll_duration_seconds` histogram over the windows after
-//! the first, and exact from each element's `last_duration_ms`). /metrics is read only at window
-//! ends: a scrape costs the server a copy of every element's status. Memory per element is the
-//! RSS slope between sizes. Results go to BENCHMARKS.md.
+//! request within the last interval + 1 s at the window's end (the simulator records the last
+//! request time per agent and polling server), polls finished (`emspool_polls_total`), CPU of
+//! the emspool process in cores (utime+stime from /proc/PID/stat over wall time), RSS (VmRSS) at
+//! the window's end (read before that window's /metrics scrape); then poll latency p50/p99 (from
+//! the `emspool_poll_duration_seconds` histogram over the windows after the first, and exact
+//! from each element's `last_duration_ms`). /metrics is read only at window ends: a scrape costs
+//! the server a copy of every element's status. Memory per element is the RSS slope between
+//! sizes. Set MALLOC_ARENA_MAX etc. in the environment to try allocator settings: the server
+//! inherits it. Results go to BENCHMARKS.md.
 
 mod support;
 
@@ -115,7 +117,6 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
     let mut prev_cpu = cpu_seconds(serve.pid).unwrap_or(0.0);
     let mut prev_sim = cpu_seconds(std::process::id()).unwrap_or(0.0);
     let mut prev_t = Instant::now();
-    let mut window_start = sim.elapsed();
     let mut hist_from = None;
     let mut out = Vec::new();
     for k in 0..windows {
@@ -134,8 +135,14 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
         let cpu = cpu_seconds(serve.pid).unwrap_or(0.0);
         let sim_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0);
         let now = Instant::now();
-        let agents_polled = polled_since(&sim, window_start);
-        window_start = sim.elapsed();
+        // Every agent polled within the last interval (plus 1 s of slack for queueing)?
+        let agents_polled = polled_since(
+            &sim,
+            sim.elapsed()
+                .saturating_sub(interval + Duration::from_secs(1)),
+        );
+        // RSS before this window's scrape: a scrape copies every element's status.
+        let rss_kib = vm_kib(serve.pid, "VmRSS").unwrap_or(0);
         let m = metrics();
         let wall = (now - prev_t).as_secs_f64();
         let w = Window {
@@ -144,7 +151,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
                 - metric(&prev_m, "emspool_polls_total", None),
             cores: (cpu - prev_cpu) / wall,
             sim_cores: (sim_cpu - prev_sim) / wall,
-            rss_kib: vm_kib(serve.pid, "VmRSS").unwrap_or(0),
+            rss_kib,
         };
         eprintln!(
             "  n={n} window {k}: {} agents polled, {:.0} polls, emspool {:.3} cores, simulator {:.3} cores, RSS {} KiB, load {}",
@@ -238,7 +245,7 @@ fn main() {
         runs.push(run(&rt, n, interval, windows));
     }
     println!(
-        "| elements | ready after | first full round | agents polled per window | polls per window (target = elements) | emspool CPU cores per window | simulator + bench cores | RSS at window end (MiB) | peak RSS (MiB) | p50 / p99 poll (histogram, windows 2+) | p50 / p99 / max last poll (exact) | up at end | failed polls |"
+        "| elements | ready after | first full round | agents polled in the last interval + 1 s, at each window's end | polls per window (target = elements) | emspool CPU cores per window | simulator + bench cores | RSS at window end (MiB) | peak RSS (MiB) | p50 / p99 poll (histogram, windows 2+) | p50 / p99 / max last poll (exact) | up at end | failed polls |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
