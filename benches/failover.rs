@@ -6,6 +6,13 @@
 //!
 //!     cargo bench --bench failover
 //!     EMSPOOL_BENCH_KILLS=20 EMSPOOL_BENCH_AGENTS=300 cargo bench --bench failover
+//!     EMSPOOL_BENCH_SIGNAL=STOP cargo bench --bench failover
+//!
+//! With SIGKILL the dead master's port refuses connections at once, and its peers treat a refused
+//! heartbeat as death without waiting for `failure_timeout`. `EMSPOOL_BENCH_SIGNAL=STOP` freezes
+//! the master instead (SIGSTOP: its port still accepts connections but nothing answers), which is
+//! what a hung process or a lost host looks like: peers must wait for `failure_timeout`. The
+//! frozen server is then killed and restarted like a killed one.
 //!
 //! Pool timings as in the tests: heartbeat 250 ms, failure_timeout 1 s, lease 800 ms,
 //! answer_timeout 150 ms (default), hold_down 1 s; polls every 1 s, timeout 300 ms. After each
@@ -95,6 +102,11 @@ fn main() {
         return;
     }
     let kills = env_or("EMSPOOL_BENCH_KILLS", 20usize);
+    let sig: String = env_or("EMSPOOL_BENCH_SIGNAL", "KILL".to_string());
+    assert!(
+        sig == "KILL" || sig == "STOP",
+        "EMSPOOL_BENCH_SIGNAL: KILL or STOP"
+    );
     let n = env_or("EMSPOOL_BENCH_AGENTS", 300usize);
     let each = (n / SERVERS as usize) as u64;
     assert_eq!(n % SERVERS as usize, 0, "agents must divide by {SERVERS}");
@@ -160,7 +172,7 @@ fn main() {
     }
     println!("failover: {}", machine());
     println!(
-        "failover: {SERVERS} servers, {n} agents polled every 1 s, {kills} kills of the master (SIGKILL)"
+        "failover: {SERVERS} servers, {n} agents polled every 1 s, {kills} kills of the master (SIG{sig})"
     );
     wait_agree(&servers, SERVERS, each, Duration::from_secs(30));
 
@@ -187,10 +199,14 @@ fn main() {
         );
         let killed_at = sim.elapsed();
         let wall = Instant::now();
-        if let Some(p) = servers[SERVERS as usize - 1].proc.as_mut() {
-            p.kill9();
+        let mut frozen = servers[SERVERS as usize - 1].proc.take();
+        if let Some(p) = frozen.as_mut() {
+            if sig == "KILL" {
+                p.kill9();
+            } else {
+                assert!(p.signal("STOP"), "SIGSTOP");
+            }
         }
-        servers[SERVERS as usize - 1].proc = None;
         let mut pending: BTreeSet<usize> = orphans.iter().copied().collect();
         let mut new_master = None;
         let mut latest = Duration::ZERO;
@@ -238,6 +254,9 @@ fn main() {
         if let Some(d) = new_master {
             master_seen.push(d);
         }
+        if let Some(mut p) = frozen.take() {
+            p.kill9();
+        }
         servers[SERVERS as usize - 1].spawn();
         wait_agree(&servers, SERVERS, each, Duration::from_secs(30));
     }
@@ -248,11 +267,11 @@ fn main() {
         quantile(&f, q)
     };
     println!(
-        "| kills | recovered | orphans per kill | p50 | p99 | max | new master visible p50 / max |"
+        "| signal | kills | recovered | orphans per kill | p50 | p99 | max | new master visible p50 / max |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| {kills} | {} | {each} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms / {:.0} ms |",
+        "| SIG{sig} | {kills} | {} | {each} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms / {:.0} ms |",
         recovered.len(),
         ms(&recovered, 0.5),
         ms(&recovered, 0.99),
