@@ -215,6 +215,17 @@ impl AlarmTable {
         m
     }
 
+    /// `(element, instance)` of the active alarms of `kind` last seen before `before`: for
+    /// alarms that clear by time (trap-raised ones no trap clears).
+    pub fn stale(&self, kind: &str, before: UnixMillis) -> Vec<(String, Option<String>)> {
+        self.lock()
+            .by_key
+            .values()
+            .filter(|a| a.kind == kind && a.last_seen < before)
+            .map(|a| (a.element.clone(), a.instance.clone()))
+            .collect()
+    }
+
     /// Removes an element's alarms without clear events: they move to the element's new owner.
     pub fn take_element(&self, element: &str) -> Vec<Alarm> {
         let mut inner = self.lock();
@@ -308,6 +319,20 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, ["alarm.cleared", "alarm.raised", "alarm.raised"]);
+    }
+
+    #[tokio::test]
+    async fn stale_lists_alarms_of_a_kind_not_repeated_since() {
+        let (t, _log, _d) = table();
+        t.raise_at(link_down("1"), 10);
+        t.raise_at(link_down("2"), 10);
+        t.raise_at(link_down("2"), 50);
+        assert_eq!(
+            t.stale("LinkDown", 20),
+            vec![("r1".into(), Some("1".into()))]
+        );
+        assert!(t.stale("Reboot", 100).is_empty());
+        assert_eq!(t.stale("LinkDown", 100).len(), 2);
     }
 
     #[tokio::test]

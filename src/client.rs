@@ -72,8 +72,11 @@ impl Client {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::DELETE, path, None).await
+    /// DELETE whose success answer has no body.
+    pub async fn delete_empty(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(Method::DELETE, path, None)
+            .await
+            .map(|_| ())
     }
 
     /// A server that cannot be reached or answers 5xx is skipped; a 4xx is the answer (the
@@ -124,6 +127,11 @@ impl Client {
                     message,
                 });
             }
+            let bytes = if bytes.is_empty() {
+                bytes::Bytes::from_static(b"null")
+            } else {
+                bytes
+            };
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
                 url,
                 message: e.to_string(),
@@ -133,26 +141,11 @@ impl Client {
     }
 }
 
+/// reqwest's own text embeds the URL (and so, with basic auth, possibly a secret).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.without_url_ref().to_string();
+    let mut s = crate::cluster::transport::describe(e);
     if let Some(src) = std::error::Error::source(e) {
         s = format!("{s}: {src}");
     }
     s
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_connect() {
-            "cannot connect".into()
-        } else {
-            "request failed".into()
-        }
-    }
 }

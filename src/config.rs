@@ -72,9 +72,12 @@ pub struct Config {
     /// Absent: a pool of one (this server), master of itself.
     #[serde(default)]
     pub pool: Option<PoolSection>,
+    /// Absent: no trap listener (traps forwarded by peers are still applied).
+    #[serde(default)]
+    pub traps: Option<TrapsSection>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSection {
     /// Shared by every member; peers refuse requests without it.
@@ -116,7 +119,7 @@ fn default_hold_down() -> Duration {
     Duration::from_secs(3)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: u32,
@@ -131,7 +134,7 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub id: u32,
@@ -143,6 +146,17 @@ pub struct ServerSection {
     /// `tracing` filter (e.g. `info`, `emspool=debug`); `RUST_LOG` wins when set.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// `text` or `json`; under systemd, `text` becomes journald's format (see `logging`).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 fn default_listen() -> SocketAddr {
@@ -155,7 +169,7 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollSection {
     #[serde(with = "humantime_serde")]
@@ -167,6 +181,39 @@ pub struct PollSection {
     pub max_repetitions: u32,
     /// Polls in flight at once, whatever the number of elements.
     pub concurrency: usize,
+    /// NETCONF sessions (`[poll.netconf]`).
+    pub netconf: NetconfSection,
+}
+
+/// How NETCONF elements are polled. SSH (libssh2) is blocking: its work runs on `threads`
+/// dedicated threads; idle sessions hold no thread. Every read waits at most `poll.timeout`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetconfSection {
+    /// Threads doing SSH work (connect, RPCs) for all NETCONF elements of this server.
+    pub threads: usize,
+    /// A reply (or notification) larger than this is refused and the session dropped.
+    pub max_reply_bytes: usize,
+    /// Subscribe to notifications (RFC 5277) on a second session per element.
+    pub notifications: bool,
+    /// SSH keepalive on notification sessions; `0s` disables.
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// Upper bound of the notification session's reconnect backoff (it starts at 1 s).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for NetconfSection {
+    fn default() -> Self {
+        NetconfSection {
+            threads: 8,
+            max_reply_bytes: 16 << 20,
+            notifications: true,
+            keepalive: Duration::from_secs(30),
+            reconnect_max: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for PollSection {
@@ -177,11 +224,12 @@ impl Default for PollSection {
             retries: 1,
             max_repetitions: 10,
             concurrency: 256,
+            netconf: NetconfSection::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSection {
     /// Events older than this are deleted; `0s` keeps them forever.
@@ -197,11 +245,13 @@ impl Default for EventsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// Bearer token for the client API; none means the API is open (loopback labs, demo).
     pub token: Option<Secret>,
+    /// Also require the token on /metrics (Prometheus then needs `authorization` set).
+    pub protect_metrics: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -211,6 +261,8 @@ pub struct ClientSection {
     pub token: Option<Secret>,
 }
 
+/// A credential profile. `version` picks the kind: `v2c` and `v3` for SNMP, `netconf` for
+/// NETCONF over SSH.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(tag = "version", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Credential {
@@ -228,6 +280,37 @@ pub enum Credential {
         #[serde(default)]
         priv_password: Option<Secret>,
     },
+    Netconf(NetconfCredential),
+}
+
+impl Credential {
+    pub fn is_netconf(&self) -> bool {
+        matches!(self, Credential::Netconf(_))
+    }
+}
+
+/// SSH login for NETCONF (RFC 6242): a user with a password and/or a private key, and how
+/// the device's host key is checked. Exactly one host-key check must be chosen:
+/// `known_hosts` (an OpenSSH known_hosts file), `host_key_sha256` (the fingerprint as
+/// `ssh-keygen -lf` prints it, `SHA256:...`), or `insecure_accept_any_host_key = true`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetconfCredential {
+    pub user: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// OpenSSH or PEM private key file; tried before the password when both are set.
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key_passphrase: Option<Secret>,
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub host_key_sha256: Option<String>,
+    /// Accepts any host key (open to man-in-the-middle); only for labs, never a default.
+    #[serde(default)]
+    pub insecure_accept_any_host_key: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -280,6 +363,12 @@ impl Config {
         if self.server.id == 0 {
             return Err(invalid("server.id", "must be a positive integer"));
         }
+        if let Err(e) = crate::logging::validate_level(&self.server.log_level) {
+            return Err(invalid(
+                "server.log_level",
+                &format!("not a tracing filter: {}", e.replace('\n', " ")),
+            ));
+        }
         let p = &self.poll;
         if p.interval < Duration::from_secs(1) {
             return Err(invalid("poll.interval", "must be at least 1s"));
@@ -299,6 +388,18 @@ impl Config {
         if p.concurrency == 0 {
             return Err(invalid("poll.concurrency", "must be at least 1"));
         }
+        if !(1..=1024).contains(&p.netconf.threads) {
+            return Err(invalid("poll.netconf.threads", "must be 1..=1024"));
+        }
+        if p.netconf.max_reply_bytes < 4096 {
+            return Err(invalid(
+                "poll.netconf.max_reply_bytes",
+                "must be at least 4096",
+            ));
+        }
+        if p.netconf.reconnect_max < Duration::from_secs(1) {
+            return Err(invalid("poll.netconf.reconnect_max", "must be at least 1s"));
+        }
         if let Some(t) = &self.api.token
             && t.is_empty()
         {
@@ -314,6 +415,9 @@ impl Config {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }
         validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
+        if let Some(t) = &self.traps {
+            validate_traps(t).map_err(|(k, m)| invalid(&k, &m))?;
+        }
         Ok(())
     }
 }
@@ -401,6 +505,42 @@ fn validate_credential(name: &str, cred: &Credential) -> Result<(), (String, Str
                 return Err((key("priv_password"), "must be at least 8 characters".into()));
             }
         }
+        Credential::Netconf(nc) => validate_netconf_credential(nc).map_err(|(k, m)| (key(k), m))?,
+    }
+    Ok(())
+}
+
+fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static str, String)> {
+    if c.user.is_empty() {
+        return Err(("user", "must not be empty".into()));
+    }
+    if c.password.as_ref().is_some_and(Secret::is_empty) {
+        return Err(("password", "must not be empty".into()));
+    }
+    if c.password.is_none() && c.private_key.is_none() {
+        return Err(("password", "set password or private_key (or both)".into()));
+    }
+    if c.private_key_passphrase.is_some() && c.private_key.is_none() {
+        return Err(("private_key_passphrase", "needs private_key".into()));
+    }
+    let checks = usize::from(c.known_hosts.is_some())
+        + usize::from(c.host_key_sha256.is_some())
+        + usize::from(c.insecure_accept_any_host_key);
+    if checks != 1 {
+        return Err((
+            "known_hosts",
+            "choose exactly one host-key check: known_hosts, host_key_sha256, or insecure_accept_any_host_key = true".into(),
+        ));
+    }
+    if let Some(fp) = &c.host_key_sha256
+        && crate::poll::netconf::parse_sha256_fingerprint(fp).is_none()
+    {
+        return Err((
+            "host_key_sha256",
+            format!(
+                "{fp:?} is not a SHA-256 fingerprint like \"SHA256:<43 base64 characters>\" (ssh-keygen -lf)"
+            ),
+        ));
     }
     Ok(())
 }
@@ -435,8 +575,29 @@ pub fn validate_element(
             format!("no credential profile named {:?}", e.credential),
         ));
     }
-    if e.protocol == Protocol::Netconf {
-        return Err((key("protocol"), "netconf is not supported yet".into()));
+    let netconf_credential = credentials
+        .get(&e.credential)
+        .is_some_and(Credential::is_netconf);
+    match e.protocol {
+        Protocol::Netconf if !netconf_credential => {
+            return Err((
+                key("credential"),
+                format!(
+                    "{:?} is an SNMP profile; protocol = \"netconf\" needs version = \"netconf\"",
+                    e.credential
+                ),
+            ));
+        }
+        Protocol::Snmp if netconf_credential => {
+            return Err((
+                key("credential"),
+                format!(
+                    "{:?} is a NETCONF profile; set protocol = \"netconf\" or use an SNMP profile",
+                    e.credential
+                ),
+            ));
+        }
+        _ => {}
     }
     if let Some(i) = e.interval
         && i < Duration::from_secs(1)
@@ -477,6 +638,167 @@ fn valid_host_port(s: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// `[traps]`: the SNMP trap and inform listener (see `poll::traps`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrapsSection {
+    /// `false` keeps the section but opens no socket.
+    pub enabled: bool,
+    /// UDP address to receive on; 162 needs root or CAP_NET_BIND_SERVICE.
+    pub listen: SocketAddr,
+    /// v1/v2c communities accepted; empty accepts any.
+    pub communities: Vec<Secret>,
+    /// Datagrams queued between the socket and the decoder; when full the socket task waits and
+    /// the kernel buffer (`recv_buffer`) absorbs the burst.
+    pub queue: usize,
+    /// SO_RCVBUF in bytes; the kernel caps it at net.core.rmem_max unless run as root.
+    pub recv_buffer: usize,
+    /// Reboot alarms raised by coldStart/warmStart clear after this.
+    #[serde(with = "humantime_serde")]
+    pub reboot_clear: Duration,
+    /// AuthFailure alarms raised by authenticationFailure traps clear after this.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_clear: Duration,
+    /// A linkDown followed by linkUp of the same interface within this window is one
+    /// `link.flap` event instead of an alarm; the LinkDown alarm waits this long. 0s disables.
+    #[serde(with = "humantime_serde")]
+    pub flap_window: Duration,
+    /// Other (unmapped) traps also raise an indeterminate alarm per trap OID.
+    pub other_alarms: bool,
+    /// Those alarms clear after this.
+    #[serde(with = "humantime_serde")]
+    pub other_clear: Duration,
+    /// Attribute a trap to the address in snmpTrapAddress.0 or the v1 agent-addr when present
+    /// (traps relayed by a proxy); otherwise only the UDP source address counts.
+    pub trust_agent_address: bool,
+    /// Sender address -> element name, for agents that send from another address than the
+    /// one polled, or several elements sharing one address.
+    pub sources: BTreeMap<std::net::IpAddr, String>,
+    /// Traps for another server's elements are forwarded in batches of at most this many...
+    pub forward_batch: usize,
+    /// ...or after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub forward_interval: Duration,
+    /// This server's SNMPv3 engine id (hex), authoritative for v3 informs sent to it; default
+    /// `80007ed904` + "emspool-<server id>". Inform senders' users are `v3_users` entries with
+    /// this engine id (their keys are localized to it).
+    pub engine_id: Option<String>,
+    /// SNMPv3 users whose traps (and informs) are accepted.
+    pub v3_users: Vec<TrapUser>,
+}
+
+impl Default for TrapsSection {
+    fn default() -> Self {
+        TrapsSection {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 162)),
+            communities: Vec::new(),
+            queue: 65_536,
+            recv_buffer: 8 << 20,
+            reboot_clear: Duration::from_secs(600),
+            auth_failure_clear: Duration::from_secs(3600),
+            flap_window: Duration::ZERO,
+            other_alarms: false,
+            other_clear: Duration::from_secs(3600),
+            trust_agent_address: false,
+            sources: BTreeMap::new(),
+            forward_batch: 500,
+            forward_interval: Duration::from_millis(50),
+            engine_id: None,
+            v3_users: Vec::new(),
+        }
+    }
+}
+
+/// One USM user of one sending engine: for traps the sender is authoritative, so its keys are
+/// localized with the sender's engine id.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrapUser {
+    pub user: String,
+    /// The sender's snmpEngineID in hex (`80001f88...`, an optional `0x` prefix is allowed).
+    pub engine_id: String,
+    #[serde(default)]
+    pub auth_protocol: Option<AuthProtocol>,
+    #[serde(default)]
+    pub auth_password: Option<Secret>,
+    #[serde(default)]
+    pub priv_protocol: Option<PrivProtocol>,
+    #[serde(default)]
+    pub priv_password: Option<Secret>,
+}
+
+impl TrapUser {
+    /// The engine id as bytes; `None` when it is not even-length hex of 5..=32 bytes.
+    pub fn engine_id_bytes(&self) -> Option<Vec<u8>> {
+        parse_engine_id(&self.engine_id)
+    }
+
+    /// The same checks as a v3 credential profile.
+    pub fn as_credential(&self) -> Credential {
+        Credential::V3 {
+            user: self.user.clone(),
+            auth_protocol: self.auth_protocol,
+            auth_password: self.auth_password.clone(),
+            priv_protocol: self.priv_protocol,
+            priv_password: self.priv_password.clone(),
+        }
+    }
+}
+
+/// An SNMP engine id in hex (optional `0x`), 5 to 32 bytes (RFC 3411).
+pub fn parse_engine_id(text: &str) -> Option<Vec<u8>> {
+    let h = text.trim();
+    let h = h
+        .strip_prefix("0x")
+        .or_else(|| h.strip_prefix("0X"))
+        .unwrap_or(h);
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes.filter(|b| (5..=32).contains(&b.len()))
+}
+
+fn validate_traps(t: &TrapsSection) -> Result<(), (String, String)> {
+    let err = |k: &str, m: &str| Err((format!("traps.{k}"), m.to_owned()));
+    if t.queue == 0 {
+        return err("queue", "must be at least 1");
+    }
+    if t.forward_batch == 0 {
+        return err("forward_batch", "must be at least 1");
+    }
+    if t.forward_interval.is_zero() {
+        return err("forward_interval", "must be above zero");
+    }
+    if let Some(e) = &t.engine_id
+        && parse_engine_id(e).is_none()
+    {
+        return err("engine_id", "must be 5 to 32 bytes in hex");
+    }
+    if t.communities.iter().any(Secret::is_empty) {
+        return err("communities", "must not contain an empty community");
+    }
+    let mut seen = HashSet::new();
+    for (i, u) in t.v3_users.iter().enumerate() {
+        let Some(engine) = u.engine_id_bytes() else {
+            return err(
+                &format!("v3_users[{i}].engine_id"),
+                "must be 5 to 32 bytes in hex",
+            );
+        };
+        if !seen.insert((u.user.clone(), engine)) {
+            return err(&format!("v3_users[{i}]"), "user and engine_id appear twice");
+        }
+        validate_credential(&format!("v3_users[{i}]"), &u.as_credential())
+            .map_err(|(k, m)| (k.replacen("credentials.", "traps.", 1), m))?;
+    }
+    Ok(())
 }
 
 /// One line with the position; the toml snippet is left out because it may quote a secret.
@@ -588,9 +910,148 @@ interval = "30s"
         assert!(err(&dup).contains("appears twice"));
     }
 
+    const NETCONF: &str = r#"
+[server]
+id = 1
+
+[poll.netconf]
+threads = 4
+max_reply_bytes = 1048576
+
+[credentials.nc]
+version = "netconf"
+user = "admin"
+password = "nc-s3cret"
+host_key_sha256 = "SHA256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+
+[credentials.v2]
+version = "v2c"
+community = "public"
+
+[[elements]]
+name = "ne1"
+address = "127.0.0.1:830"
+protocol = "netconf"
+credential = "nc"
+"#;
+
+    #[test]
+    fn netconf_credentials_and_elements() {
+        let c = Config::parse(NETCONF, "t.toml").expect("valid");
+        assert_eq!(c.poll.netconf.threads, 4);
+        assert!(c.poll.netconf.notifications);
+        let Credential::Netconf(nc) = &c.credentials["nc"] else {
+            panic!("not netconf");
+        };
+        assert_eq!(nc.user, "admin");
+        assert!(!format!("{c:?}").contains("nc-s3cret"), "secret leaks");
+        // Protocol and profile must agree, both ways.
+        let e = err(&NETCONF.replace("credential = \"nc\"", "credential = \"v2\""));
+        assert!(
+            e.contains("elements[ne1].credential") && e.contains("SNMP profile"),
+            "{e}"
+        );
+        let e = err(&NETCONF.replace("protocol = \"netconf\"\n", ""));
+        assert!(e.contains("NETCONF profile"), "{e}");
+        // Exactly one host-key check; insecure only when said.
+        let e = err(&NETCONF.replace("host_key_sha256 = ", "# "));
+        assert!(
+            e.contains("credentials.nc.known_hosts") && e.contains("exactly one"),
+            "{e}"
+        );
+        let both = NETCONF.replace(
+            "host_key_sha256",
+            "insecure_accept_any_host_key = true\nhost_key_sha256",
+        );
+        assert!(err(&both).contains("exactly one"));
+        let insecure = NETCONF.replace(
+            "host_key_sha256 = \"SHA256:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"",
+            "insecure_accept_any_host_key = true",
+        );
+        Config::parse(&insecure, "t.toml").expect("insecure when explicit");
+        let e = err(&NETCONF.replace("SHA256:AAEC", "SHA256:xx"));
+        assert!(e.contains("host_key_sha256"), "{e}");
+        let e = err(&NETCONF.replace("password = \"nc-s3cret\"", ""));
+        assert!(e.contains("credentials.nc.password"), "{e}");
+        let e = err(&NETCONF.replace("user = \"admin\"", "user = \"admin\"\nbogus = 1"));
+        assert!(e.contains("bogus"), "{e}");
+        let e = err(&NETCONF.replace("threads = 4", "threads = 0"));
+        assert!(e.contains("poll.netconf.threads"), "{e}");
+    }
+
+    #[test]
+    fn traps_section_defaults_users_and_errors() {
+        let c = Config::parse(GOOD, "t.toml").expect("valid");
+        assert!(c.traps.is_none(), "no [traps]: no listener");
+        let t = format!(
+            "{GOOD}\n[traps]\nlisten = \"127.0.0.1:10162\"\nflap_window = \"5s\"\n\
+             [traps.sources]\n\"127.0.0.9\" = \"r1\"\n\
+             [[traps.v3_users]]\nuser = \"u\"\nengine_id = \"0x8000000001020304\"\n\
+             auth_protocol = \"sha\"\nauth_password = \"authpass123\"\n\
+             priv_protocol = \"aes\"\npriv_password = \"trappriv123\"\n"
+        );
+        let c = Config::parse(&t, "t.toml").expect("valid traps");
+        let traps = c.traps.expect("section");
+        assert!(traps.enabled);
+        assert_eq!(traps.flap_window, Duration::from_secs(5));
+        assert_eq!(traps.reboot_clear, Duration::from_secs(600));
+        assert_eq!(
+            traps.v3_users[0].engine_id_bytes(),
+            Some(vec![0x80, 0, 0, 0, 1, 2, 3, 4])
+        );
+        assert!(!format!("{traps:?}").contains("trappriv123"));
+        let e = err(&t.replace("0x8000000001020304", "80zz"));
+        assert!(e.contains("traps.v3_users[0].engine_id"), "{e}");
+        let e = err(&t.replace("trappriv123", "short"));
+        assert!(e.contains("traps.v3_users[0].priv_password"), "{e}");
+        let e = err(&format!("{GOOD}\n[traps]\nqueue = 0\n"));
+        assert!(e.contains("traps.queue"), "{e}");
+    }
+    const SHIPPED: &str = include_str!("../packaging/emspool.toml");
+
     #[test]
     fn shipped_example_config_is_valid() {
-        let text = include_str!("../packaging/emspool.toml");
-        Config::parse(text, "packaging/emspool.toml").expect("example config");
+        let c = Config::parse(SHIPPED, "packaging/emspool.toml").expect("example config");
+        // The installed default: loopback, the package's state dir, nothing to poll.
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/emspool"));
+        assert!(
+            c.elements.is_empty(),
+            "the default config must poll nothing"
+        );
+        assert!(c.credentials.is_empty());
+        assert!(c.pool.is_none());
+        assert!(c.api.token.is_none());
+        assert_eq!(c.server.log_format, LogFormat::Text);
+    }
+
+    /// Every commented-out setting (`#key = ...`, `#[table]`) is valid once uncommented.
+    #[test]
+    fn shipped_config_examples_are_valid_when_uncommented() {
+        let text: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c != ' ' && c != '#') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&text, "uncommented").expect("uncommented examples");
+        assert_eq!(c.elements.len(), 2);
+        assert_eq!(c.credentials.len(), 2);
+        assert_eq!(c.pool.as_ref().map(|p| p.members.len()), Some(3));
+        assert!(c.api.token.is_some());
+        assert!(c.client.token.is_some());
+    }
+
+    #[test]
+    fn log_format_and_level_are_checked() {
+        let c = Config::parse("[server]\nid = 1\nlog_format = \"json\"\n", "t.toml").unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        let e = err("[server]\nid = 1\nlog_format = \"xml\"\n");
+        assert!(e.starts_with("t.toml:3:"), "{e}");
+        let e = err("[server]\nid = 1\nlog_level = \"emspool=loud\"\n");
+        assert!(e.contains("server.log_level"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 }

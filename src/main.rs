@@ -42,6 +42,34 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Draw the pool: servers and the elements each one manages.
+    View {
+        /// Build it from the persisted assignment and event logs instead of live memory.
+        #[arg(long)]
+        from_db: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Add an element to the pool's inventory (the master assigns it).
+    Add {
+        name: String,
+        /// host:port of the agent.
+        #[arg(long)]
+        address: String,
+        /// Credential profile name (from the servers' config).
+        #[arg(long)]
+        credential: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<Duration>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove an element from the pool's inventory.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List elements with owner and live state.
     Elements {
         name: Option<String>,
@@ -161,8 +189,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let cfg = Config::load(&config)?;
-            init_logging(&cfg.server.log_level);
-            server::serve(cfg, server::signal()).await
+            emspool::logging::init(&cfg.server.log_level, cfg.server.log_format);
+            server::serve_file(config, cfg, server::signal()).await
         }
         Command::Demo(args) => {
             init_logging("warn");
@@ -189,6 +217,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return print_json(&v);
             }
             print!("{}", render::pool(&v));
+            Ok(())
+        }
+        Command::View { from_db, conn } => {
+            let path = if from_db {
+                "/api/v1/view?source=db"
+            } else {
+                "/api/v1/view"
+            };
+            let v: emspool::api::view::ViewAnswer = conn.client()?.get(path).await?;
+            if conn.output == Output::Json {
+                return print_json(&v);
+            }
+            print!("{}", render::view(&v));
+            Ok(())
+        }
+        Command::Add {
+            name,
+            address,
+            credential,
+            interval,
+            conn,
+        } => {
+            let mut body = serde_json::json!({
+                "name": name, "address": address, "credential": credential,
+            });
+            if let Some(i) = interval {
+                body["interval"] = humantime::format_duration(i).to_string().into();
+            }
+            let e: emspool::model::Element = conn.client()?.post("/api/v1/elements", body).await?;
+            println!("element {} added", e.name);
+            Ok(())
+        }
+        Command::Remove { name, conn } => {
+            conn.client()?
+                .delete_empty(&format!("/api/v1/elements/{}", encode(&name)))
+                .await?;
+            println!("element {name} removed");
             Ok(())
         }
         Command::Elements { name, conn } => {
@@ -266,13 +331,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logging for the commands other than `serve` (plain text on stderr); `demo` and `simulate`
+/// call it on their branches.
+#[allow(dead_code)]
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    emspool::logging::init(level, emspool::config::LogFormat::Text);
 }
 
 fn main() -> ExitCode {

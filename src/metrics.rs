@@ -2,6 +2,10 @@
 //!
 //! Counters and histograms are updated where things happen; gauges that mirror a table
 //! (alarms, element states) are set from that table at scrape time, so they cannot drift.
+//!
+//! Conventions (checked by `promtool check metrics` in tests/operations.rs): base units
+//! (`_seconds`), counters end in `_total`, every metric has HELP text, label values that are
+//! known in advance are created at zero so that `rate()` and alerts see them from the start.
 
 use crate::model::{ElementState, Severity};
 use prometheus::{
@@ -30,6 +34,80 @@ pub struct Metrics {
     moves: IntCounter,
     members_alive: IntGauge,
     pub peer_requests: IntCounterVec,
+    pub traps: TrapMetrics,
+    inventory: IntGauge,
+    config_reloads: IntCounterVec,
+    config_reload_ok: IntGauge,
+}
+
+/// The trap receiver's counters (`poll::traps`).
+#[derive(Clone)]
+pub struct TrapMetrics {
+    pub received: IntCounter,
+    pub decoded: IntCounterVec,
+    pub invalid: IntCounterVec,
+    pub unknown_sender: IntCounter,
+    pub informs_acked: IntCounter,
+    pub applied: IntCounter,
+    pub forwarded: IntCounter,
+    pub dropped: IntCounterVec,
+    pub queue_waits: IntCounter,
+}
+
+impl TrapMetrics {
+    fn new(r: &Registry) -> Result<TrapMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            Ok(register(r, IntCounter::new(name, help)?))
+        };
+        let vec =
+            |name: &str, help: &str, label: &str| -> Result<IntCounterVec, prometheus::Error> {
+                Ok(register(
+                    r,
+                    IntCounterVec::new(Opts::new(name, help), &[label])?,
+                ))
+            };
+        Ok(TrapMetrics {
+            received: counter(
+                "emspool_traps_received_total",
+                "Datagrams read from the trap socket.",
+            )?,
+            decoded: vec(
+                "emspool_traps_decoded_total",
+                "Traps and informs decoded, by SNMP version.",
+                "version",
+            )?,
+            invalid: vec(
+                "emspool_traps_invalid_total",
+                "Datagrams refused (garbage, truncated BER, wrong community, wrong v3 keys), by reason.",
+                "reason",
+            )?,
+            unknown_sender: counter(
+                "emspool_traps_unknown_sender_total",
+                "Traps from an address that matches no element (or several).",
+            )?,
+            informs_acked: counter(
+                "emspool_traps_informs_acked_total",
+                "Informs acknowledged with a Response.",
+            )?,
+            applied: counter(
+                "emspool_traps_applied_total",
+                "Traps turned into alarms or events on this server (the element's owner).",
+            )?,
+            forwarded: counter(
+                "emspool_traps_forwarded_total",
+                "Traps forwarded to the element's owner and accepted by it.",
+            )?,
+            dropped: vec(
+                "emspool_traps_dropped_total",
+                "Decoded traps lost after all (forwarding gave up or its queue was full), by reason.",
+                "reason",
+            )?,
+            queue_waits: counter(
+                "emspool_traps_queue_waits_total",
+                "Times the socket task found the decode queue full and waited (the kernel buffer absorbed the burst).",
+            )?,
+        })
+    }
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -144,7 +222,10 @@ impl Metrics {
             ),
             elections: register(
                 &r,
-                IntCounter::new("emspool_elections_total", "Elections this server won.")?,
+                IntCounter::new(
+                    "emspool_elections_won_total",
+                    "Elections this server won (it became master).",
+                )?,
             ),
             owned: register(
                 &r,
@@ -177,9 +258,59 @@ impl Metrics {
                     &["endpoint"],
                 )?,
             ),
+            traps: TrapMetrics::new(&r)?,
+            inventory: register(
+                &r,
+                IntGauge::new(
+                    "emspool_inventory_elements",
+                    "Elements in the pool's inventory, as of the newest assignment this server applied.",
+                )?,
+            ),
+            config_reloads: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "emspool_config_reloads_total",
+                        "Configuration reloads (SIGHUP), by result.",
+                    ),
+                    &["result"],
+                )?,
+            ),
+            config_reload_ok: register(
+                &r,
+                IntGauge::new(
+                    "emspool_config_last_reload_successful",
+                    "1 if the last configuration reload succeeded (or none was tried), else 0.",
+                )?,
+            ),
             registry: r,
         };
+        let build = register(
+            &m.registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "emspool_build_info",
+                    "Always 1; the labels tell the running version.",
+                ),
+                &["version"],
+            )?,
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m.start_time.set(crate::model::now_millis() / 1000);
+        m.config_reload_ok.set(1);
+        // Known label values exist from the start, so rates and alerts see them at zero.
+        for s in [ElementState::Up, ElementState::Down, ElementState::Unknown] {
+            m.polls.with_label_values(&[s.as_str()]);
+        }
+        for class in ["2xx", "4xx", "5xx"] {
+            m.api_requests.with_label_values(&[class]);
+        }
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        for api in ["client", "peer"] {
+            m.auth_failures.with_label_values(&[api]);
+        }
         Ok(m)
     }
 
@@ -200,6 +331,18 @@ impl Metrics {
 
     pub fn add_moves(&self, n: usize) {
         self.moves.inc_by(n as u64);
+    }
+
+    /// Size of the whole inventory (all members), for the "elements without owner" alert.
+    pub fn set_inventory(&self, n: usize) {
+        self.inventory.set(n as i64);
+    }
+
+    /// A SIGHUP reload finished (`ok`) or was refused.
+    pub fn config_reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        self.config_reload_ok.set(i64::from(ok));
     }
 
     pub fn set_members_alive(&self, n: usize) {

@@ -180,9 +180,15 @@ pub struct ElementStatus {
     pub sys_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sys_descr: Option<String>,
-    /// sysUpTime in hundredths of a second.
+    /// sysUpTime in hundredths of a second (NETCONF: current minus boot datetime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sys_uptime: Option<u32>,
+    /// Boot time by the element's clock (NETCONF ietf-system `boot-datetime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_time: Option<UnixMillis>,
+    /// NETCONF capabilities of the session, short form (`:base:1.1`, `ietf-system@2014-08-06`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
 }

@@ -121,6 +121,54 @@ pub fn events(v: &[Event]) -> String {
     )
 }
 
+/// servers -> elements as a tree, with state and alarm counts.
+pub fn view(v: &crate::api::view::ViewAnswer) -> String {
+    let mut out = format!(
+        "pool ({}): master {}, term {}.{}\n",
+        v.source,
+        v.master.map_or("none".to_owned(), |m| m.to_string()),
+        crate::cluster::election::term_epoch(v.term),
+        crate::cluster::election::term_owner(v.term),
+    );
+    let node = |e: &crate::api::view::ElementNode| {
+        let alarms = if e.alarms > 0 {
+            format!(", {} alarm(s)", e.alarms)
+        } else {
+            String::new()
+        };
+        format!("{} ({}{alarms})", e.name, e.state)
+    };
+    for (i, s) in v.servers.iter().enumerate() {
+        let last_server = i + 1 == v.servers.len() && v.unassigned.is_empty();
+        let _ = writeln!(
+            out,
+            "{} server {}{}{} — {} element(s)",
+            if last_server { "└─" } else { "├─" },
+            s.id,
+            if s.master { " [master]" } else { "" },
+            if s.alive { "" } else { " [dead]" },
+            s.elements.len()
+        );
+        let bar = if last_server { "   " } else { "│  " };
+        for (j, e) in s.elements.iter().enumerate() {
+            let twig = if j + 1 == s.elements.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let _ = writeln!(out, "{bar}{twig} {}", node(e));
+        }
+    }
+    if !v.unassigned.is_empty() {
+        let _ = writeln!(out, "└─ unassigned — {} element(s)", v.unassigned.len());
+        for e in &v.unassigned {
+            let _ = writeln!(out, "   └─ {}", node(e));
+        }
+    }
+    out.push_str(&partial_note(v.partial, &v.missing));
+    out
+}
+
 pub fn pool(v: &crate::cluster::PoolView) -> String {
     let master = v.master.map_or("none".to_owned(), |m| m.to_string());
     let mut out = format!(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the real peers that the integration tests start: Net-SNMP (snmpd + CLI tools),
 # snmpsim (in a venv readable by `nobody`), netconfd + a private sshd, and the system
-# libraries the crate links against (ssh2 -> libssl, zlib).
+# libraries the crate links against (ssh2 -> libssl, zlib). Also the packaging and operations
+# tools: cargo-deb (builds the .deb), dpkg-dev (its dependency computation), systemd-analyze
+# (unit checks), systemd-sysusers/tmpfiles, and promtool (metrics and alert rules).
 #
 # Idempotent and fast when everything is present: apt-get runs (with one `update`) only when
 # something is missing; pip runs only when the venv lacks snmpsim/pysmi.
@@ -10,6 +12,8 @@
 # Environment:
 #   EMSPOOL_TEST_VENV   venv path (default /opt/emspool-test/venv). The test helpers read the
 #                       same variable, so keep them in sync when overriding.
+#   EMSPOOL_PROMTOOL    promtool path (default /opt/emspool-test/bin/promtool, or promtool on
+#                       PATH when there is one). tests/operations.rs reads the same variable.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -40,11 +44,20 @@ need zlib1g-dev     test -f /usr/include/zlib.h
 need netconfd       test -x /usr/sbin/netconfd -a -x /usr/sbin/netconf-subsystem
 need openssh-server test -x /usr/sbin/sshd
 need openssh-client command -v ssh
+need dpkg-dev       command -v dpkg-shlibdeps
+need systemd        command -v systemd-analyze
+
+apt_updated=0
+apt_update() {
+    [ "$apt_updated" = 1 ] && return 0
+    $SUDO apt-get update -qq </dev/null
+    apt_updated=1
+}
 
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     t0=$SECONDS
-    $SUDO apt-get update -qq </dev/null
+    apt_update
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
     log "apt-get done in $((SECONDS - t0)) s"
 else
@@ -75,6 +88,49 @@ else
     $SUDO chmod -R a+rX "$(dirname "$VENV")"
     venv_ok || { log "snmpsim venv still broken at $VENV"; exit 1; }
     log "snmpsim venv ready in $((SECONDS - t0)) s"
+fi
+
+# The scriptable NETCONF server of tests/netconf.rs (PyPI netconf 2.1 needs paramiko < 4), in
+# the same venv.
+NETCONF_SPECS=("netconf==2.1.*" "paramiko<4")
+if "$VENV/bin/python" -c 'import netconf.server, paramiko, sys; sys.exit(int(paramiko.__version__.split(".")[0]) >= 4)' >/dev/null 2>&1; then
+    log "netconf (PyPI) present in $VENV"
+else
+    log "pip install ${NETCONF_SPECS[*]}"
+    $SUDO "$VENV/bin/pip" install -q --disable-pip-version-check "${NETCONF_SPECS[@]}" </dev/null
+    $SUDO chmod -R a+rX "$(dirname "$VENV")"
+fi
+
+# promtool: only the binary out of Debian's `prometheus` package (apt-get download + extract),
+# so that installing it neither pulls the server's dependencies nor starts a Prometheus
+# server on machines where services start.
+PROMTOOL="${EMSPOOL_PROMTOOL:-/opt/emspool-test/bin/promtool}"
+if command -v promtool >/dev/null 2>&1 && [ -z "${EMSPOOL_PROMTOOL:-}" ]; then
+    log "promtool present at $(command -v promtool)"
+elif [ -x "$PROMTOOL" ]; then
+    log "promtool present at $PROMTOOL"
+else
+    t0=$SECONDS
+    apt_update
+    dl=$(mktemp -d)
+    ( cd "$dl" && chmod 777 . && apt-get download -qq prometheus </dev/null )
+    $SUDO mkdir -p "$(dirname "$PROMTOOL")"
+    dpkg-deb --fsys-tarfile "$dl"/prometheus_*.deb | tar -x -O ./usr/bin/promtool >"$dl/promtool"
+    $SUDO install -m 0755 "$dl/promtool" "$PROMTOOL"
+    rm -rf "$dl"
+    "$PROMTOOL" --version >/dev/null || { log "promtool at $PROMTOOL does not run"; exit 1; }
+    log "promtool installed at $PROMTOOL in $((SECONDS - t0)) s"
+fi
+
+# cargo-deb builds the Debian package (tests/packaging.rs, README). From crates.io, once.
+CARGO_DEB_SPEC="${EMSPOOL_CARGO_DEB_SPEC:-^3.8}"
+if cargo deb --version >/dev/null 2>&1; then
+    log "cargo-deb present ($(cargo deb --version 2>/dev/null | head -1))"
+else
+    log "cargo install cargo-deb $CARGO_DEB_SPEC (a few minutes)"
+    t0=$SECONDS
+    cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_SPEC" </dev/null
+    log "cargo-deb installed in $((SECONDS - t0)) s"
 fi
 
 # sshd refuses to start without its privilege-separation directory.

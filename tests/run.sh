@@ -4,7 +4,8 @@
 # Exits non-zero when any step fails; every step after the build still runs so one report
 # shows all failures. Uses cargo-nextest when installed, else `cargo test`.
 # Env: CARGO_TARGET_DIR (default: the clone's target/), EMSPOOL_TEST_TIMEOUT (seconds for
-# the test step, default 1500), EMSPOOL_SKIP_INSTALL=1 to skip tests/install-peers.sh.
+# the test step, default 1500), EMSPOOL_SKIP_INSTALL=1 to skip tests/install-peers.sh,
+# EMSPOOL_FUZZ_SECS=N to also fuzz the trap decoder for N seconds (fuzz/run.sh).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -43,6 +44,11 @@ if cargo nextest --version >/dev/null 2>&1; then
     step doctest cargo test --doc
 else
     step test timeout --kill-after=30 "$TEST_TIMEOUT" cargo test --no-fail-fast
+fi
+
+# Bounded cargo-fuzz run of the trap decoder (opt-in: its sanitizer build takes ~9 min cold).
+if [ "${EMSPOOL_FUZZ_SECS:-0}" != 0 ]; then
+    step fuzz bash fuzz/run.sh "$EMSPOOL_FUZZ_SECS"
 fi
 
 echo "=== run.sh: total $((SECONDS - t_all)) s"

@@ -5,12 +5,12 @@
 
 use super::Shared;
 use super::error::ApiError;
-use crate::alarms::{AlarmError, AlarmFilter};
+use crate::alarms::AlarmFilter;
 use crate::eventlog::{EventCursor, EventQuery};
 use crate::model::{Alarm, ElementView, Event, ServerId, Severity, UnixMillis, now_millis};
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -26,6 +26,9 @@ pub struct ElementsAnswer {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AlarmsAnswer {
     pub alarms: Vec<Alarm>,
+    /// Alarms matching the filter, of which the first `limit` are listed.
+    #[serde(default)]
+    pub total: usize,
     #[serde(default)]
     pub partial: bool,
     #[serde(default)]
@@ -44,44 +47,8 @@ pub struct EventsAnswer {
     pub missing: Vec<ServerId>,
 }
 
-fn bad_query(e: QueryRejection) -> ApiError {
+pub fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::BadRequest(e.body_text())
-}
-
-pub async fn elements(State(s): State<Shared>) -> Json<ElementsAnswer> {
-    let elements = s
-        .poller
-        .statuses()
-        .into_iter()
-        .map(|(element, status)| ElementView {
-            active_alarms: s.alarms.count_for(&element.name),
-            element,
-            owner: Some(s.id),
-            status,
-        })
-        .collect();
-    Json(ElementsAnswer {
-        elements,
-        partial: false,
-        missing: vec![],
-    })
-}
-
-pub async fn element(
-    State(s): State<Shared>,
-    name: Result<Path<String>, PathRejection>,
-) -> Result<Json<ElementView>, ApiError> {
-    let Path(name) = name.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let (element, status) = s
-        .poller
-        .status_of(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("no element named {name:?}")))?;
-    Ok(Json(ElementView {
-        active_alarms: s.alarms.count_for(&element.name),
-        element,
-        owner: Some(s.id),
-        status,
-    }))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -91,6 +58,36 @@ pub struct AlarmParams {
     /// The least severe level to include, e.g. `major` gives critical and major.
     pub severity: Option<String>,
     pub acknowledged: Option<bool>,
+    pub scope: Option<String>,
+    /// At most this many alarms, most severe and newest first (default 1000, max 100000).
+    pub limit: Option<usize>,
+}
+
+pub const ALARM_LIMIT_DEFAULT: usize = 1000;
+pub const ALARM_LIMIT_MAX: usize = 100_000;
+
+impl AlarmParams {
+    pub fn limit(&self) -> usize {
+        self.limit
+            .unwrap_or(ALARM_LIMIT_DEFAULT)
+            .clamp(1, ALARM_LIMIT_MAX)
+    }
+}
+
+/// `scope=local` (this server only) or `scope=pool` (the default).
+pub fn is_local(scope: &Option<String>) -> Result<bool, ApiError> {
+    match scope.as_deref() {
+        None | Some("pool") => Ok(false),
+        Some("local") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "scope {other:?}: expected local or pool"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ElementParams {
     pub scope: Option<String>,
 }
 
@@ -112,27 +109,6 @@ impl AlarmParams {
     }
 }
 
-pub async fn alarms(
-    State(s): State<Shared>,
-    params: Result<Query<AlarmParams>, QueryRejection>,
-) -> Result<Json<AlarmsAnswer>, ApiError> {
-    let Query(params) = params.map_err(bad_query)?;
-    if let Some(scope) = &params.scope
-        && scope != "local"
-        && scope != "pool"
-    {
-        return Err(ApiError::BadRequest(format!(
-            "scope {scope:?}: expected local or pool"
-        )));
-    }
-    let filter = params.filter()?;
-    Ok(Json(AlarmsAnswer {
-        alarms: s.alarms.list(&filter),
-        partial: false,
-        missing: vec![],
-    }))
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
@@ -140,29 +116,24 @@ pub struct AckBody {
     pub by: Option<String>,
 }
 
-pub async fn ack(
-    State(s): State<Shared>,
-    id: Result<Path<u64>, PathRejection>,
-    body: axum::body::Bytes,
-) -> Result<Json<Alarm>, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("alarm id: {}", e.body_text())))?;
-    // The body is optional, so it is parsed here rather than by the Json extractor.
-    let by = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<AckBody>(&body)
-            .map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
-            .by
+impl AckBody {
+    /// The body is optional, so it is parsed here rather than by the Json extractor.
+    pub fn who(body: &[u8]) -> Result<String, ApiError> {
+        let by = if body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            serde_json::from_slice::<AckBody>(body)
+                .map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
+                .by
+        }
+        .unwrap_or_else(|| "api".to_owned());
+        if by.is_empty() || by.len() > 128 || by.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(
+                "by: 1-128 printable characters".into(),
+            ));
+        }
+        Ok(by)
     }
-    .unwrap_or_else(|| "api".to_owned());
-    if by.is_empty() || by.len() > 128 || by.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "by: 1-128 printable characters".into(),
-        ));
-    }
-    s.alarms.ack(id, &by).map(Json).map_err(|e| match e {
-        AlarmError::NotFound(_) => ApiError::NotFound(e.to_string()),
-    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -176,6 +147,7 @@ pub struct EventParams {
     pub limit: Option<usize>,
     /// Cursor from a previous answer's `next`.
     pub before: Option<String>,
+    pub scope: Option<String>,
 }
 
 impl EventParams {
@@ -212,25 +184,6 @@ pub fn parse_instant(s: &str) -> Result<UnixMillis, ApiError> {
     Err(ApiError::BadRequest(format!(
         "{s:?}: expected unix milliseconds, RFC 3339 time, or a duration ago like 15m"
     )))
-}
-
-pub async fn events(
-    State(s): State<Shared>,
-    params: Result<Query<EventParams>, QueryRejection>,
-) -> Result<Json<EventsAnswer>, ApiError> {
-    let Query(params) = params.map_err(bad_query)?;
-    let q = params.query()?;
-    let log = s.events.clone();
-    let page = tokio::task::spawn_blocking(move || log.query(&q))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(EventsAnswer {
-        events: page.events,
-        next: page.next.map(|c| c.to_string()),
-        partial: false,
-        missing: vec![],
-    }))
 }
 
 pub async fn pool(State(s): State<Shared>) -> Json<crate::cluster::PoolView> {

@@ -2,7 +2,12 @@
 
 pub mod client;
 pub mod error;
+pub mod fanout;
+pub mod inventory;
+pub mod local;
 pub mod peer;
+pub mod peered;
+pub mod view;
 
 use crate::alarms::AlarmTable;
 use crate::cluster::Cluster;
@@ -31,19 +36,25 @@ pub struct AppState {
     pub events: EventLog,
     pub metrics: Metrics,
     pub token: Option<Secret>,
+    pub protect_metrics: bool,
     pub ready: AtomicBool,
+    pub traps: Arc<crate::poll::traps::TrapService>,
 }
 
 pub type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
     let api = Router::new()
-        .route("/elements", get(client::elements))
-        .route("/elements/{name}", get(client::element))
-        .route("/alarms", get(client::alarms))
-        .route("/alarms/{id}/ack", post(client::ack))
-        .route("/events", get(client::events))
+        .route("/elements", get(peered::elements).post(inventory::add))
+        .route(
+            "/elements/{name}",
+            get(peered::element).delete(inventory::remove),
+        )
+        .route("/alarms", get(peered::alarms))
+        .route("/alarms/{id}/ack", post(peered::ack))
+        .route("/events", get(peered::events))
         .route("/pool", get(client::pool))
+        .route("/view", get(view::view))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -51,7 +62,10 @@ pub fn router(state: Shared) -> Router {
         .nest("/peer/v1", peer::router(state.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -92,6 +106,14 @@ async fn count_requests(State(s): State<Shared>, req: Request, next: Next) -> Re
     let resp = next.run(req).await;
     s.metrics.observe_api(resp.status().as_u16());
     resp
+}
+
+async fn metrics_token(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if s.protect_metrics {
+        require_token(State(s), req, next).await
+    } else {
+        next.run(req).await
+    }
 }
 
 /// Bearer-token check; the comparison takes the same time wherever the first difference is.

@@ -1,22 +1,30 @@
 //! Peer endpoints under `/peer/v1`: election, heartbeats, assignments and hand-over.
 //! Every request must carry the pool secret; refusals are counted.
 
+use super::client::{
+    AlarmParams, AlarmsAnswer, ElementsAnswer, EventParams, EventsAnswer, bad_query,
+};
 use super::error::ApiError;
+use super::local;
+use super::peered::AckRequest;
 use super::{Shared, constant_time_eq};
-use crate::cluster::ClusterError;
 use crate::cluster::protocol::{
     Assignment, ElectionEnvelope, Fault, Heartbeat, Push, Release, Released,
 };
 use crate::cluster::transport::FROM_HEADER;
+use crate::cluster::{ClusterError, InventoryChange};
 use crate::model::ServerId;
+use crate::model::{Alarm, ElementView};
+use crate::poll::traps::{BatchResult, TrapBatch};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 pub fn router(state: Shared) -> Router<Shared> {
     Router::new()
@@ -25,6 +33,13 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/release", post(release))
         .route("/assignment", post(assignment).get(current_assignment))
         .route("/fault", post(set_fault).get(get_fault))
+        .route("/inventory", post(inventory))
+        .route("/local/elements", get(local_elements))
+        .route("/local/elements/{name}", get(local_element))
+        .route("/local/alarms", get(local_alarms))
+        .route("/local/ack", post(local_ack))
+        .route("/local/events", get(local_events))
+        .route("/traps", post(traps))
         .fallback(|| async { ApiError::NotFound("no such peer endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -68,10 +83,22 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-fn cluster_error(e: ClusterError) -> ApiError {
+async fn inventory(
+    State(s): State<Shared>,
+    c: Result<Json<InventoryChange>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = body(c)?;
+    s.cluster.change_inventory(c).map_err(cluster_error)?;
+    Ok(Json(serde_json::json!({})))
+}
+
+pub fn cluster_error(e: ClusterError) -> ApiError {
     match e {
         ClusterError::StaleTerm { .. } => ApiError::Conflict(e.to_string()),
         ClusterError::Store(m) => ApiError::Internal(m),
+        ClusterError::NotMaster => ApiError::Unavailable(e.to_string()),
+        ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
+        ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),
     }
 }
 
@@ -112,6 +139,14 @@ async fn current_assignment(State(s): State<Shared>) -> Json<Assignment> {
     Json(s.cluster.assignment())
 }
 
+/// Traps a peer received for elements this server owns (batched by the receiver).
+async fn traps(
+    State(s): State<Shared>,
+    b: Result<Json<TrapBatch>, JsonRejection>,
+) -> Result<Json<BatchResult>, ApiError> {
+    Ok(Json(s.traps.accept_batch(body(b)?)))
+}
+
 async fn set_fault(
     State(s): State<Shared>,
     f: Result<Json<Fault>, JsonRejection>,
@@ -131,4 +166,60 @@ async fn get_fault(State(s): State<Shared>) -> Json<Fault> {
     Json(Fault {
         blocked: s.cluster.transport.blocked(),
     })
+}
+
+// The federated service: this server's own data, for the peered answers of the others.
+
+async fn local_elements(State(s): State<Shared>) -> Json<ElementsAnswer> {
+    Json(ElementsAnswer {
+        elements: local::elements(&s),
+        partial: false,
+        missing: vec![],
+    })
+}
+
+async fn local_element(
+    State(s): State<Shared>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<ElementView>, ApiError> {
+    let Path(name) = name.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    local::element(&s, &name)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("server {} does not poll {name:?}", s.id)))
+}
+
+async fn local_alarms(
+    State(s): State<Shared>,
+    params: Result<Query<AlarmParams>, QueryRejection>,
+) -> Result<Json<AlarmsAnswer>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    let (alarms, total) = local::alarms(&s, &p.filter()?, p.limit());
+    Ok(Json(AlarmsAnswer {
+        alarms,
+        total,
+        partial: false,
+        missing: vec![],
+    }))
+}
+
+async fn local_ack(
+    State(s): State<Shared>,
+    req: Result<Json<AckRequest>, JsonRejection>,
+) -> Result<Json<Alarm>, ApiError> {
+    let req = body(req)?;
+    local::ack(&s, req.id, &req.by).map(Json)
+}
+
+async fn local_events(
+    State(s): State<Shared>,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Json<EventsAnswer>, ApiError> {
+    let Query(p) = params.map_err(bad_query)?;
+    let page = local::events(&s, p.query()?).await?;
+    Ok(Json(EventsAnswer {
+        events: page.events,
+        next: page.next.map(|c| c.to_string()),
+        partial: false,
+        missing: vec![],
+    }))
 }

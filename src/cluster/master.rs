@@ -8,8 +8,8 @@
 use super::Cluster;
 use super::assignment::{HoldDown, Member, assign_elements, diff};
 use super::election::has_quorum;
-use super::protocol::{Assignment, AssignmentId, Push, Release, Released};
-use crate::model::{Alarm, NewEvent, ServerId, Severity};
+use super::protocol::{Assignment, AssignmentId, Handover, Push, Release, Released};
+use crate::model::{NewEvent, ServerId, Severity};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -59,7 +59,7 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
             released.entry(from).or_default().push(m.element.clone());
         }
     }
-    let mut handover: BTreeMap<ServerId, Vec<Alarm>> = BTreeMap::new();
+    let mut handover: BTreeMap<ServerId, Handover> = BTreeMap::new();
     for (loser, names) in released {
         let release = Release {
             term,
@@ -82,7 +82,12 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
             Ok(r) => {
                 for a in r.alarms {
                     if let Some(to) = next.get(&a.element) {
-                        handover.entry(*to).or_default().push(a);
+                        handover.entry(*to).or_default().alarms.push(a);
+                    }
+                }
+                for (name, st) in r.statuses {
+                    if let Some(to) = next.get(&name) {
+                        handover.entry(*to).or_default().statuses.push((name, st));
                     }
                 }
             }
@@ -149,7 +154,7 @@ async fn push_all(
     c: &Arc<Cluster>,
     assignment: &Assignment,
     to: &[ServerId],
-    mut handover: BTreeMap<ServerId, Vec<Alarm>>,
+    mut handover: BTreeMap<ServerId, Handover>,
 ) {
     let mut set = JoinSet::new();
     for &id in to {

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use transport::Transport;
 
 const META_TERM: &str = "cluster.term";
-const META_ASSIGNMENT: &str = "cluster.assignment";
+pub const META_ASSIGNMENT: &str = "cluster.assignment";
 
 #[derive(Debug, Clone)]
 pub struct Timings {
@@ -47,6 +47,12 @@ pub enum ClusterError {
     StaleTerm { got: u64, have: u64 },
     #[error("event log: {0}")]
     Store(String),
+    #[error("this server is not the master")]
+    NotMaster,
+    #[error("element {0:?} already exists")]
+    Exists(String),
+    #[error("no element named {0:?}")]
+    NoSuchElement(String),
 }
 
 /// What the member knows; read by the API and the driver, changed under one short lock.
@@ -61,6 +67,16 @@ pub(crate) struct State {
     applied: AssignmentId,
     fenced: bool,
     last_quorum: Instant,
+    /// Inventory changed through the API and not yet distributed (master only).
+    pending_inventory: Option<Vec<Element>>,
+}
+
+/// A change of the inventory, made on the master.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InventoryChange {
+    Add(Element),
+    Remove(String),
 }
 
 pub struct Cluster {
@@ -68,7 +84,7 @@ pub struct Cluster {
     members: Vec<MemberConfig>,
     timings: Timings,
     /// Inventory for a pool that has never had an assignment.
-    seed: Vec<Element>,
+    seed: Mutex<Vec<Element>>,
     pub(crate) transport: Arc<Transport>,
     poller: Arc<Poller>,
     alarms: Arc<AlarmTable>,
@@ -162,7 +178,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             me,
             members,
-            seed: config.elements.clone(),
+            seed: Mutex::new(config.elements.clone()),
             transport: Arc::new(Transport::new(me, urls, secret)),
             poller,
             alarms,
@@ -177,6 +193,7 @@ impl Cluster {
                 applied: AssignmentId::default(),
                 fenced: false,
                 last_quorum: Instant::now(),
+                pending_inventory: None,
             }),
             timings,
             inbox: tx,
@@ -246,6 +263,13 @@ impl Cluster {
         self.lock().membership.alive(Instant::now())
     }
 
+    /// Every configured member, this server included, in id order.
+    pub fn member_ids(&self) -> Vec<ServerId> {
+        let mut v: Vec<ServerId> = self.members.iter().map(|m| ServerId(m.id)).collect();
+        v.sort();
+        v
+    }
+
     pub fn member_url(&self, id: ServerId) -> Option<String> {
         self.members
             .iter()
@@ -292,6 +316,11 @@ impl Cluster {
         self.check_term(r.term)?;
         let _guard = self.apply_lock.lock().await;
         let drop: BTreeSet<&str> = r.elements.iter().map(String::as_str).collect();
+        let statuses: Vec<(String, crate::model::ElementStatus)> = r
+            .elements
+            .iter()
+            .filter_map(|n| self.poller.status_of(n).map(|(_, st)| (n.clone(), st)))
+            .collect();
         let keep: Vec<Element> = self
             .poller
             .owned()
@@ -303,7 +332,7 @@ impl Cluster {
         for name in &r.elements {
             alarms.extend(self.alarms.take_element(name));
         }
-        Ok(Released { alarms })
+        Ok(Released { alarms, statuses })
     }
 
     /// A new assignment from the master: poll exactly what it gives this server.
@@ -328,10 +357,14 @@ impl Cluster {
         }
         let handed: Vec<Alarm> = push
             .handover
+            .alarms
             .into_iter()
             .filter(|a| keep.contains(a.element.as_str()))
             .collect();
         self.alarms.adopt(handed);
+        for (name, st) in push.handover.statuses {
+            self.poller.adopt_status(&name, st);
+        }
         let bytes = serde_json::to_vec(&push.assignment).unwrap_or_default();
         self.events
             .meta_put(META_ASSIGNMENT, bytes)
@@ -340,10 +373,18 @@ impl Cluster {
         let mut st = self.lock();
         st.applied = push.assignment.id;
         st.fenced = false;
+        if st
+            .pending_inventory
+            .as_ref()
+            .is_some_and(|p| *p == push.assignment.elements)
+        {
+            st.pending_inventory = None;
+        }
         if push.assignment.id >= st.assignment.id {
             st.assignment = push.assignment;
         }
         self.metrics.set_owned(mine.len());
+        self.metrics.set_inventory(st.assignment.elements.len());
         Ok(())
     }
 
@@ -414,11 +455,76 @@ impl Cluster {
 
     fn inventory(&self) -> Vec<Element> {
         let st = self.lock();
-        if st.assignment.id == AssignmentId::default() && st.assignment.elements.is_empty() {
-            self.seed.clone()
+        if let Some(p) = &st.pending_inventory {
+            p.clone()
+        } else if st.assignment.id == AssignmentId::default() && st.assignment.elements.is_empty() {
+            self.seed.lock().unwrap_or_else(|p| p.into_inner()).clone()
         } else {
             st.assignment.elements.clone()
         }
+    }
+
+    /// Applies an inventory change on the master; the next assignment round distributes it.
+    pub fn change_inventory(&self, change: InventoryChange) -> Result<(), ClusterError> {
+        if self.lock().role != Role::Master {
+            return Err(ClusterError::NotMaster);
+        }
+        let mut inv = self.inventory();
+        match change {
+            InventoryChange::Add(e) => {
+                if inv.iter().any(|x| x.name == e.name) {
+                    return Err(ClusterError::Exists(e.name));
+                }
+                inv.push(e);
+            }
+            InventoryChange::Remove(name) => {
+                let before = inv.len();
+                inv.retain(|e| e.name != name);
+                if inv.len() == before {
+                    return Err(ClusterError::NoSuchElement(name));
+                }
+            }
+        }
+        inv.sort_by(|a, b| a.name.cmp(&b.name));
+        self.lock().pending_inventory = Some(inv);
+        Ok(())
+    }
+
+    /// The config file's `[[elements]]` were reloaded (SIGHUP). Replaces the seed; on the
+    /// master, what changed between the previous file and this one (elements added, changed or
+    /// removed in the file) is applied to the inventory, and the next round distributes it.
+    /// Elements added through the API stay. Elsewhere only the seed changes (`NotMaster`).
+    // TODO(lead): a member could forward the difference to the master.
+    pub fn reload_inventory(&self, elements: Vec<Element>) -> Result<usize, ClusterError> {
+        let old = std::mem::replace(
+            &mut *self.seed.lock().unwrap_or_else(|p| p.into_inner()),
+            elements.clone(),
+        );
+        if self.lock().role != Role::Master {
+            return Err(ClusterError::NotMaster);
+        }
+        let new_names: BTreeSet<&str> = elements.iter().map(|e| e.name.as_str()).collect();
+        let mut inv = self.inventory();
+        let before = inv.clone();
+        inv.retain(|e| {
+            !old.iter().any(|o| o.name == e.name) || new_names.contains(e.name.as_str())
+        });
+        let mut changed = before.len() - inv.len();
+        for e in elements {
+            if old.contains(&e) {
+                continue;
+            }
+            changed += 1;
+            match inv.iter_mut().find(|x| x.name == e.name) {
+                Some(x) => *x = e,
+                None => inv.push(e),
+            }
+        }
+        if changed > 0 && inv != before {
+            inv.sort_by(|a, b| a.name.cmp(&b.name));
+            self.lock().pending_inventory = Some(inv);
+        }
+        Ok(changed)
     }
 
     fn weights(&self) -> BTreeMap<ServerId, u32> {

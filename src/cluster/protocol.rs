@@ -1,7 +1,7 @@
 //! What pool members say to each other over `/peer/v1` (HTTP/JSON, pool secret required).
 
 use super::election::Message;
-use crate::model::{Alarm, Element, ServerId};
+use crate::model::{Alarm, Element, ElementStatus, ServerId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -57,7 +57,17 @@ pub struct Heartbeat {
 pub struct Push {
     pub assignment: Assignment,
     #[serde(default)]
-    pub handover: Vec<Alarm>,
+    pub handover: Handover,
+}
+
+/// What moves with elements between live servers: their alarms and last poll status, so the
+/// new owner neither re-raises the alarms nor reports the element unknown for a moment.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Handover {
+    #[serde(default)]
+    pub alarms: Vec<Alarm>,
+    #[serde(default)]
+    pub statuses: Vec<(String, ElementStatus)>,
 }
 
 /// Master -> member: stop polling these elements now and give me their alarms.
@@ -67,10 +77,7 @@ pub struct Release {
     pub elements: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Released {
-    pub alarms: Vec<Alarm>,
-}
+pub type Released = Handover;
 
 /// Test-only fault injection: the peers this server can neither reach nor hear.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -151,7 +151,7 @@ impl Transport {
 }
 
 /// reqwest's errors embed the URL; keep the cause only.
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

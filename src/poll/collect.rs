@@ -1,7 +1,7 @@
 //! What one SNMP poll of an element reads: the system group and the interface tables.
 
 use super::snmp::{Client, OwnedValue, SnmpError, Target, oid};
-use crate::model::Interface;
+use crate::model::{Interface, UnixMillis};
 use std::collections::BTreeMap;
 
 pub const SYS_DESCR: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
@@ -22,6 +22,11 @@ const MAX_INTERFACES: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PollData {
     pub sys_uptime: Option<u32>,
+    /// When the element booted, by its own clock (NETCONF ietf-system); when known, reboots
+    /// are detected from it instead of from sysUpTime.
+    pub boot_time: Option<UnixMillis>,
+    /// NETCONF capabilities in short form (see `netconf::xml::short_capability`).
+    pub capabilities: Vec<String>,
     pub sys_name: Option<String>,
     pub sys_descr: Option<String>,
     pub interfaces: Vec<Interface>,

@@ -78,9 +78,21 @@ pub fn evaluate(
                 kind: NODE_DOWN,
                 instance: None,
             });
-            uptime_effects(prev.sys_uptime, data.sys_uptime, rules, &mut effects);
+            match data.boot_time {
+                Some(boot) => boot_effects(
+                    prev.boot_time,
+                    boot,
+                    data.sys_uptime,
+                    now,
+                    rules,
+                    &mut effects,
+                ),
+                None => uptime_effects(prev.sys_uptime, data.sys_uptime, rules, &mut effects),
+            }
             link_effects(&prev.interfaces, &data.interfaces, &mut effects);
             next.sys_uptime = data.sys_uptime;
+            next.boot_time = data.boot_time;
+            next.capabilities = data.capabilities;
             next.sys_name = data.sys_name;
             next.sys_descr = data.sys_descr;
             next.interfaces = data.interfaces;
@@ -134,6 +146,47 @@ fn uptime_effects(prev: Option<u32>, now: Option<u32>, rules: &Rules, out: &mut 
             ),
         });
     } else if now >= rules.reboot_clear_ticks {
+        out.push(Effect::Clear {
+            kind: REBOOT,
+            instance: None,
+        });
+    }
+}
+
+/// Boot times by the element's clock may wobble by a second (devices that derive them from
+/// an uptime counter round); a move forward by more than this is a restart.
+const BOOT_TIME_JITTER_MS: UnixMillis = 1_000;
+
+/// Reboot detection from a boot time (NETCONF ietf-system `boot-datetime`): a boot time
+/// that moves forward means the element restarted; the alarm clears after
+/// `reboot_clear_ticks` of uptime (by the element's clock, else ours).
+fn boot_effects(
+    prev: Option<UnixMillis>,
+    boot: UnixMillis,
+    uptime: Option<u32>,
+    now: UnixMillis,
+    rules: &Rules,
+    out: &mut Vec<Effect>,
+) {
+    if let Some(prev) = prev
+        && boot > prev + BOOT_TIME_JITTER_MS
+    {
+        out.push(Effect::Raise {
+            kind: REBOOT,
+            instance: None,
+            severity: Severity::Warning,
+            text: format!(
+                "boot time moved from {} to {}: the element restarted",
+                crate::model::format_millis(prev),
+                crate::model::format_millis(boot)
+            ),
+        });
+        return;
+    }
+    let up_ticks = uptime
+        .map(u64::from)
+        .unwrap_or_else(|| ((now - boot).max(0) / 10) as u64);
+    if up_ticks >= u64::from(rules.reboot_clear_ticks) {
         out.push(Effect::Clear {
             kind: REBOOT,
             instance: None,
@@ -282,6 +335,47 @@ mod tests {
         };
         let (_, e) = evaluate(&near_top, answered(5, vec![]), 4, 1, &r);
         assert_eq!(raised(&e, REBOOT), 0);
+    }
+
+    fn booted(boot: UnixMillis, uptime: Option<u32>) -> Outcome {
+        Outcome::Answered(PollData {
+            sys_uptime: uptime,
+            boot_time: Some(boot),
+            ..PollData::default()
+        })
+    }
+
+    #[test]
+    fn boot_time_moving_forward_is_a_reboot_and_wobble_is_not() {
+        let r = Rules::default();
+        let t0 = 1_700_000_000_000;
+        let (s, e) = evaluate(
+            &ElementStatus::default(),
+            booted(t0, Some(500)),
+            t0 + 5_000,
+            1,
+            &r,
+        );
+        assert_eq!(raised(&e, REBOOT), 0);
+        assert_eq!(s.boot_time, Some(t0));
+        // Rounded by the device: one second later is the same boot.
+        let (s, e) = evaluate(&s, booted(t0 + 1_000, Some(600)), t0 + 6_000, 1, &r);
+        assert_eq!(raised(&e, REBOOT), 0);
+        // Uptime went *up* past the old value, but the boot time moved: still a reboot
+        // (sysUpTime alone would miss this).
+        let (s, e) = evaluate(&s, booted(t0 + 60_000, Some(90_000)), t0 + 70_000, 1, &r);
+        assert_eq!(raised(&e, REBOOT), 1);
+        let (_, e) = evaluate(
+            &s,
+            booted(t0 + 60_000, Some(r.reboot_clear_ticks)),
+            t0 + 700_000,
+            1,
+            &r,
+        );
+        assert_eq!(cleared(&e, REBOOT), 1);
+        // Without the device's current time, our clock measures the uptime.
+        let (_, e) = evaluate(&s, booted(t0 + 60_000, None), t0 + 60_000 + 600_000, 1, &r);
+        assert_eq!(cleared(&e, REBOOT), 1);
     }
 
     #[test]

@@ -2,14 +2,19 @@
 
 pub mod collect;
 pub mod evaluate;
+pub mod netconf;
 pub mod scheduler;
 pub mod snmp;
+pub mod trap_decode;
+pub mod trap_map;
+pub mod trap_usm;
+pub mod traps;
 
 use crate::alarms::{AlarmTable, Raise};
 use crate::config::{Credential, PollSection};
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::model::{Element, ElementStatus, NewEvent, Severity, now_millis};
+use crate::model::{Element, ElementStatus, NewEvent, Protocol, Severity, now_millis};
 use evaluate::{Effect, Outcome, Rules};
 use scheduler::{Command, PollFn, Scheduler};
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +35,7 @@ pub struct Poller {
     events: EventLog,
     metrics: Metrics,
     commands: mpsc::UnboundedSender<Command>,
+    netconf: netconf::NetconfClient,
 }
 
 impl Poller {
@@ -52,8 +58,11 @@ impl Poller {
             events,
             metrics,
             commands: tx,
+            netconf: netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
             settings: settings.clone(),
         });
+        let host: std::sync::Weak<dyn netconf::Host> = Arc::downgrade(&poller) as _;
+        poller.netconf.set_host(host);
         let weak = Arc::downgrade(&poller);
         let poll: PollFn = Arc::new(move |element: Element| {
             let weak = weak.clone();
@@ -84,10 +93,18 @@ impl Poller {
                 }
             }
         }
+        self.netconf.set_owned(&elements);
         let (ack, done) = oneshot::channel();
         if self.commands.send(Command::Set(elements, ack)).is_ok() {
             let _ = done.await;
         }
+    }
+
+    pub fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
@@ -101,10 +118,27 @@ impl Poller {
         v
     }
 
+    /// Takes over the last known status of an element handed over by its previous owner, unless
+    /// this server has polled it already.
+    pub fn adopt_status(&self, name: &str, st: ElementStatus) {
+        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, cur)) = status.get_mut(name)
+            && cur.last_poll.is_none()
+        {
+            *cur = st;
+        }
+    }
+
     /// The elements this server polls now.
     pub fn owned(&self) -> Vec<Element> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.values().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// Whether this server polls `name` now (cheap: no clone of its status).
+    pub fn owns(&self, name: &str) -> bool {
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        status.contains_key(name)
     }
 
     pub fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
@@ -131,6 +165,21 @@ impl Poller {
             Ok(a) => a,
             Err(why) => return Outcome::Failed(why),
         };
+        // A poll never outlives its interval, whatever the agent does.
+        let deadline = element.interval.unwrap_or(self.settings.interval);
+        if element.protocol == Protocol::Netconf {
+            let Credential::Netconf(c) = credential else {
+                return Outcome::Failed(format!(
+                    "credential profile {:?} is not a NETCONF profile",
+                    element.credential
+                ));
+            };
+            let poll = self.netconf.poll(element, c, addr, deadline);
+            return match tokio::time::timeout(deadline, poll).await {
+                Err(_) => Outcome::Unreachable(format!("poll did not finish within {deadline:?}")),
+                Ok(outcome) => outcome,
+            };
+        }
         let target = snmp::Target {
             addr,
             request_tag: self.request_tag,
@@ -139,8 +188,6 @@ impl Poller {
             retries: self.settings.retries,
             max_repetitions: self.settings.max_repetitions,
         };
-        // A poll never outlives its interval, whatever the agent does.
-        let deadline = element.interval.unwrap_or(self.settings.interval);
         match tokio::time::timeout(deadline, collect::poll_snmp(target)).await {
             Err(_) => Outcome::Unreachable(format!("poll did not finish within {deadline:?}")),
             Ok(Ok(data)) => Outcome::Answered(data),

@@ -313,6 +313,9 @@ async fn open_session(t: &Target, req_id: i32) -> Result<AsyncSession, SnmpError
             session.init().await.map_err(map_snmp_error)?;
             Ok(session)
         }
+        Credential::Netconf(_) => Err(SnmpError::Auth(
+            "the credential profile is for NETCONF, not SNMP".into(),
+        )),
     }
 }
 

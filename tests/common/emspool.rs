@@ -3,7 +3,7 @@
 use super::child::ChildGuard;
 use super::ports::free_tcp_port;
 use super::wait::wait_until;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ pub struct Emspool {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub port: u16,
+    id: u32,
     config: PathBuf,
     child: Option<ChildGuard>,
     starts: usize,
@@ -29,19 +30,49 @@ impl Emspool {
     pub fn configure(id: u32, port: u16, body: &str) -> Emspool {
         let dir = super::peer_tempdir("emspool");
         let config = dir.path().join("emspool.toml");
-        let text = format!(
-            "[server]\nid = {id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"info,emspool=debug\"\n\n{body}\n",
-            dir.path().join("data").display()
-        );
-        std::fs::write(&config, text).expect("write config");
-        Emspool {
+        let e = Emspool {
             dir,
             url: format!("http://127.0.0.1:{port}"),
             port,
+            id,
             config,
             child: None,
             starts: 0,
-        }
+        };
+        e.rewrite_config(&format!("log_level = \"info,emspool=debug\"\n\n{body}"));
+        e
+    }
+
+    /// Rewrites the config file: the same `[server]` id, listen and data_dir, then `rest`
+    /// (more `[server]` keys first if wanted, then the other tables). The running process
+    /// sees it on SIGHUP or restart.
+    pub fn rewrite_config(&self, rest: &str) {
+        let text = format!(
+            "[server]\nid = {}\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{rest}\n",
+            self.id,
+            self.port,
+            self.dir.path().join("data").display()
+        );
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Sends a signal (`"HUP"`, ...) to the running process; false when it is not running.
+    pub fn signal(&mut self, sig: &str) -> bool {
+        self.child.as_mut().is_some_and(|c| c.signal(sig))
+    }
+
+    /// The running process's stderr log file.
+    pub fn stderr_path(&self) -> Option<PathBuf> {
+        self.child.as_ref().map(|c| c.stderr_path().to_owned())
+    }
+
+    /// Whether the process is still alive (reaps it when it has exited).
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.is_running())
     }
 
     pub fn is_running(&self) -> bool {
@@ -97,7 +128,11 @@ impl Emspool {
         let mut resp = ureq::get(&url)
             .call()
             .unwrap_or_else(|e| panic!("GET {url}: {e}\n{}", self.log_tail()));
-        resp.body_mut().read_json().expect("JSON body")
+        resp.body_mut()
+            .with_config()
+            .limit(512 << 20)
+            .read_json()
+            .expect("JSON body")
     }
 
     /// Status code and body, for requests expected to fail.

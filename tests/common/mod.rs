@@ -7,11 +7,13 @@
 //! skip. Set `EMSPOOL_TEST_KEEP=1` to keep the peers' temp dirs (configs, logs) after a test.
 #![allow(dead_code, unused_imports)]
 
+pub mod agents;
 pub mod child;
 pub mod emspool;
 pub mod netconf;
 pub mod pool;
 pub mod ports;
+pub mod pynetconf;
 pub mod snmpcli;
 pub mod snmpd;
 pub mod snmpsim;

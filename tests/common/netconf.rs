@@ -105,8 +105,10 @@ impl Netconfd {
             .arg("--module=ietf-system")
             .arg(format!("--ncxserver-sockname={}", sock.display()))
             .arg(format!("--log={}", log.display()))
-            // netconfd keeps state in $HOME/.yuma: keep it in the temp dir.
-            .env("HOME", d.join("home"));
+            // netconfd keeps state in $HOME/.yuma and writes backup-cfg.xml into its working
+            // directory on <commit>: keep both in the temp dir.
+            .env("HOME", d.join("home"))
+            .current_dir(&d);
         let mut nc = ChildGuard::spawn(&format!("netconfd.{n}"), cmd, &d);
         nc.add_log(&log);
         self.netconfd = Some(nc);

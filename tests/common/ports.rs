@@ -44,7 +44,7 @@ fn tcp_free(port: u16) -> Option<TcpListener> {
 /// Find `n` consecutive ports, each free for both UDP and TCP on 127.0.0.1, not handed out
 /// before by this process. Returns the first.
 fn find_run(n: usize) -> u16 {
-    assert!((1..=2000).contains(&n), "port run of {n} is not sensible");
+    assert!((1..=5000).contains(&n), "port run of {n} is not sensible");
     let high = ephemeral_low();
     let mut taken = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let taken = taken.get_or_insert_with(HashSet::new);

@@ -1,0 +1,87 @@
+//! Simulated SNMP agents (emspool's own simulator, in-process) on consecutive loopback ports,
+//! recording which server polled each of them.
+
+use super::ports::free_udp_port_range;
+use emspool::sim::{self, Dataset, SimConfig, SimHandle};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Simulated agents on consecutive loopback ports, recording who polls them.
+pub struct Agents {
+    rt: tokio::runtime::Runtime,
+    sim: Option<SimHandle>,
+    pub base: u16,
+    pub n: usize,
+}
+
+impl Agents {
+    pub fn start(n: usize) -> Agents {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let base = free_udp_port_range(n);
+        let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template")));
+        cfg.agents = n;
+        cfg.base_port = base;
+        cfg.track_requesters = true;
+        let sim = rt.block_on(sim::start(cfg)).expect("simulator");
+        Agents {
+            rt,
+            sim: Some(sim),
+            base,
+            n,
+        }
+    }
+
+    pub fn sim(&self) -> &SimHandle {
+        self.sim.as_ref().expect("running")
+    }
+
+    pub fn name(i: usize) -> String {
+        format!("ne{i:03}")
+    }
+
+    /// Config body: 1 s polls of every agent.
+    pub fn inventory(&self) -> String {
+        let mut s = String::from(
+            "[poll]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+        );
+        for i in 0..self.n {
+            s.push_str(&format!(
+                "\n[[elements]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
+                Agents::name(i),
+                usize::from(self.base) + i
+            ));
+        }
+        s
+    }
+
+    pub fn now(&self) -> Duration {
+        self.sim().elapsed()
+    }
+
+    /// For each agent, the servers whose requests arrived after `since` (simulator clock).
+    pub fn pollers_since(&self, since: Duration) -> Vec<BTreeSet<u8>> {
+        (0..self.n)
+            .map(|i| {
+                self.sim()
+                    .requesters(i)
+                    .into_iter()
+                    .filter(|r| r.last > since)
+                    .map(|r| r.tag)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        if let Some(s) = self.sim.take() {
+            self.rt.block_on(s.shutdown());
+        }
+    }
+}
