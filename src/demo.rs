@@ -348,6 +348,7 @@ impl Demo {
         let _ = writeln!(out, "try, in another terminal:");
         for cmd in [
             "status",
+            "view",
             "elements",
             "alarms",
             "events --limit 20",
@@ -568,13 +569,13 @@ async fn fetch(http: reqwest::Client, base: String, since_ms: i64) -> Snapshot {
     }
     let (pool, elements, alarms, recent, alarm_events) = tokio::join!(
         get("/api/v1/pool".into()),
-        // scope=local: each server's own elements and alarms, whether or not the plain
-        // endpoints answer for the whole pool; the summary adds them up.
+        // scope=local: each server's own elements, alarms and events (the plain endpoints
+        // answer for the whole pool); the summary adds them up.
         get("/api/v1/elements?scope=local".into()),
         get("/api/v1/alarms?scope=local".into()),
-        get("/api/v1/events?limit=5".into()),
+        get("/api/v1/events?scope=local&limit=5".into()),
         get(format!(
-            "/api/v1/events?kind=alarm.%2A&limit=10000&since={since_ms}"
+            "/api/v1/events?scope=local&kind=alarm.%2A&limit=10000&since={since_ms}"
         )),
     );
     Snapshot {

@@ -1,0 +1,305 @@
+//! Fail-over time of a 3-server pool: the master (server 3) is killed with SIGKILL 20 times;
+//! each time, the clock runs from the kill to the moment every element it polled has received a
+//! request from a surviving server. Measured from the agents' side: the simulator (in this
+//! process) records, per agent, the last request time per polling server (emspool puts its
+//! server id in the request ids).
+//!
+//!     cargo bench --bench failover
+//!     EMSPOOL_BENCH_KILLS=20 EMSPOOL_BENCH_AGENTS=300 cargo bench --bench failover
+//!     EMSPOOL_BENCH_SIGNAL=STOP cargo bench --bench failover
+//!
+//! With SIGKILL the dead master's port refuses connections at once, and its peers treat a refused
+//! heartbeat as death without waiting for `failure_timeout`. `EMSPOOL_BENCH_SIGNAL=STOP` freezes
+//! the master instead (SIGSTOP: its port still accepts connections but nothing answers), which is
+//! what a hung process or a lost host looks like: peers must wait for `failure_timeout`. The
+//! frozen server is then killed and restarted like a killed one.
+//!
+//! Pool timings as in the tests: heartbeat 250 ms, failure_timeout 1 s, lease 800 ms,
+//! answer_timeout 150 ms (default), hold_down 1 s; polls every 1 s, timeout 300 ms. After each
+//! kill the server is restarted and the bench waits until it is master again with its third of
+//! the elements, plus 2 s for the hand-over to settle.
+
+mod support;
+
+use emspool::sim::{self, Dataset, SimConfig, SimHandle};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+const SERVERS: u32 = 3;
+const SECRET: &str = "bench-pool-secret";
+
+struct Server {
+    id: u32,
+    url: String,
+    config: PathBuf,
+    log_dir: PathBuf,
+    proc: Option<Proc>,
+    starts: u32,
+}
+
+impl Server {
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let mut cmd = Command::new(emspool_bin());
+        cmd.arg("serve").arg("--config").arg(&self.config);
+        let log = self
+            .log_dir
+            .join(format!("s{}-{}.log", self.id, self.starts));
+        self.proc = Some(Proc::spawn(&format!("serve-{}", self.id), cmd, log, false));
+        let ready = (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            http_get(&format!("{}/readyz", self.url), Duration::from_secs(1)).is_some()
+        });
+        assert!(ready, "server {} not ready", self.id);
+    }
+
+    fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let body = http_get(&format!("{}{path}", self.url), Duration::from_secs(2))?;
+        serde_json::from_str(&body).ok()
+    }
+}
+
+fn agrees(servers: &[Server], master: u32, each: u64) -> bool {
+    servers.iter().filter(|s| s.proc.is_some()).all(|s| {
+        s.get("/api/v1/pool").is_some_and(|v| {
+            v["master"] == master
+                && v["members"].as_array().is_some_and(|ms| {
+                    ms.iter()
+                        .filter(|m| m["alive"] == true)
+                        .all(|m| m["elements"] == each)
+                        && ms.iter().filter(|m| m["alive"] == true).count()
+                            == servers.iter().filter(|s| s.proc.is_some()).count()
+                })
+        })
+    })
+}
+
+fn wait_agree(servers: &[Server], master: u32, each: u64, timeout: Duration) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if agrees(servers, master, each) {
+            return t0.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let views: Vec<String> = servers
+        .iter()
+        .filter_map(|s| s.get("/api/v1/pool").map(|v| format!("{}: {v}", s.id)))
+        .collect();
+    panic!(
+        "pool did not agree on master {master} with {each} each within {timeout:?}\n{}",
+        views.join("\n")
+    );
+}
+
+fn main() {
+    if !bench_mode() {
+        println!("failover: run with `cargo bench --bench failover` (skipped in test mode)");
+        return;
+    }
+    let kills = env_or("EMSPOOL_BENCH_KILLS", 20usize);
+    let sig: String = env_or("EMSPOOL_BENCH_SIGNAL", "KILL".to_string());
+    assert!(
+        sig == "KILL" || sig == "STOP",
+        "EMSPOOL_BENCH_SIGNAL: KILL or STOP"
+    );
+    let n = env_or("EMSPOOL_BENCH_AGENTS", 300usize);
+    let each = (n / SERVERS as usize) as u64;
+    assert_eq!(n % SERVERS as usize, 0, "agents must divide by {SERVERS}");
+    raise_nofile_or_reexec(n + 1000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (sim, base) = start_sim(&rt, n);
+    let dir = TempDir::new("failover");
+
+    let ports: Vec<u16> = {
+        let mut v = Vec::new();
+        while v.len() < SERVERS as usize {
+            let p = free_tcp_port();
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+        v
+    };
+    let mut members = String::new();
+    for (i, p) in ports.iter().enumerate() {
+        members.push_str(&format!(
+            "\n[[pool.members]]\nid = {}\nurl = \"http://127.0.0.1:{p}\"\n",
+            i + 1
+        ));
+    }
+    let mut inventory = String::from(
+        "[poll]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+    );
+    for i in 0..n {
+        inventory.push_str(&format!(
+            "\n[[elements]]\nname = \"ne{i:05}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
+            usize::from(base) + i
+        ));
+    }
+    let mut servers: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = i as u32 + 1;
+            let config = dir.0.join(format!("s{id}.toml"));
+            let text = format!(
+                "[server]\nid = {id}\nlisten = \"127.0.0.1:{p}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
+                 [pool]\nsecret = \"{SECRET}\"\nheartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"\n{members}\n{inventory}",
+                dir.0.join(format!("s{id}-data")).display()
+            );
+            std::fs::write(&config, text).expect("config");
+            Server {
+                id,
+                url: format!("http://127.0.0.1:{p}"),
+                config,
+                log_dir: dir.0.clone(),
+                proc: None,
+                starts: 0,
+            }
+        })
+        .collect();
+    for s in &mut servers {
+        s.spawn();
+    }
+    println!("failover: {}", machine());
+    println!(
+        "failover: {SERVERS} servers, {n} agents polled every 1 s, {kills} kills of the master (SIG{sig})"
+    );
+    wait_agree(&servers, SERVERS, each, Duration::from_secs(30));
+
+    let mut recovered: Vec<Duration> = Vec::new();
+    let mut master_seen: Vec<Duration> = Vec::new();
+    let mut failures = 0;
+    for k in 0..kills {
+        std::thread::sleep(Duration::from_secs(2));
+        let victim = &servers[SERVERS as usize - 1];
+        let orphans: Vec<usize> = victim
+            .get("/api/v1/elements?scope=local")
+            .and_then(|v| {
+                v["elements"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|e| e["name"].as_str()?.strip_prefix("ne")?.parse().ok())
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            orphans.len() as u64,
+            each,
+            "server {SERVERS} owns its third"
+        );
+        let killed_at = sim.elapsed();
+        let wall = Instant::now();
+        let mut frozen = servers[SERVERS as usize - 1].proc.take();
+        if let Some(p) = frozen.as_mut() {
+            if sig == "KILL" {
+                p.kill9();
+            } else {
+                assert!(p.signal("STOP"), "SIGSTOP");
+            }
+        }
+        let mut pending: BTreeSet<usize> = orphans.iter().copied().collect();
+        let mut new_master = None;
+        let mut latest = Duration::ZERO;
+        let deadline = wall + Duration::from_secs(15);
+        while !pending.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            pending.retain(|&i| {
+                // Checked every few ms and polls are 1 s apart: the request seen first is the
+                // first one after the kill.
+                let first = sim
+                    .requesters(i)
+                    .iter()
+                    .filter(|r| u32::from(r.tag) != SERVERS && r.last > killed_at)
+                    .map(|r| r.last)
+                    .min();
+                if let Some(t) = first {
+                    latest = latest.max(t - killed_at);
+                }
+                first.is_none()
+            });
+            if new_master.is_none()
+                && servers[1]
+                    .get("/api/v1/pool")
+                    .is_some_and(|v| v["master"] == SERVERS - 1)
+            {
+                new_master = Some(wall.elapsed());
+            }
+        }
+        if pending.is_empty() {
+            let took = latest;
+            recovered.push(took);
+            eprintln!(
+                "  kill {k}: all {} orphans polled again after {:.0} ms (new master seen after {:?})",
+                orphans.len(),
+                took.as_secs_f64() * 1e3,
+                new_master.map(|d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
+            );
+        } else {
+            failures += 1;
+            eprintln!(
+                "  kill {k}: {} orphans not polled within 15 s",
+                pending.len()
+            );
+        }
+        if let Some(d) = new_master {
+            master_seen.push(d);
+        }
+        if let Some(mut p) = frozen.take() {
+            p.kill9();
+        }
+        servers[SERVERS as usize - 1].spawn();
+        wait_agree(&servers, SERVERS, each, Duration::from_secs(30));
+    }
+    recovered.sort();
+    master_seen.sort();
+    let ms = |v: &[Duration], q: f64| {
+        let f: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        quantile(&f, q)
+    };
+    println!(
+        "| signal | kills | recovered | orphans per kill | p50 | p99 | max | new master visible p50 / max |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| SIG{sig} | {kills} | {} | {each} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms / {:.0} ms |",
+        recovered.len(),
+        ms(&recovered, 0.5),
+        ms(&recovered, 0.99),
+        ms(&recovered, 1.0),
+        ms(&master_seen, 0.5),
+        ms(&master_seen, 1.0),
+    );
+    println!("failover: load average after: {}", loadavg());
+    for s in &mut servers {
+        if let Some(mut p) = s.proc.take() {
+            p.terminate(Duration::from_secs(10));
+        }
+    }
+    rt.block_on(sim.shutdown());
+    assert_eq!(failures, 0, "some kills were not recovered within 15 s");
+}
+
+fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (SimHandle, u16) {
+    let data = Arc::new(Dataset::router24().expect("embedded template"));
+    for _ in 0..20 {
+        let base = udp_base(n);
+        let mut cfg = SimConfig::new(data.clone());
+        cfg.agents = n;
+        cfg.base_port = base;
+        cfg.track_requesters = true;
+        if let Ok(h) = rt.block_on(sim::start(cfg)) {
+            return (h, base);
+        }
+    }
+    panic!("simulator did not start");
+}
