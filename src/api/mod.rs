@@ -14,7 +14,7 @@ use crate::cluster::Cluster;
 use crate::config::Secret;
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::model::{ElementState, ServerId};
+use crate::model::ServerId;
 use crate::poll::Poller;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -23,7 +23,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use error::ApiError;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -82,10 +81,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    let mut states: HashMap<ElementState, usize> = HashMap::new();
-    for (_, st) in s.poller.statuses() {
-        *states.entry(st.state).or_insert(0) += 1;
-    }
+    let states = s.poller.state_counts();
     let body = s.metrics.render(
         &s.alarms.counts_by_severity(),
         &states,

@@ -129,6 +129,16 @@ impl Poller {
         }
     }
 
+    /// Elements by state, without copying their statuses (a scrape must stay cheap at 10,000).
+    pub fn state_counts(&self) -> HashMap<crate::model::ElementState, usize> {
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        let mut m = HashMap::new();
+        for (_, st) in status.values() {
+            *m.entry(st.state).or_insert(0) += 1;
+        }
+        m
+    }
+
     /// The elements this server polls now.
     pub fn owned(&self) -> Vec<Element> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
