@@ -4,7 +4,7 @@
 //! request on the same socket (request-id mismatch), so every retry gets a fresh session. Sessions
 //! live only for one poll: they hold ~131 KB of buffers, far too much to keep one per element.
 
-use crate::config::{AuthProtocol, Credential, PrivProtocol};
+use crate::config::{AuthProtocol, Credential, PrivProtocol, Secret};
 use snmp2::{AsyncSession, Oid, Value, v3};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -289,24 +289,14 @@ async fn open_session(t: &Target, req_id: i32) -> Result<AsyncSession, SnmpError
             priv_protocol,
             priv_password,
         } => {
-            let auth_pw = auth_password.as_ref().map(|s| s.expose()).unwrap_or("");
-            let mut sec = v3::Security::new(user.as_bytes(), auth_pw.as_bytes());
-            sec = match (auth_protocol, priv_protocol, priv_password) {
-                (None, _, _) => sec.with_auth(v3::Auth::NoAuthNoPriv),
-                (Some(a), None, _) => sec
-                    .with_auth_protocol(auth_proto(*a))
-                    .with_auth(v3::Auth::AuthNoPriv),
-                (Some(a), Some(p), pw) => {
-                    sec.with_auth_protocol(auth_proto(*a))
-                        .with_auth(v3::Auth::AuthPriv {
-                            cipher: cipher(*p),
-                            privacy_password: pw
-                                .as_ref()
-                                .map(|s| s.expose().as_bytes().to_vec())
-                                .unwrap_or_default(),
-                        })
-                }
-            };
+            let sec = usm_security(
+                user,
+                *auth_protocol,
+                auth_password.as_ref(),
+                *priv_protocol,
+                priv_password.as_ref(),
+                None,
+            );
             let mut session = AsyncSession::new_v3(t.addr, req_id, sec)
                 .await
                 .map_err(io)?;
@@ -316,6 +306,39 @@ async fn open_session(t: &Target, req_id: i32) -> Result<AsyncSession, SnmpError
         Credential::Netconf(_) => Err(SnmpError::Auth(
             "the credential profile is for NETCONF, not SNMP".into(),
         )),
+    }
+}
+
+/// snmp2's USM settings for one user; `extension` says how privacy keys longer than the hash
+/// are made (None: snmp2's default).
+pub(crate) fn usm_security(
+    user: &str,
+    auth_protocol: Option<AuthProtocol>,
+    auth_password: Option<&Secret>,
+    priv_protocol: Option<PrivProtocol>,
+    priv_password: Option<&Secret>,
+    extension: Option<v3::KeyExtension>,
+) -> v3::Security {
+    let auth_pw = auth_password.map(|s| s.expose()).unwrap_or("");
+    let sec = v3::Security::new(user.as_bytes(), auth_pw.as_bytes());
+    match (auth_protocol, priv_protocol) {
+        (None, _) => sec.with_auth(v3::Auth::NoAuthNoPriv),
+        (Some(a), None) => sec
+            .with_auth_protocol(auth_proto(a))
+            .with_auth(v3::Auth::AuthNoPriv),
+        (Some(a), Some(p)) => {
+            let sec = sec.with_auth_protocol(auth_proto(a));
+            let sec = match extension {
+                Some(x) => sec.with_key_extension_method(x),
+                None => sec,
+            };
+            sec.with_auth(v3::Auth::AuthPriv {
+                cipher: cipher(p),
+                privacy_password: priv_password
+                    .map(|s| s.expose().as_bytes().to_vec())
+                    .unwrap_or_default(),
+            })
+        }
     }
 }
 

@@ -459,45 +459,15 @@ fn parse_v3(
 }
 
 fn security(u: &TrapUser) -> v3::Security {
-    let auth_pw = u.auth_password.as_ref().map(|s| s.expose()).unwrap_or("");
-    let sec = v3::Security::new(u.user.as_bytes(), auth_pw.as_bytes());
-    match (u.auth_protocol, u.priv_protocol, &u.priv_password) {
-        (None, _, _) => sec.with_auth(v3::Auth::NoAuthNoPriv),
-        (Some(a), None, _) => sec
-            .with_auth_protocol(auth_proto(a))
-            .with_auth(v3::Auth::AuthNoPriv),
-        // AES-192/256 keys longer than the hash are extended as Net-SNMP's AES-192/AES-256 do.
-        (Some(a), Some(p), pw) => sec
-            .with_auth_protocol(auth_proto(a))
-            .with_key_extension_method(v3::KeyExtension::Blumenthal)
-            .with_auth(v3::Auth::AuthPriv {
-                cipher: cipher(p),
-                privacy_password: pw
-                    .as_ref()
-                    .map(|s| s.expose().as_bytes().to_vec())
-                    .unwrap_or_default(),
-            }),
-    }
-}
-
-fn auth_proto(a: AuthProtocol) -> v3::AuthProtocol {
-    match a {
-        AuthProtocol::Md5 => v3::AuthProtocol::Md5,
-        AuthProtocol::Sha => v3::AuthProtocol::Sha1,
-        AuthProtocol::Sha224 => v3::AuthProtocol::Sha224,
-        AuthProtocol::Sha256 => v3::AuthProtocol::Sha256,
-        AuthProtocol::Sha384 => v3::AuthProtocol::Sha384,
-        AuthProtocol::Sha512 => v3::AuthProtocol::Sha512,
-    }
-}
-
-fn cipher(p: PrivProtocol) -> v3::Cipher {
-    match p {
-        PrivProtocol::Des => v3::Cipher::Des,
-        PrivProtocol::Aes => v3::Cipher::Aes128,
-        PrivProtocol::Aes192 => v3::Cipher::Aes192,
-        PrivProtocol::Aes256 => v3::Cipher::Aes256,
-    }
+    // AES-192/256 keys longer than the hash are extended as Net-SNMP's AES-192/AES-256 do.
+    super::snmp::usm_security(
+        &u.user,
+        u.auth_protocol,
+        u.auth_password.as_ref(),
+        u.priv_protocol,
+        u.priv_password.as_ref(),
+        Some(v3::KeyExtension::Blumenthal),
+    )
 }
 
 fn malformed(e: snmp2::Error) -> DecodeError {
