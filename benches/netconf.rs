@@ -203,8 +203,8 @@ fn live() {
     });
     let elements: Vec<Element> = (0..n)
         .map(|i| Element {
-            name: format!("ne{i:04}"),
-            address: nc.addr().to_string(),
+            name: format!("ne{i:04}").into(),
+            address: nc.addr().to_string().into(),
             protocol: Protocol::Netconf,
             credential: "nc".into(),
             interval: None,

@@ -11,7 +11,8 @@
 //! request within the last interval + 1 s at the window's end (the simulator records the last
 //! request time per agent and polling server), polls finished (`emspool_polls_total`), CPU of
 //! the emspool process in cores (utime+stime from /proc/PID/stat over wall time), RSS (VmRSS) at
-//! the window's end (read before that window's /metrics scrape); then poll latency p50/p99 (from
+//! the window's end (read before that window's /metrics scrape) and its median, min and max
+//! over once-a-second samples; then poll latency p50/p99 (from
 //! the `emspool_poll_duration_seconds` histogram over the windows after the first, and exact
 //! from each element's `last_duration_ms`). /metrics is read only at window ends: a scrape costs
 //! the server a copy of every element's status. Memory per element is the RSS slope between
@@ -31,6 +32,11 @@ struct Window {
     cores: f64,
     sim_cores: f64,
     rss_kib: u64,
+    /// VmRSS sampled once a second through the window: the end alone can land on the
+    /// once-an-interval poll burst or just after the allocator returned it.
+    rss_median_kib: u64,
+    rss_min_kib: u64,
+    rss_max_kib: u64,
 }
 
 struct Run {
@@ -121,8 +127,10 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
     let mut out = Vec::new();
     for k in 0..windows {
         let end = t0 + interval * (k as u32 + 1);
+        let mut samples = Vec::new();
         while Instant::now() < end {
             std::thread::sleep(Duration::from_secs(1).min(end - Instant::now()));
+            samples.extend(vm_kib(serve.pid, "VmRSS"));
             if first_round.is_none() && polled_since(&sim, Duration::ZERO) == n {
                 first_round = Some(t0.elapsed());
             }
@@ -143,6 +151,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
         );
         // RSS before this window's scrape: a scrape copies every element's status.
         let rss_kib = vm_kib(serve.pid, "VmRSS").unwrap_or(0);
+        samples.sort_unstable();
         let m = metrics();
         let wall = (now - prev_t).as_secs_f64();
         let w = Window {
@@ -152,14 +161,20 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
             cores: (cpu - prev_cpu) / wall,
             sim_cores: (sim_cpu - prev_sim) / wall,
             rss_kib,
+            rss_median_kib: samples.get(samples.len() / 2).copied().unwrap_or(rss_kib),
+            rss_min_kib: samples.first().copied().unwrap_or(rss_kib),
+            rss_max_kib: samples.last().copied().unwrap_or(rss_kib),
         };
         eprintln!(
-            "  n={n} window {k}: {} agents polled, {:.0} polls, emspool {:.3} cores, simulator {:.3} cores, RSS {} KiB, load {}",
+            "  n={n} window {k}: {} agents polled, {:.0} polls, emspool {:.3} cores, simulator {:.3} cores, RSS {} KiB (median {}, min {}, max {}), load {}",
             w.agents_polled,
             w.polls,
             w.cores,
             w.sim_cores,
             w.rss_kib,
+            w.rss_median_kib,
+            w.rss_min_kib,
+            w.rss_max_kib,
             loadavg()
         );
         out.push(w);
@@ -245,14 +260,14 @@ fn main() {
         runs.push(run(&rt, n, interval, windows));
     }
     println!(
-        "| elements | ready after | first full round | agents polled in the last interval + 1 s, at each window's end | polls per window (target = elements) | emspool CPU cores per window | simulator + bench cores | RSS at window end (MiB) | peak RSS (MiB) | p50 / p99 poll (histogram, windows 2+) | p50 / p99 / max last poll (exact) | up at end | failed polls |"
+        "| elements | ready after | first full round | agents polled in the last interval + 1 s, at each window's end | polls per window (target = elements) | emspool CPU cores per window | simulator + bench cores | RSS at window end (MiB) | RSS median [min-max] per window (MiB) | peak RSS (MiB) | p50 / p99 poll (histogram, windows 2+) | p50 / p99 / max last poll (exact) | up at end | failed polls |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let list =
             |f: &dyn Fn(&Window) -> String| r.windows.iter().map(f).collect::<Vec<_>>().join(" / ");
         println!(
-            "| {} | {:.1} s | {} | {} | {} | {} | {} | {} | {:.1} | {} / {} | {:.1} / {:.1} / {:.1} ms | {} | {:.0} |",
+            "| {} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} / {} | {:.1} / {:.1} / {:.1} ms | {} | {:.0} |",
             r.n,
             r.ready_after.as_secs_f64(),
             r.first_round
@@ -265,6 +280,12 @@ fn main() {
             list(&|w| format!("{:.3}", w.cores)),
             list(&|w| format!("{:.3}", w.sim_cores)),
             list(&|w| format!("{:.1}", w.rss_kib as f64 / 1024.0)),
+            list(&|w| format!(
+                "{:.1} [{:.1}-{:.1}]",
+                w.rss_median_kib as f64 / 1024.0,
+                w.rss_min_kib as f64 / 1024.0,
+                w.rss_max_kib as f64 / 1024.0
+            )),
             r.hwm_kib as f64 / 1024.0,
             r.p50_hist
                 .map_or("-".into(), |s| format!("{:.1} ms", s * 1000.0)),
@@ -281,11 +302,14 @@ fn main() {
         let (a, b) = (&pair[0], &pair[1]);
         let rss = |r: &Run| r.windows.last().map_or(0, |w| w.rss_kib) as f64;
         let per = (rss(b) - rss(a)) * 1024.0 / (b.n as f64 - a.n as f64);
+        let median = |r: &Run| r.windows.last().map_or(0, |w| w.rss_median_kib) as f64;
+        let per_median = (median(b) - median(a)) * 1024.0 / (b.n as f64 - a.n as f64);
         let peak = (b.hwm_kib as f64 - a.hwm_kib as f64) * 1024.0 / (b.n as f64 - a.n as f64);
         println!(
-            "memory per element (RSS slope {} -> {} elements): {:.0} bytes at the last window's end, {:.0} bytes by peak RSS; base ~ {:.1} MiB",
+            "memory per element (RSS slope {} -> {} elements): {:.0} bytes by the last window's median, {:.0} bytes at its end, {:.0} bytes by peak RSS; base ~ {:.1} MiB",
             a.n,
             b.n,
+            per_median,
             per,
             peak,
             (rss(a) - per * a.n as f64 / 1024.0) / 1024.0

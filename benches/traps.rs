@@ -219,7 +219,6 @@ priv_password = "privpass123"
     let (traps, _tasks) = TrapService::start(
         id,
         config.traps.as_ref(),
-        config.elements.clone(),
         cluster,
         poller.clone(),
         alarms.clone(),

@@ -55,10 +55,21 @@ pub fn reduction_key(kind: &str, element: &str, instance: Option<&str>) -> Strin
     }
 }
 
+/// Boxed alarms keep the table's buckets small (an `Alarm` is ~200 bytes, and a hash table
+/// has 1.1-2x as many buckets as entries). Lookups by id (ack, get) scan: they are operator
+/// actions, rare next to raise/clear by key, and a second index cost ~90 bytes per alarm.
 struct Inner {
-    by_key: HashMap<String, Alarm>,
-    key_of: HashMap<u64, String>,
+    by_key: HashMap<String, Box<Alarm>>,
     next_seq: u64,
+}
+
+impl Inner {
+    fn by_id(&mut self, id: u64) -> Option<&mut Alarm> {
+        self.by_key
+            .values_mut()
+            .find(|a| a.id == id)
+            .map(|a| &mut **a)
+    }
 }
 
 pub struct AlarmTable {
@@ -81,7 +92,6 @@ impl AlarmTable {
             events,
             inner: Mutex::new(Inner {
                 by_key: HashMap::new(),
-                key_of: HashMap::new(),
                 next_seq: first_seq(),
             }),
         }
@@ -134,8 +144,7 @@ impl AlarmTable {
             severity: alarm.severity,
             text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
         });
-        inner.key_of.insert(id, key.clone());
-        inner.by_key.insert(key, alarm);
+        inner.by_key.insert(key, Box::new(alarm));
         RaiseOutcome::New(id)
     }
 
@@ -146,7 +155,6 @@ impl AlarmTable {
         let Some(alarm) = inner.by_key.remove(&key) else {
             return false;
         };
-        inner.key_of.remove(&alarm.id);
         self.events.append(NewEvent::now(
             Some(&alarm.element),
             "alarm.cleared",
@@ -161,12 +169,7 @@ impl AlarmTable {
 
     pub fn ack(&self, id: u64, by: &str) -> Result<Alarm, AlarmError> {
         let mut inner = self.lock();
-        let key = inner
-            .key_of
-            .get(&id)
-            .cloned()
-            .ok_or(AlarmError::NotFound(id))?;
-        let alarm = inner.by_key.get_mut(&key).ok_or(AlarmError::NotFound(id))?;
+        let alarm = inner.by_id(id).ok_or(AlarmError::NotFound(id))?;
         let now = now_millis();
         alarm.acked_by = Some(by.to_owned());
         alarm.acked_at = Some(now);
@@ -175,15 +178,13 @@ impl AlarmTable {
             element: Some(alarm.element.clone()),
             kind: "alarm.acked".into(),
             severity: Severity::Info,
-            text: format!("{} [{}] acknowledged by {by}", alarm.kind, key),
+            text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
         });
         Ok(alarm.clone())
     }
 
     pub fn get(&self, id: u64) -> Option<Alarm> {
-        let inner = self.lock();
-        let key = inner.key_of.get(&id)?;
-        inner.by_key.get(key).cloned()
+        self.lock().by_id(id).map(|a| a.clone())
     }
 
     /// Sorted most severe first, then newest first.
@@ -193,7 +194,7 @@ impl AlarmTable {
             .by_key
             .values()
             .filter(|a| filter.matches(a))
-            .cloned()
+            .map(|a| Alarm::clone(a))
             .collect();
         sort_alarms(&mut v);
         v
@@ -238,8 +239,7 @@ impl AlarmTable {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(a) = inner.by_key.remove(&k) {
-                inner.key_of.remove(&a.id);
-                out.push(a);
+                out.push(*a);
             }
         }
         out
@@ -250,8 +250,7 @@ impl AlarmTable {
         let mut inner = self.lock();
         for mut a in alarms {
             a.server = self.server;
-            inner.key_of.insert(a.id, a.key.clone());
-            inner.by_key.insert(a.key.clone(), a);
+            inner.by_key.insert(a.key.clone(), Box::new(a));
         }
     }
 }

@@ -569,14 +569,14 @@ pub fn validate_element(
     if !valid_host_port(&e.address) {
         return Err((key("address"), format!("{:?} is not host:port", e.address)));
     }
-    if !credentials.contains_key(&e.credential) {
+    if !credentials.contains_key(&*e.credential) {
         return Err((
             key("credential"),
             format!("no credential profile named {:?}", e.credential),
         ));
     }
     let netconf_credential = credentials
-        .get(&e.credential)
+        .get(&*e.credential)
         .is_some_and(Credential::is_netconf);
     match e.protocol {
         Protocol::Netconf if !netconf_credential => {
@@ -614,7 +614,7 @@ fn validate_elements(
     let mut names = HashSet::new();
     for e in elements {
         validate_element(e, credentials)?;
-        if !names.insert(e.name.as_str()) {
+        if !names.insert(&*e.name) {
             return Err((
                 "elements.name".into(),
                 format!("{:?} appears twice", e.name),

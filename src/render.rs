@@ -49,8 +49,8 @@ pub fn elements(v: &[ElementView]) -> String {
         .iter()
         .map(|e| {
             vec![
-                e.element.name.clone(),
-                e.element.address.clone(),
+                e.element.name.to_string(),
+                e.element.address.to_string(),
                 e.owner.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
                 e.status.state.to_string(),
                 e.status.sys_name.clone().unwrap_or_default(),

@@ -441,9 +441,9 @@ fn pyserver_both_framings_rpc_error_malformed_oversize_and_stall() {
             .unwrap_or_else(|e| panic!("get: {e}\n{}", py.log_tail()));
         assert!(!r.failed(), "{r:?}");
         let ifs = ifs.into_interfaces();
-        let states: Vec<(u32, &str, i64, i64)> = ifs
+        let states: Vec<(u32, &str, u8, u8)> = ifs
             .iter()
-            .map(|i| (i.index, i.descr.as_str(), i.admin_status, i.oper_status))
+            .map(|i| (i.index, i.descr(), i.admin_status, i.oper_status))
             .collect();
         assert_eq!(
             states,

@@ -42,7 +42,7 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let Path(name) = name.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     forward(&s, InventoryChange::Remove(name.clone())).await?;
-    let done = settle(&s, |a| !a.iter().any(|x| x.name == name)).await;
+    let done = settle(&s, |a| !a.iter().any(|x| *x.name == *name)).await;
     Ok(if done {
         StatusCode::NO_CONTENT
     } else {

@@ -15,6 +15,7 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Members among `missing` that own elements: only their absence makes an answer about
 /// elements or alarms incomplete (a dead member that owns nothing holds nothing).
@@ -48,7 +49,7 @@ pub async fn elements(
         }));
     }
     let gathered = fanout::get::<ElementsAnswer>(&s, "/peer/v1/local/elements").await;
-    let mut live: BTreeMap<String, ElementView> = local::elements(&s)
+    let mut live: BTreeMap<Arc<str>, ElementView> = local::elements(&s)
         .into_iter()
         .map(|v| (v.element.name.clone(), v))
         .collect();
@@ -58,7 +59,7 @@ pub async fn elements(
         }
     }
     let assignment = s.cluster.assignment();
-    let mut out: BTreeMap<String, ElementView> = BTreeMap::new();
+    let mut out: BTreeMap<Arc<str>, ElementView> = BTreeMap::new();
     for e in &assignment.elements {
         let owner = assignment.owners.get(&e.name).copied();
         let view = live
@@ -89,10 +90,10 @@ pub async fn element(
     let def = assignment
         .elements
         .iter()
-        .find(|e| e.name == name)
+        .find(|e| *e.name == *name)
         .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no element named {name:?}")))?;
-    let owner = assignment.owners.get(&name).copied();
+    let owner = assignment.owners.get(name.as_str()).copied();
     if let Some(o) = owner.filter(|o| *o != s.id) {
         let path = format!("/peer/v1/local/elements/{name}");
         if let Ok(v) = s

@@ -101,7 +101,7 @@ async fn live(s: Shared) -> Result<Json<ViewAnswer>, ApiError> {
     let mut v = skeleton(&s, "live");
     for e in els.elements {
         let node = ElementNode {
-            name: e.element.name.clone(),
+            name: e.element.name.to_string(),
             state: e.status.state,
             alarms: e.active_alarms,
         };
@@ -151,9 +151,9 @@ async fn from_db(s: Shared) -> Result<Json<ViewAnswer>, ApiError> {
     let mut v = skeleton(&s, "db");
     for e in &assignment.elements {
         let node = ElementNode {
-            name: e.name.clone(),
-            state: last_state.get(e.name.as_str()).copied().unwrap_or_default(),
-            alarms: active.get(e.name.as_str()).copied().unwrap_or(0),
+            name: e.name.to_string(),
+            state: last_state.get(&*e.name).copied().unwrap_or_default(),
+            alarms: active.get(&*e.name).copied().unwrap_or(0),
         };
         place(&mut v, assignment.owners.get(&e.name).copied(), node);
     }

@@ -18,6 +18,7 @@ use crate::model::{Element, ServerId};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A member that may own NEs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,10 +59,10 @@ pub struct Move {
 /// weight is 0 the members share equally: NEs must be polled by someone. Empty `live` gives an
 /// empty map.
 pub fn assign<'a>(
-    elements: impl IntoIterator<Item = (&'a str, Option<ServerId>)>,
+    elements: impl IntoIterator<Item = (&'a Arc<str>, Option<ServerId>)>,
     live: &[Member],
-    previous: &BTreeMap<String, ServerId>,
-) -> BTreeMap<String, ServerId> {
+    previous: &BTreeMap<Arc<str>, ServerId>,
+) -> BTreeMap<Arc<str>, ServerId> {
     let mut weight_of = BTreeMap::new();
     for m in live {
         let w = weight_of.entry(m.id).or_insert(m.weight);
@@ -87,13 +88,13 @@ pub fn assign<'a>(
     let mut next = BTreeMap::new();
     let mut pinned = vec![0u64; k];
     // NEs free to go anywhere, by their live previous owner, in name order.
-    let mut kept: Vec<Vec<&str>> = vec![Vec::new(); k];
+    let mut kept: Vec<Vec<&Arc<str>>> = vec![Vec::new(); k];
     let mut homeless = Vec::new();
     for (&name, &pin) in &inventory {
         if let Some(i) = pin.and_then(index) {
             pinned[i] += 1;
-            next.insert(name.to_owned(), ids[i]);
-        } else if let Some(i) = previous.get(name).and_then(|&owner| index(owner)) {
+            next.insert(name.clone(), ids[i]);
+        } else if let Some(i) = previous.get(&**name).and_then(|&owner| index(owner)) {
             kept[i].push(name);
         } else {
             homeless.push(name);
@@ -109,7 +110,7 @@ pub fn assign<'a>(
             homeless.extend(kept[i].drain(room..));
         }
         for &name in &kept[i] {
-            next.insert(name.to_owned(), ids[i]);
+            next.insert(name.clone(), ids[i]);
         }
     }
     homeless.sort_unstable();
@@ -117,7 +118,7 @@ pub fn assign<'a>(
     for i in 0..k {
         let deficit = (targets[i] - pinned[i]) as usize - kept[i].len();
         for name in homeless.by_ref().take(deficit) {
-            next.insert(name.to_owned(), ids[i]);
+            next.insert(name.clone(), ids[i]);
         }
     }
     debug_assert!(homeless.next().is_none(), "targets add up to the inventory");
@@ -128,21 +129,20 @@ pub fn assign<'a>(
 pub fn assign_elements(
     elements: &[Element],
     live: &[Member],
-    previous: &BTreeMap<String, ServerId>,
-) -> BTreeMap<String, ServerId> {
-    assign(
-        elements.iter().map(|e| (e.name.as_str(), e.pin)),
-        live,
-        previous,
-    )
+    previous: &BTreeMap<Arc<str>, ServerId>,
+) -> BTreeMap<Arc<str>, ServerId> {
+    assign(elements.iter().map(|e| (&e.name, e.pin)), live, previous)
 }
 
 /// The NEs whose owner differs, in name order. NEs that left the inventory are not moves.
-pub fn diff(previous: &BTreeMap<String, ServerId>, next: &BTreeMap<String, ServerId>) -> Vec<Move> {
+pub fn diff(
+    previous: &BTreeMap<Arc<str>, ServerId>,
+    next: &BTreeMap<Arc<str>, ServerId>,
+) -> Vec<Move> {
     next.iter()
         .filter(|&(name, to)| previous.get(name) != Some(to))
         .map(|(name, &to)| Move {
-            element: name.clone(),
+            element: name.to_string(),
             from: previous.get(name).copied(),
             to,
         })
@@ -150,7 +150,7 @@ pub fn diff(previous: &BTreeMap<String, ServerId>, next: &BTreeMap<String, Serve
 }
 
 /// NEs per owner.
-pub fn loads(assignment: &BTreeMap<String, ServerId>) -> BTreeMap<ServerId, usize> {
+pub fn loads(assignment: &BTreeMap<Arc<str>, ServerId>) -> BTreeMap<ServerId, usize> {
     let mut loads = BTreeMap::new();
     for &owner in assignment.values() {
         *loads.entry(owner).or_default() += 1;
@@ -275,7 +275,7 @@ impl HoldDown {
 
     /// The alive members that may own NEs: owners in `current`, and those alive for `hold`.
     /// If that is nobody, every alive member, so that hysteresis never leaves NEs unpolled.
-    pub fn eligible(&self, now_ms: u64, current: &BTreeMap<String, ServerId>) -> Vec<ServerId> {
+    pub fn eligible(&self, now_ms: u64, current: &BTreeMap<Arc<str>, ServerId>) -> Vec<ServerId> {
         let owners: BTreeSet<ServerId> = current.values().copied().collect();
         let eligible: Vec<ServerId> = self
             .alive_since

@@ -5,12 +5,12 @@ fn s(id: u32) -> ServerId {
     ServerId(id)
 }
 
-fn ne(i: usize) -> String {
-    format!("ne{i:03}")
+fn ne(i: usize) -> Arc<str> {
+    format!("ne{i:03}").into()
 }
 
-type Inventory = Vec<(String, Option<ServerId>)>;
-type Assignment = BTreeMap<String, ServerId>;
+type Inventory = Vec<(Arc<str>, Option<ServerId>)>;
+type Assignment = BTreeMap<Arc<str>, ServerId>;
 
 fn unpinned(n: usize) -> Inventory {
     (0..n).map(|i| (ne(i), None)).collect()
@@ -21,7 +21,7 @@ fn equal(ids: &[u32]) -> Vec<Member> {
 }
 
 fn run(inv: &Inventory, live: &[Member], prev: &Assignment) -> Assignment {
-    assign(inv.iter().map(|(n, p)| (n.as_str(), *p)), live, prev)
+    assign(inv.iter().map(|(n, p)| (n, *p)), live, prev)
 }
 
 fn load_vec(a: &Assignment, live: &[Member]) -> Vec<usize> {
@@ -112,18 +112,18 @@ fn zero_weight_drains_all_zero_shares_equally() {
 #[test]
 fn duplicates_and_stale_previous_entries_are_harmless() {
     let inv = vec![
-        ("a".to_owned(), Some(s(2))),
-        ("a".to_owned(), Some(s(1))),
-        ("b".to_owned(), None),
+        ("a".into(), Some(s(2))),
+        ("a".into(), Some(s(1))),
+        ("b".into(), None),
     ];
     let live = vec![
         Member::weighted(s(1), 7),
         Member::new(s(2)),
         Member::weighted(s(2), 7),
     ];
-    let prev: Assignment = [("gone".to_owned(), s(1)), ("b".to_owned(), s(5))].into();
+    let prev: Assignment = [("gone".into(), s(1)), ("b".into(), s(5))].into();
     let a = run(&inv, &live, &prev);
-    assert_eq!(a, [("a".to_owned(), s(2)), ("b".to_owned(), s(1))].into());
+    assert_eq!(a, [("a".into(), s(2)), ("b".into(), s(1))].into());
 }
 
 #[test]
@@ -152,18 +152,8 @@ fn a_joining_member_takes_exactly_its_share() {
 
 #[test]
 fn diff_reports_new_and_moved_not_unchanged_or_removed() {
-    let prev: Assignment = [
-        ("a".to_owned(), s(1)),
-        ("b".to_owned(), s(1)),
-        ("c".to_owned(), s(2)),
-    ]
-    .into();
-    let next: Assignment = [
-        ("a".to_owned(), s(1)),
-        ("b".to_owned(), s(2)),
-        ("d".to_owned(), s(2)),
-    ]
-    .into();
+    let prev: Assignment = [("a".into(), s(1)), ("b".into(), s(1)), ("c".into(), s(2))].into();
+    let next: Assignment = [("a".into(), s(1)), ("b".into(), s(2)), ("d".into(), s(2))].into();
     assert_eq!(
         diff(&prev, &next),
         vec![
@@ -193,7 +183,7 @@ fn assign_elements_reads_name_and_pin() {
     };
     let inv = [e("x", Some(s(2))), e("y", None)];
     let a = assign_elements(&inv, &equal(&[1, 2]), &BTreeMap::new());
-    assert_eq!(a, [("x".to_owned(), s(2)), ("y".to_owned(), s(1))].into());
+    assert_eq!(a, [("x".into(), s(2)), ("y".into(), s(1))].into());
 }
 
 #[test]
@@ -205,7 +195,7 @@ fn member_weight_defaults_to_one() {
 #[test]
 fn hold_down_delays_a_returning_member() {
     let mut h = HoldDown::new(100);
-    let cur: Assignment = [("a".to_owned(), s(1)), ("b".to_owned(), s(2))].into();
+    let cur: Assignment = [("a".into(), s(1)), ("b".into(), s(2))].into();
     h.observe(0, &[s(1), s(2), s(3)]);
     // Incumbents at once, the newcomer after its hold.
     assert_eq!(h.eligible(0, &cur), vec![s(1), s(2)]);
@@ -227,7 +217,7 @@ fn hold_down_never_leaves_nes_without_owners() {
     h.observe(0, &[s(1), s(2)]);
     assert_eq!(h.eligible(0, &BTreeMap::new()), vec![s(1), s(2)]);
     // The only owner died; the newcomers take over at once.
-    let cur: Assignment = [("a".to_owned(), s(9))].into();
+    let cur: Assignment = [("a".into(), s(9))].into();
     assert_eq!(h.eligible(1, &cur), vec![s(1), s(2)]);
 }
 
@@ -278,7 +268,7 @@ fn effective(live: &[Member]) -> Vec<Member> {
 }
 
 fn check_total(inv: &Inventory, live: &[Member], a: &Assignment) -> Result<(), TestCaseError> {
-    let names: BTreeSet<&String> = inv.iter().map(|(n, _)| n).collect();
+    let names: BTreeSet<&Arc<str>> = inv.iter().map(|(n, _)| n).collect();
     prop_assert_eq!(a.keys().collect::<BTreeSet<_>>(), names);
     for (name, pin) in inv {
         prop_assert!(live.iter().any(|m| m.id == a[name]));

@@ -81,12 +81,12 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
         match r {
             Ok(r) => {
                 for a in r.alarms {
-                    if let Some(to) = next.get(&a.element) {
+                    if let Some(to) = next.get(a.element.as_str()) {
                         handover.entry(*to).or_default().alarms.push(a);
                     }
                 }
                 for (name, st) in r.statuses {
-                    if let Some(to) = next.get(&name) {
+                    if let Some(to) = next.get(name.as_str()) {
                         handover.entry(*to).or_default().statuses.push((name, st));
                     }
                 }

@@ -325,7 +325,7 @@ impl Cluster {
             .poller
             .owned()
             .into_iter()
-            .filter(|e| !drop.contains(e.name.as_str()))
+            .filter(|e| !drop.contains(&*e.name))
             .collect();
         self.poller.set_elements(keep).await;
         let mut alarms = Vec::new();
@@ -347,12 +347,12 @@ impl Cluster {
             return Ok(());
         }
         let mine = push.assignment.owned_by(self.me);
-        let keep: BTreeSet<&str> = mine.iter().map(|e| e.name.as_str()).collect();
+        let keep: BTreeSet<&str> = mine.iter().map(|e| &*e.name).collect();
         let before = self.poller.owned();
         self.poller.set_elements(mine.clone()).await;
         // Elements taken without a release (we were thought dead): their new owner re-derives
         // the alarms by polling, so ours are dropped rather than cleared.
-        for e in before.iter().filter(|e| !keep.contains(e.name.as_str())) {
+        for e in before.iter().filter(|e| !keep.contains(&*e.name)) {
             self.alarms.take_element(&e.name);
         }
         let handed: Vec<Alarm> = push
@@ -453,6 +453,11 @@ impl Cluster {
         true
     }
 
+    /// The configured inventory, used until the pool has an assignment.
+    pub fn seed(&self) -> Vec<Element> {
+        self.seed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn inventory(&self) -> Vec<Element> {
         let st = self.lock();
         if let Some(p) = &st.pending_inventory {
@@ -473,13 +478,13 @@ impl Cluster {
         match change {
             InventoryChange::Add(e) => {
                 if inv.iter().any(|x| x.name == e.name) {
-                    return Err(ClusterError::Exists(e.name));
+                    return Err(ClusterError::Exists(e.name.to_string()));
                 }
                 inv.push(e);
             }
             InventoryChange::Remove(name) => {
                 let before = inv.len();
-                inv.retain(|e| e.name != name);
+                inv.retain(|e| *e.name != *name);
                 if inv.len() == before {
                     return Err(ClusterError::NoSuchElement(name));
                 }
@@ -503,12 +508,10 @@ impl Cluster {
         if self.lock().role != Role::Master {
             return Err(ClusterError::NotMaster);
         }
-        let new_names: BTreeSet<&str> = elements.iter().map(|e| e.name.as_str()).collect();
+        let new_names: BTreeSet<&str> = elements.iter().map(|e| &*e.name).collect();
         let mut inv = self.inventory();
         let before = inv.clone();
-        inv.retain(|e| {
-            !old.iter().any(|o| o.name == e.name) || new_names.contains(e.name.as_str())
-        });
+        inv.retain(|e| !old.iter().any(|o| o.name == e.name) || new_names.contains(&*e.name));
         let mut changed = before.len() - inv.len();
         for e in elements {
             if old.contains(&e) {

@@ -4,6 +4,7 @@ use super::election::Message;
 use crate::model::{Alarm, Element, ElementStatus, ServerId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Orders assignments: a newer term always wins, then the master's own version counter.
 #[derive(
@@ -19,7 +20,7 @@ pub struct AssignmentId {
 pub struct Assignment {
     pub id: AssignmentId,
     pub elements: Vec<Element>,
-    pub owners: BTreeMap<String, ServerId>,
+    pub owners: BTreeMap<Arc<str>, ServerId>,
 }
 
 impl Assignment {

@@ -1,6 +1,7 @@
 //! What one SNMP poll of an element reads: the system group and the interface tables.
 
 use super::snmp::{Client, OwnedValue, SnmpError, Target, oid};
+use crate::interface::status_byte;
 use crate::model::{Interface, UnixMillis};
 use std::collections::BTreeMap;
 
@@ -67,17 +68,26 @@ pub async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
 
 /// Joins the walked columns by ifIndex; rows without ifDescr are dropped (not a real row).
 fn build_interfaces(cols: &[Vec<(Vec<u32>, OwnedValue)>]) -> Vec<Interface> {
-    let mut by_index: BTreeMap<u32, Interface> = BTreeMap::new();
+    #[derive(Default)]
+    struct Row {
+        descr: String,
+        name: Option<String>,
+        admin: i64,
+        oper: i64,
+        in_octets: Option<u64>,
+        out_octets: Option<u64>,
+    }
+    let mut by_index: BTreeMap<u32, Row> = BTreeMap::new();
     let single = |idx: &[u32]| (idx.len() == 1).then(|| idx[0]);
     if let Some(descr) = cols.first() {
         for (idx, v) in descr {
             if let Some(i) = single(idx) {
+                let descr = v.as_text().unwrap_or_default();
                 by_index.insert(
                     i,
-                    Interface {
-                        index: i,
-                        descr: v.as_text().unwrap_or_default(),
-                        ..Interface::default()
+                    Row {
+                        descr,
+                        ..Row::default()
                     },
                 );
             }
@@ -89,8 +99,8 @@ fn build_interfaces(cols: &[Vec<(Vec<u32>, OwnedValue)>]) -> Vec<Interface> {
                 continue;
             };
             match col {
-                1 => row.admin_status = v.as_i64().unwrap_or(0),
-                2 => row.oper_status = v.as_i64().unwrap_or(0),
+                1 => row.admin = v.as_i64().unwrap_or(0),
+                2 => row.oper = v.as_i64().unwrap_or(0),
                 3 => row.name = v.as_text(),
                 4 => row.in_octets = v.as_u64(),
                 5 => row.out_octets = v.as_u64(),
@@ -98,7 +108,14 @@ fn build_interfaces(cols: &[Vec<(Vec<u32>, OwnedValue)>]) -> Vec<Interface> {
             }
         }
     }
-    by_index.into_values().collect()
+    by_index
+        .into_iter()
+        .map(|(index, r)| {
+            Interface::new(index, &r.descr, r.name.as_deref())
+                .with_status(status_byte(r.admin), status_byte(r.oper))
+                .with_octets(r.in_octets, r.out_octets)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -125,8 +142,8 @@ mod tests {
         let ifs = build_interfaces(&cols);
         assert_eq!(ifs.len(), 2);
         assert_eq!(ifs[1].oper_status, 2);
-        assert_eq!(ifs[1].name.as_deref(), Some("e1"));
-        assert_eq!(ifs[0].in_octets, Some(5));
-        assert_eq!(ifs[0].out_octets, None);
+        assert_eq!(ifs[1].name(), Some("e1"));
+        assert_eq!(ifs[0].in_octets(), Some(5));
+        assert_eq!(ifs[0].out_octets(), None);
     }
 }

@@ -94,7 +94,7 @@ pub fn evaluate(
             next.boot_time = data.boot_time;
             next.capabilities = data.capabilities;
             next.sys_name = data.sys_name;
-            next.sys_descr = data.sys_descr;
+            next.sys_descr = data.sys_descr.as_deref().map(crate::intern::shared_str);
             next.interfaces = data.interfaces;
         }
         Outcome::Unreachable(why) => {
@@ -210,7 +210,11 @@ fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Effect>) {
                 kind: LINK_DOWN,
                 instance,
                 severity: Severity::Major,
-                text: format!("interface {} ({}) is down while enabled", i.index, i.descr),
+                text: format!(
+                    "interface {} ({}) is down while enabled",
+                    i.index,
+                    i.descr()
+                ),
             });
         } else if prev.iter().any(|p| p.index == i.index && link_is_down(p)) {
             out.push(Effect::Clear {
@@ -234,14 +238,8 @@ fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Effect>) {
 mod tests {
     use super::*;
 
-    fn iface(index: u32, admin: i64, oper: i64) -> Interface {
-        Interface {
-            index,
-            descr: format!("if{index}"),
-            admin_status: admin,
-            oper_status: oper,
-            ..Interface::default()
-        }
+    fn iface(index: u32, admin: u8, oper: u8) -> Interface {
+        Interface::new(index, &format!("if{index}"), None).with_status(admin, oper)
     }
 
     fn answered(uptime: u32, ifs: Vec<Interface>) -> Outcome {

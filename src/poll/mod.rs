@@ -30,7 +30,7 @@ pub struct Poller {
     rules: Rules,
     credentials: RwLock<Arc<BTreeMap<String, Credential>>>,
     /// Only owned elements have an entry; a result for any other is dropped.
-    status: RwLock<HashMap<String, (Element, ElementStatus)>>,
+    status: RwLock<HashMap<Arc<str>, (Element, ElementStatus)>>,
     alarms: Arc<AlarmTable>,
     events: EventLog,
     metrics: Metrics,
@@ -81,9 +81,8 @@ impl Poller {
     pub async fn set_elements(&self, elements: Vec<Element>) {
         {
             let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
-            let names: HashMap<&str, &Element> =
-                elements.iter().map(|e| (e.name.as_str(), e)).collect();
-            status.retain(|n, _| names.contains_key(n.as_str()));
+            let names: HashMap<&str, &Element> = elements.iter().map(|e| (&*e.name, e)).collect();
+            status.retain(|n, _| names.contains_key(&**n));
             for e in &elements {
                 match status.get_mut(&e.name) {
                     Some((def, _)) => *def = e.clone(),
@@ -166,7 +165,7 @@ impl Poller {
     async fn run_poll(&self, element: &Element) -> Outcome {
         let credential = {
             let creds = self.credentials.read().unwrap_or_else(|p| p.into_inner());
-            creds.get(&element.credential).cloned()
+            creds.get(&*element.credential).cloned()
         };
         let Some(credential) = credential else {
             return Outcome::Failed(format!("no credential profile {:?}", element.credential));
@@ -224,7 +223,7 @@ impl Poller {
             self.apply_effect(&element.name, effect);
         }
         if let Some(slot) = status.get_mut(&element.name) {
-            slot.1 = next;
+            slot.1.update_from(next);
         }
     }
 

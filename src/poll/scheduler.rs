@@ -32,7 +32,7 @@ struct Entry {
 }
 
 struct Done {
-    name: String,
+    name: Arc<str>,
     generation: u64,
     started: Instant,
 }
@@ -41,8 +41,8 @@ pub struct Scheduler {
     default_interval: Duration,
     concurrency: Arc<Semaphore>,
     poll: PollFn,
-    entries: HashMap<String, Entry>,
-    heap: BinaryHeap<Reverse<(Instant, String, u64)>>,
+    entries: HashMap<Arc<str>, Entry>,
+    heap: BinaryHeap<Reverse<(Instant, Arc<str>, u64)>>,
     next_generation: u64,
 }
 
@@ -75,7 +75,7 @@ impl Scheduler {
 
     fn set(&mut self, elements: Vec<Element>) {
         let now = Instant::now();
-        let mut keep: HashMap<String, Element> =
+        let mut keep: HashMap<Arc<str>, Element> =
             elements.into_iter().map(|e| (e.name.clone(), e)).collect();
         self.entries.retain(|name, entry| match keep.get(name) {
             Some(e) if *e == entry.element => {
@@ -108,13 +108,19 @@ impl Scheduler {
         }
     }
 
-    fn start_due(&mut self, done_tx: &mpsc::UnboundedSender<Done>) {
+    /// Starts the polls that are due while poll slots are free; returns whether it stopped
+    /// for want of a slot. A due poll waits in the heap, not as a spawned task: at 10,000
+    /// elements the once-an-interval burst would otherwise hold 10,000 tasks at once.
+    fn start_due(&mut self, done_tx: &mpsc::UnboundedSender<Done>) -> bool {
         let now = Instant::now();
         while let Some(Reverse((due, _, _))) = self.heap.peek() {
             if *due > now {
                 break;
             }
-            let Some(Reverse((_, name, generation))) = self.heap.pop() else {
+            let Ok(permit) = self.concurrency.clone().try_acquire_owned() else {
+                return true;
+            };
+            let Some(Reverse((due, name, generation))) = self.heap.pop() else {
                 break;
             };
             let Some(entry) = self.entries.get_mut(&name) else {
@@ -124,23 +130,21 @@ impl Scheduler {
                 continue;
             }
             let poll = self.poll.clone();
-            let sem = self.concurrency.clone();
             let element = entry.element.clone();
             let tx = done_tx.clone();
             let handle = tokio::spawn(async move {
-                let started = Instant::now();
-                // Closed only at shutdown, when not polling is right.
-                if let Ok(_permit) = sem.acquire_owned().await {
-                    poll(element).await;
-                }
+                poll(element).await;
+                // Free the slot before reporting, so the scheduler can use it at once.
+                drop(permit);
                 let _ = tx.send(Done {
                     name,
                     generation,
-                    started,
+                    started: due,
                 });
             });
             entry.running = Some(handle.abort_handle());
         }
+        false
     }
 
     fn finished(&mut self, d: Done) {
@@ -159,12 +163,22 @@ impl Scheduler {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         loop {
-            self.start_due(&done_tx);
+            let waiting_for_slot = self.start_due(&done_tx);
             let next = self.heap.peek().map(|Reverse((due, _, _))| *due);
             let sleep = async {
                 match next {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
+                    Some(t) if !waiting_for_slot => tokio::time::sleep_until(t).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            // A slot also frees when a poll is aborted (its element removed), which reports
+            // no `Done`.
+            let slots = self.concurrency.clone();
+            let slot_freed = async move {
+                if waiting_for_slot {
+                    let _ = slots.acquire().await;
+                } else {
+                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
@@ -177,6 +191,7 @@ impl Scheduler {
                 },
                 Some(done) = done_rx.recv() => self.finished(done),
                 _ = sleep => {}
+                _ = slot_freed => {}
             }
         }
         self.concurrency.close();

@@ -111,8 +111,8 @@ pub enum Sender {
 pub struct Routes {
     id: AssignmentId,
     built: tokio::time::Instant,
-    by_ip: HashMap<IpAddr, Vec<String>>,
-    owners: HashMap<String, ServerId>,
+    by_ip: HashMap<IpAddr, Vec<Arc<str>>>,
+    owners: HashMap<Arc<str>, ServerId>,
 }
 
 impl Default for Routes {
@@ -132,10 +132,10 @@ impl Routes {
     pub fn build(
         id: AssignmentId,
         elements: &[Element],
-        owners: &BTreeMap<String, ServerId>,
+        owners: &BTreeMap<Arc<str>, ServerId>,
         resolved: &HashMap<String, Vec<IpAddr>>,
     ) -> Routes {
-        let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
+        let mut by_ip: HashMap<IpAddr, Vec<Arc<str>>> = HashMap::new();
         for e in elements {
             let Some(host) = host_of(&e.address) else {
                 continue;
@@ -186,8 +186,10 @@ impl Routes {
             return Sender::Element(name.clone());
         }
         match self.by_ip.get(&ip).map(Vec::as_slice) {
-            Some([one]) => Sender::Element(one.clone()),
-            Some(many) if !many.is_empty() => Sender::Ambiguous(ip, many.to_vec()),
+            Some([one]) => Sender::Element(one.to_string()),
+            Some(many) if !many.is_empty() => {
+                Sender::Ambiguous(ip, many.iter().map(|n| n.to_string()).collect())
+            }
             _ => Sender::Unknown(ip),
         }
     }
@@ -272,7 +274,6 @@ pub struct TrapService {
     clear_rules: MapRules,
     routes: RwLock<Arc<Routes>>,
     /// The configured inventory, matched against until the pool's first assignment.
-    seed: Vec<Element>,
     peers: Mutex<HashMap<ServerId, mpsc::Sender<RoutedTrap>>>,
     limiter: Mutex<LogLimiter>,
     local_addr: Mutex<Option<SocketAddr>>,
@@ -291,7 +292,6 @@ impl TrapService {
     pub async fn start(
         me: ServerId,
         section: Option<&TrapsSection>,
-        seed: Vec<Element>,
         cluster: Arc<Cluster>,
         poller: Arc<Poller>,
         alarms: Arc<AlarmTable>,
@@ -321,7 +321,6 @@ impl TrapService {
             mapper: Mutex::new(Mapper::new(MapRules::from(cfg))),
             clear_rules: MapRules::from(cfg),
             routes: RwLock::new(Arc::new(Routes::default())),
-            seed,
             peers: Mutex::new(HashMap::new()),
             limiter: Mutex::new(LogLimiter::default()),
             local_addr: Mutex::new(None),
@@ -405,7 +404,7 @@ impl TrapService {
         let a = self.cluster.assignment();
         let (elements, owners) = if a.elements.is_empty() {
             // No assignment yet: match against the configured inventory, owners unknown.
-            (self.seed.clone(), BTreeMap::new())
+            (self.cluster.seed(), BTreeMap::new())
         } else {
             (a.elements, a.owners)
         };
@@ -441,7 +440,7 @@ impl TrapService {
                         };
                         now.duration_since(*at) < ttl
                     });
-                    (!fresh).then(|| (h.to_owned(), e.address.clone()))
+                    (!fresh).then(|| (h.to_owned(), e.address.to_string()))
                 })
                 .collect()
         };

@@ -9,6 +9,7 @@
 //!   `enabled` from the config when `admin-status` is absent.
 
 use super::xml::{DataVisit, NS_INTERFACES, NS_SYSTEM, Node};
+use crate::interface::status_byte;
 use crate::model::{Interface, UnixMillis};
 use crate::poll::collect::PollData;
 use std::collections::BTreeMap;
@@ -200,15 +201,11 @@ impl InterfacesData {
                 Some(false) => 2,
                 _ => 1,
             });
-            out.push(Interface {
-                index,
-                descr: name.clone(),
-                name: Some(name),
-                admin_status: admin,
-                oper_status: oper,
-                in_octets: r.in_octets,
-                out_octets: r.out_octets,
-            });
+            out.push(
+                Interface::new(index, &name, Some(&name))
+                    .with_status(status_byte(admin), status_byte(oper))
+                    .with_octets(r.in_octets, r.out_octets),
+            );
         }
         out.sort_by_key(|i| i.index);
         out
@@ -398,8 +395,8 @@ mod tests {
         parse_reply(xml.as_bytes(), &mut i).unwrap();
         let ifs = i.into_interfaces();
         assert_eq!(ifs.len(), 3, "{ifs:?}");
-        assert_eq!((ifs[0].index, ifs[0].descr.as_str()), (3, "eth0"));
-        assert_eq!(ifs[0].in_octets, Some(10));
+        assert_eq!((ifs[0].index, ifs[0].descr()), (3, "eth0"));
+        assert_eq!(ifs[0].in_octets(), Some(10));
         assert_eq!(
             (ifs[1].index, ifs[1].admin_status, ifs[1].oper_status),
             (4, 2, 2)

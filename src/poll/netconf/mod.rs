@@ -263,7 +263,7 @@ struct Signals {
 }
 
 /// Our own session ids per element (their session-start/end notifications are noise).
-type OwnSessions = Arc<Mutex<HashMap<String, VecDeque<u32>>>>;
+type OwnSessions = Arc<Mutex<HashMap<Arc<str>, VecDeque<u32>>>>;
 const OWN_SESSIONS_KEPT: usize = 8;
 
 struct Inner {
@@ -281,8 +281,8 @@ struct Inner {
 /// All NETCONF sessions of one server.
 pub struct NetconfClient {
     inner: Arc<Inner>,
-    slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
-    tasks: Mutex<HashMap<String, NotifTask>>,
+    slots: Mutex<HashMap<Arc<str>, Arc<Mutex<Slot>>>>,
+    tasks: Mutex<HashMap<Arc<str>, NotifTask>>,
 }
 
 impl Drop for NetconfClient {
@@ -301,7 +301,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn remember_session(own: &OwnSessions, element: &str, id: Option<u32>) {
     if let Some(id) = id {
         let mut own = lock(own);
-        let q = own.entry(element.to_owned()).or_default();
+        let q = own.entry(element.into()).or_default();
         q.push_back(id);
         while q.len() > OWN_SESSIONS_KEPT {
             q.pop_front();
@@ -436,17 +436,17 @@ impl NetconfClient {
         let mine: HashMap<&str, &Element> = elements
             .iter()
             .filter(|e| e.protocol == Protocol::Netconf)
-            .map(|e| (e.name.as_str(), e))
+            .map(|e| (&*e.name, e))
             .collect();
         {
             let mut slots = lock(&self.slots);
-            let gone: Vec<String> = slots
+            let gone: Vec<Arc<str>> = slots
                 .keys()
-                .filter(|n| !mine.contains_key(n.as_str()))
+                .filter(|n| !mine.contains_key(&***n))
                 .cloned()
                 .collect();
             for name in gone {
-                if let Some(slot) = slots.remove(&name) {
+                if let Some(slot) = slots.remove(&*name) {
                     self.inner.workers.spawn(move || {
                         let session = match slot.try_lock() {
                             Ok(mut s) => s.session.take(),
@@ -461,10 +461,10 @@ impl NetconfClient {
                 }
             }
         }
-        lock(&self.inner.own).retain(|n, _| mine.contains_key(n.as_str()));
+        lock(&self.inner.own).retain(|n, _| mine.contains_key(&**n));
         let mut tasks = lock(&self.tasks);
         tasks.retain(|name, t| {
-            let keep = mine.get(name.as_str()).is_some_and(|e| **e == t.element);
+            let keep = mine.get(&**name).is_some_and(|e| **e == t.element);
             if !keep {
                 t.handle.abort();
             }
@@ -484,7 +484,7 @@ impl NetconfClient {
                 signals.clone(),
             ));
             tasks.insert(
-                name.to_owned(),
+                e.name.clone(),
                 NotifTask {
                     element: e.clone(),
                     handle,
@@ -810,9 +810,7 @@ impl Host for Poller {
                 } => {
                     // Only interfaces the poller knows: the next poll must be able to clear
                     // what a notification raised, and it keys LinkDown by index.
-                    let Some(i) = st.interfaces.iter_mut().find(|i| {
-                        i.descr == interface || i.name.as_deref() == Some(interface.as_str())
-                    }) else {
+                    let Some(i) = st.interfaces.iter_mut().find(|i| i.is_called(&interface)) else {
                         continue;
                     };
                     let instance = Some(i.index.to_string());
@@ -830,7 +828,8 @@ impl Host for Poller {
                                 severity: Severity::Major,
                                 text: format!(
                                     "interface {} ({}) is down while enabled (notification)",
-                                    i.index, i.descr
+                                    i.index,
+                                    i.descr()
                                 ),
                             });
                         }
