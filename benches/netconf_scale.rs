@@ -33,7 +33,8 @@
 //!   (utime+stime from /proc/PID/stat over wall time), emspool RSS, threads, open files and
 //!   sessions at the window's end, and the load average. /metrics is read only at window ends.
 //! - After the windows: poll latency p50/p99 (histogram over the windows) and exact from each
-//!   element's `last_duration_ms` (/api/v1/elements), elements up, emspool's peak RSS.
+//!   element's `last_duration_ms` (/api/v1/elements), the spread of the elements' `last_poll`
+//!   times (how bunched one interval's polls are), elements up, emspool's peak RSS.
 //!
 //! Every child (emspool, the peers) is stopped by its pid on drop, also on panic. Results go
 //! to BENCHMARKS.md.
@@ -287,6 +288,7 @@ struct Run {
     p99_exact: f64,
     max_exact: f64,
     up: usize,
+    spread_s: f64,
     hwm_kib: u64,
     peer_rss_kib: u64,
 }
@@ -462,6 +464,13 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         .collect();
     d.sort_by(f64::total_cmp);
     let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
+    // How bunched the polls are: the spread of the elements' last poll times.
+    let last: Vec<f64> = els
+        .iter()
+        .filter_map(|e| e["status"]["last_poll"].as_f64())
+        .collect();
+    let spread_s = last.iter().copied().fold(f64::NAN, f64::max)
+        - last.iter().copied().fold(f64::NAN, f64::min);
     let st = serve.terminate(Duration::from_secs(30));
     assert!(st.success(), "serve exit {st:?}:\n{}", tail(&serve.log, 30));
     let n_peers = peers.procs.len();
@@ -487,6 +496,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         p99_exact: quantile(&d, 0.99),
         max_exact: d.last().copied().unwrap_or(f64::NAN),
         up,
+        spread_s: spread_s / 1000.0,
         hwm_kib,
         peer_rss_kib,
     }
@@ -590,18 +600,19 @@ fn main() {
     }
     println!("\nAfter the windows:\n");
     println!(
-        "| run | poll p50 / p99 (histogram, all windows) | last poll p50 / p99 / max (exact) | up at end | emspool peak RSS (MiB) | peers RSS (MiB) |"
+        "| run | poll p50 / p99 (histogram, all windows) | last poll p50 / p99 / max (exact) | last polls ended within | up at end | emspool peak RSS (MiB) | peers RSS (MiB) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for r in &runs {
         println!(
-            "| {} | {} / {} | {:.0} / {:.0} / {:.0} ms | {} / {} | {:.1} | {:.1} |",
+            "| {} | {} / {} | {:.0} / {:.0} / {:.0} ms | {:.2} s | {} / {} | {:.1} | {:.1} |",
             r.mode,
             ms(r.p50_hist),
             ms(r.p99_hist),
             r.p50_exact,
             r.p99_exact,
             r.max_exact,
+            r.spread_s,
             r.up,
             r.n,
             r.hwm_kib as f64 / 1024.0,
