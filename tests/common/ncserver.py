@@ -1,8 +1,12 @@
 """A scriptable NETCONF server for emspool's tests: PyPI `netconf` 2.1 (paramiko SSH).
 
-Usage: ncserver.py DIR USER PASSWORD HOSTKEY [--base10]
+Usage: ncserver.py DIR USER PASSWORD HOSTKEY [--base10] [--listeners N] [--idle-wakeup S]
 
-Listens on 127.0.0.1 (a free port, printed as "listening PORT" on stdout). Behaviour comes
+Listens on 127.0.0.1 (a free port, printed as "listening PORT" on stdout). With --listeners N
+it opens N listening ports (printed as "listening PORT1 PORT2 ...") served by this one process:
+the scale bench gives every element its own port. --idle-wakeup S makes each idle paramiko
+transport wake every S seconds instead of paramiko's 0.1 s (it only checks whether it was
+closed): 2,000 idle sessions otherwise cost these processes ~1 core of wake-ups. Behaviour comes
 from DIR/state.json, re-read on every request, so the test steers it by rewriting the file:
 
     {"hostname": "py-ne", "boot": "2026-01-01T00:00:00Z",
@@ -15,7 +19,8 @@ from DIR/state.json, re-read on every request, so the test steers it by rewritin
 - oversize:  the reply carries a 3 MB leaf
 
 Notifications: each file DIR/notify-*.xml (a whole <notification> element) is sent to every
-session that did <create-subscription>, then deleted. DIR/stats.json counts sessions and gets.
+session that did <create-subscription>, then deleted. DIR/stats.json counts sessions and gets, and per listening port the gets and the time of the
+last one ("ports": {"PORT": {"gets": N, "last": UNIX_SECONDS}}).
 --base10 offers only base:1.0 (end-of-message framing) instead of base:1.0 + base:1.1.
 """
 
@@ -41,6 +46,12 @@ NS_SYS = "urn:ietf:params:xml:ns:yang:ietf-system"
 
 DIR, USER, PASSWORD, HOSTKEY = sys.argv[1:5]
 BASE10 = "--base10" in sys.argv[5:]
+LISTENERS = 1
+if "--listeners" in sys.argv[5:]:
+    LISTENERS = int(sys.argv[sys.argv.index("--listeners") + 1])
+if "--idle-wakeup" in sys.argv[5:]:
+    import paramiko
+    paramiko.Transport._active_check_timeout = float(sys.argv[sys.argv.index("--idle-wakeup") + 1])
 
 if BASE10:
     # The library offers (and looks for) this name: make it one nobody has.
@@ -78,7 +89,7 @@ def state():
         return {}
 
 
-STATS = {"sessions": [], "gets": 0}
+STATS = {"sessions": [], "gets": 0, "ports": {}}
 STATS_LOCK = threading.Lock()
 SUBSCRIBED = []
 
@@ -166,6 +177,8 @@ def top_level_filter(data, filter_or_none):
 
 
 class Methods(ncserver.NetconfMethods):
+    port = None  # the listening port these methods serve (set once it is known)
+
     def nc_append_capabilities(self, caps):
         for cap in [
             "urn:ietf:params:netconf:capability:notification:1.0",
@@ -180,6 +193,9 @@ class Methods(ncserver.NetconfMethods):
             if session.session_id not in STATS["sessions"]:
                 STATS["sessions"].append(session.session_id)
             STATS["gets"] += 1
+            p = STATS["ports"].setdefault(str(self.port), {"gets": 0, "last": 0})
+            p["gets"] += 1
+            p["last"] = time.time()
             save_stats()
         if st.get("fault") == "rpc-error":
             raise ncerror.OperationFailedAppError(
@@ -221,16 +237,21 @@ def main():
     if os.environ.get("NCSERVER_DEBUG"):
         import logging
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(threadName)s %(name)s %(message)s")
-    server = ncserver.NetconfSSHServer(
-        server_ctl=sshutil.server.SSHUserPassController(username=USER, password=PASSWORD),
-        server_methods=Methods(),
-        port=0,
-        host_key=HOSTKEY,
-        debug=False,
-    )
+    servers = []
+    for _ in range(LISTENERS):
+        methods = Methods()
+        server = ncserver.NetconfSSHServer(
+            server_ctl=sshutil.server.SSHUserPassController(username=USER, password=PASSWORD),
+            server_methods=methods,
+            port=0,
+            host_key=HOSTKEY,
+            debug=False,
+        )
+        methods.port = server.port
+        servers.append(server)
     threading.Thread(target=notifier, daemon=True).start()
-    print("listening %d" % server.port, flush=True)
-    server.join()
+    print("listening %s" % " ".join(str(s.port) for s in servers), flush=True)
+    servers[0].join()
 
 
 if __name__ == "__main__":
