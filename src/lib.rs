@@ -10,6 +10,7 @@ pub mod config;
 pub mod eventlog;
 pub mod interface;
 pub mod intern;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod model;

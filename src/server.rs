@@ -43,6 +43,7 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let id = config.server_id();
+    crate::limits::raise_open_files(&config);
     // Installed before anything else: from here on a SIGHUP reloads instead of killing us.
     let hangups = match &path {
         Some(_) => Some(

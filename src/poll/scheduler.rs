@@ -44,6 +44,8 @@ pub struct Scheduler {
     entries: HashMap<Arc<str>, Entry>,
     heap: BinaryHeap<Reverse<(Instant, Arc<str>, u64)>>,
     next_generation: u64,
+    /// Origin of every element's polling phase.
+    epoch: Instant,
 }
 
 impl Scheduler {
@@ -55,6 +57,7 @@ impl Scheduler {
             entries: HashMap::new(),
             heap: BinaryHeap::new(),
             next_generation: 1,
+            epoch: Instant::now(),
         }
     }
 
@@ -67,9 +70,7 @@ impl Scheduler {
     /// or orphaned must be polled again at once (the semaphore bounds the burst anyway).
     fn first_due(&self, e: &Element, now: Instant) -> Instant {
         let spread = (self.interval(e).as_millis() as u64 / 4).min(FIRST_POLL_SPREAD_MS);
-        let h = e.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+        let h = name_hash(&e.name);
         now + Duration::from_millis(if spread == 0 { 0 } else { h % spread })
     }
 
@@ -155,7 +156,12 @@ impl Scheduler {
         if let Some(entry) = self.entries.get_mut(&d.name) {
             entry.running = None;
         }
-        let due = (d.started + interval).max(Instant::now());
+        let offset = next_offset(
+            d.started.saturating_duration_since(self.epoch),
+            name_hash(&d.name),
+            interval,
+        );
+        let due = (d.started + offset).max(Instant::now());
         self.heap.push(Reverse((due, d.name, d.generation)));
     }
 
@@ -200,5 +206,73 @@ impl Scheduler {
                 h.abort();
             }
         }
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Time from a poll's start (`started`, measured from the scheduler's epoch) to the element's
+/// next poll: the next point of its own phase (`hash` modulo the interval), never later than
+/// one interval. After the first poll (at once, for fail-over) every element settles on its
+/// phase, so an interval's polls spread evenly over it instead of all 10,000 coming due in
+/// the same second: flat CPU and memory, and a poll's latency is its own, not a queue's.
+fn next_offset(started: Duration, hash: u64, interval: Duration) -> Duration {
+    let iv = interval.as_millis() as u64;
+    if iv == 0 {
+        return interval;
+    }
+    let phase = hash % iv;
+    let at = (started.as_millis() % u128::from(iv)) as u64;
+    let wait = (phase + iv - at) % iv;
+    Duration::from_millis(if wait == 0 { iv } else { wait })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_element_on_its_phase_is_polled_every_interval() {
+        let h = 12_345;
+        let on_phase = Duration::from_millis(120_000 + h % 60_000);
+        assert_eq!(next_offset(on_phase, h, MIN), MIN);
+    }
+
+    #[test]
+    fn the_first_gap_is_never_longer_than_the_interval_and_then_it_is_on_phase() {
+        for (start_ms, h) in [(0, 0), (1, 7), (59_999, 59_998), (123_456, 987_654_321)] {
+            let start = Duration::from_millis(start_ms);
+            let gap = next_offset(start, h, MIN);
+            assert!(
+                gap > Duration::ZERO && gap <= MIN,
+                "{start_ms} {h}: {gap:?}"
+            );
+            assert_eq!(next_offset(start + gap, h, MIN), MIN, "{start_ms} {h}");
+        }
+    }
+
+    #[test]
+    fn phases_spread_elements_over_the_interval() {
+        let mut per_second = [0u32; 60];
+        for i in 0..10_000 {
+            let gap = next_offset(Duration::ZERO, name_hash(&format!("ne{i:05}")), MIN);
+            per_second[(gap.as_secs() % 60) as usize] += 1;
+        }
+        // 10,000 over 60 s is ~167 a second; no second gets a burst.
+        assert!(
+            per_second.iter().all(|&n| (100..=250).contains(&n)),
+            "{per_second:?}"
+        );
+    }
+
+    #[test]
+    fn a_zero_interval_does_not_divide_by_zero() {
+        assert_eq!(next_offset(MIN, 5, Duration::ZERO), Duration::ZERO);
     }
 }
