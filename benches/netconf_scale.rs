@@ -171,7 +171,7 @@ impl Peers {
     fn rss_kib(&self) -> u64 {
         self.procs
             .iter()
-            .filter_map(|p| vm_kib(p.pid, "VmRSS"))
+            .filter_map(|p| proc_status_field(p.pid, "VmRSS"))
             .sum()
     }
 
@@ -210,16 +210,6 @@ fn sessions_to(ports: &HashSet<u16>) -> usize {
                     .is_some_and(|p| ports.contains(&p))
         })
         .count()
-}
-
-fn status_value(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn open_files(pid: u32) -> usize {
@@ -406,8 +396,8 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         let now = Instant::now();
         let since = unix_now() - (interval + Duration::from_secs(1)).as_secs_f64();
         let polled = peers.last_gets().iter().filter(|&&t| t >= since).count();
-        let rss_kib = vm_kib(serve.pid, "VmRSS").unwrap_or(0);
-        let threads = status_value(serve.pid, "Threads").unwrap_or(0);
+        let rss_kib = proc_status_field(serve.pid, "VmRSS").unwrap_or(0);
+        let threads = proc_status_field(serve.pid, "Threads").unwrap_or(0);
         let fds = open_files(serve.pid);
         let sessions = sessions_to(&port_set);
         let m = metrics();
@@ -447,7 +437,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         prev_peer = peer_cpu;
         prev_t = now;
     }
-    let hwm_kib = vm_kib(serve.pid, "VmHWM").unwrap_or(0);
+    let hwm_kib = proc_status_field(serve.pid, "VmHWM").unwrap_or(0);
     let peer_rss_kib = peers.rss_kib();
     let name = "emspool_poll_duration_seconds";
     let (before, after) = (buckets(&hist_from, name), buckets(&prev_m, name));

@@ -130,7 +130,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
         let mut samples = Vec::new();
         while Instant::now() < end {
             std::thread::sleep(Duration::from_secs(1).min(end - Instant::now()));
-            samples.extend(vm_kib(serve.pid, "VmRSS"));
+            samples.extend(proc_status_field(serve.pid, "VmRSS"));
             if first_round.is_none() && polled_since(&sim, Duration::ZERO) == n {
                 first_round = Some(t0.elapsed());
             }
@@ -150,7 +150,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
                 .saturating_sub(interval + Duration::from_secs(1)),
         );
         // RSS before this window's scrape: a scrape copies every element's status.
-        let rss_kib = vm_kib(serve.pid, "VmRSS").unwrap_or(0);
+        let rss_kib = proc_status_field(serve.pid, "VmRSS").unwrap_or(0);
         samples.sort_unstable();
         let m = metrics();
         let wall = (now - prev_t).as_secs_f64();
@@ -186,7 +186,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
         prev_sim = sim_cpu;
         prev_t = now;
     }
-    let hwm_kib = vm_kib(serve.pid, "VmHWM").unwrap_or(0);
+    let hwm_kib = proc_status_field(serve.pid, "VmHWM").unwrap_or(0);
     let last = prev_m;
     let name = "emspool_poll_duration_seconds";
     let before = if windows > 1 {

@@ -194,6 +194,9 @@ struct Inner {
 }
 
 /// Handle to the event log; clones share one database and one writer.
+/// redb page cache (see `open`).
+const CACHE_BYTES: usize = 4 << 20;
+
 #[derive(Clone)]
 pub struct EventLog {
     inner: Arc<Inner>,
@@ -221,7 +224,13 @@ impl EventLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Arc::new(Database::create(path)?);
+        // redb's default cache is 1 GiB: a busy server's RSS would creep toward it. Pages
+        // written stay cached up to this size; reads of older events go to the file.
+        let db = Arc::new(
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         // Creating every table up front lets read transactions assume they exist.
         let txn = db.begin_write()?;
         let next_id = {

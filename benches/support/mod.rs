@@ -214,8 +214,8 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// A `Vm*` line of /proc/PID/status in KiB (VmRSS, VmHWM...).
-pub fn vm_kib(pid: u32, key: &str) -> Option<u64> {
+/// The number on a line of /proc/PID/status (VmRSS and VmHWM in KiB, Threads...).
+pub fn proc_status_field(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?
