@@ -22,7 +22,7 @@ use election::{Input, Message, Role};
 use membership::Membership;
 use protocol::{Assignment, AssignmentId, Heartbeat, Push, Release, Released};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -508,19 +508,29 @@ impl Cluster {
         if self.lock().role != Role::Master {
             return Err(ClusterError::NotMaster);
         }
+        // By name, not by scanning: 10,000 elements against 10,000 was ~10^8 comparisons.
         let new_names: BTreeSet<&str> = elements.iter().map(|e| &*e.name).collect();
+        let old_by_name: HashMap<&str, &Element> = old.iter().map(|e| (&*e.name, e)).collect();
         let mut inv = self.inventory();
         let before = inv.clone();
-        inv.retain(|e| !old.iter().any(|o| o.name == e.name) || new_names.contains(&*e.name));
+        inv.retain(|e| !old_by_name.contains_key(&*e.name) || new_names.contains(&*e.name));
         let mut changed = before.len() - inv.len();
+        let mut at: HashMap<Arc<str>, usize> = inv
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
         for e in elements {
-            if old.contains(&e) {
+            if old_by_name.get(&*e.name).is_some_and(|o| **o == e) {
                 continue;
             }
             changed += 1;
-            match inv.iter_mut().find(|x| x.name == e.name) {
-                Some(x) => *x = e,
-                None => inv.push(e),
+            match at.get(&e.name) {
+                Some(&i) => inv[i] = e,
+                None => {
+                    at.insert(e.name.clone(), inv.len());
+                    inv.push(e);
+                }
             }
         }
         if changed > 0 && inv != before {
