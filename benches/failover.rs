@@ -24,7 +24,6 @@ mod support;
 use emspool::sim::{self, Dataset, SimConfig, SimHandle};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
@@ -44,17 +43,17 @@ struct Server {
 impl Server {
     fn spawn(&mut self) {
         self.starts += 1;
-        let mut cmd = Command::new(emspool_bin());
-        cmd.arg("serve").arg("--config").arg(&self.config);
         let log = self
             .log_dir
             .join(format!("s{}-{}.log", self.id, self.starts));
-        self.proc = Some(Proc::spawn(&format!("serve-{}", self.id), cmd, log, false));
-        let ready = (0..300).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            http_get(&format!("{}/readyz", self.url), Duration::from_secs(1)).is_some()
-        });
-        assert!(ready, "server {} not ready", self.id);
+        self.proc = Some(spawn_serve(
+            &format!("serve-{}", self.id),
+            &self.config,
+            log,
+            &self.url,
+            Duration::from_millis(50),
+            300,
+        ));
     }
 
     fn get(&self, path: &str) -> Option<serde_json::Value> {

@@ -310,16 +310,16 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         ),
     )
     .expect("config");
-    let mut cmd = std::process::Command::new(emspool_bin());
-    cmd.arg("serve").arg("--config").arg(&cfg);
     let started = Instant::now();
     let peer_cpu0 = peers.cpu();
-    let mut serve = Proc::spawn("serve", cmd, dir.0.join("serve.log"), false);
-    let ready = (0..600).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        http_get(&format!("{url}/readyz"), Duration::from_secs(1)).is_some()
-    });
-    assert!(ready, "serve not ready:\n{}", tail(&serve.log, 30));
+    let mut serve = spawn_serve(
+        "serve",
+        &cfg,
+        dir.0.join("serve.log"),
+        &url,
+        Duration::from_millis(100),
+        600,
+    );
     let ready_after = started.elapsed();
     let t0 = Instant::now();
     let metrics =

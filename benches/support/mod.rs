@@ -225,6 +225,27 @@ pub fn proc_status_field(pid: u32, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// Starts `emspool serve --config CONFIG` (this build's binary) and waits until `URL/readyz`
+/// answers, checking every `step` up to `tries` times; panics with the log's tail otherwise.
+pub fn spawn_serve(
+    name: &str,
+    config: &std::path::Path,
+    log: PathBuf,
+    url: &str,
+    step: Duration,
+    tries: u32,
+) -> Proc {
+    let mut cmd = Command::new(emspool_bin());
+    cmd.arg("serve").arg("--config").arg(config);
+    let serve = Proc::spawn(name, cmd, log, false);
+    let ready = (0..tries).any(|_| {
+        std::thread::sleep(step);
+        http_get(&format!("{url}/readyz"), Duration::from_secs(1)).is_some()
+    });
+    assert!(ready, "{name} not ready:\n{}", tail(&serve.log, 30));
+    serve
+}
+
 pub fn http_get(url: &str, timeout: Duration) -> Option<String> {
     let mut r = ureq::get(url)
         .config()
