@@ -21,10 +21,8 @@
 
 mod support;
 
-use emspool::sim::{self, Dataset, SimConfig, SimHandle};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -286,19 +284,4 @@ fn main() {
     }
     rt.block_on(sim.shutdown());
     assert_eq!(failures, 0, "some kills were not recovered within 15 s");
-}
-
-fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (SimHandle, u16) {
-    let data = Arc::new(Dataset::router24().expect("embedded template"));
-    for _ in 0..20 {
-        let base = udp_base(n);
-        let mut cfg = SimConfig::new(data.clone());
-        cfg.agents = n;
-        cfg.base_port = base;
-        cfg.track_requesters = true;
-        if let Ok(h) = rt.block_on(sim::start(cfg)) {
-            return (h, base);
-        }
-    }
-    panic!("simulator did not start");
 }

@@ -21,8 +21,7 @@
 
 mod support;
 
-use emspool::sim::{self, Dataset, SimConfig, SimHandle};
-use std::sync::Arc;
+use emspool::sim::SimHandle;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -52,22 +51,6 @@ struct Run {
     up: usize,
     hwm_kib: u64,
     failed_polls: f64,
-}
-
-fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (SimHandle, u16) {
-    let data = Arc::new(Dataset::router24().expect("embedded template"));
-    for _ in 0..20 {
-        let base = udp_base(n);
-        let mut cfg = SimConfig::new(data.clone());
-        cfg.agents = n;
-        cfg.base_port = base;
-        cfg.track_requesters = true;
-        match rt.block_on(sim::start(cfg)) {
-            Ok(h) => return (h, base),
-            Err(e) => eprintln!("simulator start (base {base}) failed, retrying: {e}"),
-        }
-    }
-    panic!("simulator did not start");
 }
 
 /// Agents that received a request after `since` (simulator clock).

@@ -440,3 +440,22 @@ pub fn raise_nofile_or_reexec(need: usize) {
         .expect("re-exec under a raised ulimit");
     std::process::exit(status.code().unwrap_or(1));
 }
+
+/// N simulated 24-port routers on consecutive UDP ports (a free range, retried), recording
+/// which server's requests reach each agent.
+pub fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (emspool::sim::SimHandle, u16) {
+    use emspool::sim::{Dataset, SimConfig};
+    let data = std::sync::Arc::new(Dataset::router24().expect("embedded template"));
+    for _ in 0..20 {
+        let base = udp_base(n);
+        let mut cfg = SimConfig::new(data.clone());
+        cfg.agents = n;
+        cfg.base_port = base;
+        cfg.track_requesters = true;
+        match rt.block_on(emspool::sim::start(cfg)) {
+            Ok(h) => return (h, base),
+            Err(e) => eprintln!("simulator start (base {base}) failed, retrying: {e}"),
+        }
+    }
+    panic!("simulator did not start");
+}
