@@ -2,6 +2,7 @@
 
 use super::snmp::{Client, OwnedValue, SnmpError, Target, oid};
 use crate::interface::status_byte;
+use crate::intern::shared_str;
 use crate::model::{Interface, UnixMillis};
 use std::collections::BTreeMap;
 
@@ -29,7 +30,8 @@ pub struct PollData {
     /// NETCONF capabilities in short form (see `netconf::xml::short_capability`).
     pub capabilities: Vec<String>,
     pub sys_name: Option<String>,
-    pub sys_descr: Option<String>,
+    /// Interned: one copy per distinct text across all elements.
+    pub sys_descr: Option<std::sync::Arc<str>>,
     pub interfaces: Vec<Interface>,
 }
 
@@ -49,7 +51,7 @@ pub async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
         } else if arcs == SYS_NAME {
             data.sys_name = v.as_text();
         } else if arcs == SYS_DESCR {
-            data.sys_descr = v.as_text();
+            data.sys_descr = v.as_text().as_deref().map(shared_str);
         }
     }
     // One walk for both tables: ifXTable columns simply end at once where it is absent.

@@ -94,7 +94,7 @@ pub fn evaluate(
             next.boot_time = data.boot_time;
             next.capabilities = data.capabilities;
             next.sys_name = data.sys_name;
-            next.sys_descr = data.sys_descr.as_deref().map(crate::intern::shared_str);
+            next.sys_descr = data.sys_descr;
             next.interfaces = data.interfaces;
         }
         Outcome::Unreachable(why) => {
