@@ -533,7 +533,7 @@ fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static st
         ));
     }
     if let Some(fp) = &c.host_key_sha256
-        && crate::poll::netconf::parse_sha256_fingerprint(fp).is_none()
+        && crate::netconf::parse_sha256_fingerprint(fp).is_none()
     {
         return Err((
             "host_key_sha256",

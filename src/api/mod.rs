@@ -37,7 +37,7 @@ pub struct AppState {
     pub token: Option<Secret>,
     pub protect_metrics: bool,
     pub ready: AtomicBool,
-    pub traps: Arc<crate::poll::traps::TrapService>,
+    pub traps: Arc<crate::traps::TrapService>,
 }
 
 pub type Shared = Arc<AppState>;

@@ -15,7 +15,7 @@ use crate::cluster::transport::FROM_HEADER;
 use crate::cluster::{ClusterError, InventoryChange};
 use crate::model::ServerId;
 use crate::model::{Alarm, ElementView};
-use crate::poll::traps::{BatchResult, TrapBatch};
+use crate::traps::{BatchResult, TrapBatch};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;

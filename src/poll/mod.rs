@@ -1,24 +1,18 @@
 //! Polling the elements this server owns, and what their answers mean.
 
 pub mod collect;
-pub mod evaluate;
-pub mod netconf;
+mod netconf;
 pub mod scheduler;
-pub mod snmp;
-pub mod trap_decode;
-pub mod trap_map;
-pub mod trap_usm;
-pub mod traps;
 
 use crate::alarms::{AlarmTable, Raise};
 use crate::config::{Credential, PollSection};
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::{Element, ElementStatus, NewEvent, Protocol, Severity, now_millis};
-use evaluate::{Effect, Outcome, Rules};
+use crate::model::Outcome;
+use crate::rules::poll::{Effect, Rules};
 use scheduler::{Command, PollFn, Scheduler};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -35,7 +29,7 @@ pub struct Poller {
     events: EventLog,
     metrics: Metrics,
     commands: mpsc::UnboundedSender<Command>,
-    netconf: netconf::NetconfClient,
+    netconf: crate::netconf::NetconfClient,
 }
 
 impl Poller {
@@ -58,10 +52,10 @@ impl Poller {
             events,
             metrics,
             commands: tx,
-            netconf: netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
+            netconf: crate::netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
             settings: settings.clone(),
         });
-        let host: std::sync::Weak<dyn netconf::Host> = Arc::downgrade(&poller) as _;
+        let host: std::sync::Weak<dyn crate::netconf::Host> = Arc::downgrade(&poller) as _;
         poller.netconf.set_host(host);
         let weak = Arc::downgrade(&poller);
         let poll: PollFn = Arc::new(move |element: Element| {
@@ -170,7 +164,7 @@ impl Poller {
         let Some(credential) = credential else {
             return Outcome::Failed(format!("no credential profile {:?}", element.credential));
         };
-        let addr = match resolve(&element.address, self.settings.timeout).await {
+        let addr = match crate::resolve::resolve(&element.address, self.settings.timeout).await {
             Ok(a) => a,
             Err(why) => return Outcome::Failed(why),
         };
@@ -189,7 +183,7 @@ impl Poller {
                 Ok(outcome) => outcome,
             };
         }
-        let target = snmp::Target {
+        let target = crate::snmp::client::Target {
             addr,
             request_tag: self.request_tag,
             credential,
@@ -211,7 +205,7 @@ impl Poller {
         let Some((_, prev)) = status.get(&element.name) else {
             return;
         };
-        let (next, effects) = evaluate::evaluate(
+        let (next, effects) = crate::rules::poll::evaluate(
             prev,
             outcome,
             now_millis(),
@@ -264,15 +258,3 @@ impl Poller {
     }
 }
 
-async fn resolve(address: &str, timeout: Duration) -> Result<SocketAddr, String> {
-    if let Ok(a) = address.parse() {
-        return Ok(a);
-    }
-    match tokio::time::timeout(timeout, tokio::net::lookup_host(address)).await {
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .ok_or_else(|| format!("{address}: no address found")),
-        Ok(Err(e)) => Err(format!("{address}: cannot resolve: {e}")),
-        Err(_) => Err(format!("{address}: resolver timed out")),
-    }
-}

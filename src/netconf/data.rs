@@ -9,9 +9,9 @@
 //!   `enabled` from the config when `admin-status` is absent.
 
 use super::xml::{DataVisit, NS_INTERFACES, NS_SYSTEM, Node};
-use crate::interface::status_byte;
+use crate::model::interface::status_byte;
 use crate::model::{Interface, UnixMillis};
-use crate::poll::collect::PollData;
+use crate::model::PollData;
 use std::collections::BTreeMap;
 
 /// Subtree filter of the ietf-system `<get>`.
@@ -240,7 +240,7 @@ pub fn oper_status(s: &str) -> i64 {
 pub fn poll_data(system: Option<SystemData>, interfaces: Option<InterfacesData>) -> PollData {
     let mut data = PollData::default();
     if let Some(s) = system {
-        data.sys_descr = s.descr().as_deref().map(crate::intern::shared_str);
+        data.sys_descr = s.descr().as_deref().map(crate::model::intern::shared_str);
         data.sys_uptime = s.uptime_ticks();
         data.boot_time = s.boot_millis();
         data.sys_name = s.hostname.clone().or(s.yuma_name.clone());

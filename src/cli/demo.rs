@@ -8,9 +8,9 @@
 //! simulator, and removes the temporary directory.
 
 use anyhow::{Context, bail};
-use emspool::cluster::PoolView;
-use emspool::model::{Alarm, ElementState, ElementView, Event, Severity, format_millis};
-use emspool::sim::{self, Dataset, FlapSchedule, OutageSchedule, SimConfig, SimError, SimHandle};
+use crate::cluster::PoolView;
+use crate::model::{Alarm, ElementState, ElementView, Event, Severity, format_millis};
+use crate::sim::{self, Dataset, FlapSchedule, OutageSchedule, SimConfig, SimError, SimHandle};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::future::Future;
@@ -109,7 +109,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         sim,
         servers,
         http,
-        started_ms: emspool::model::now_millis(),
+        started_ms: crate::model::now_millis(),
         started: Instant::now(),
     };
     let result = demo.drive(shutdown).await;
@@ -401,8 +401,8 @@ impl Demo {
                     .map_or("?".to_owned(), |s| s.pid.to_string());
                 format!(
                     "master: server {m} (pid {pid}), term {}.{}",
-                    emspool::cluster::election::term_epoch(v.term),
-                    emspool::cluster::election::term_owner(v.term)
+                    crate::cluster::election::term_epoch(v.term),
+                    crate::cluster::election::term_owner(v.term)
                 )
             }
             _ => "master: none (election in progress)".to_owned(),
@@ -552,7 +552,7 @@ struct Snapshot {
 }
 
 async fn fetch(http: reqwest::Client, base: String, since_ms: i64) -> Snapshot {
-    use emspool::api::client::{AlarmsAnswer, ElementsAnswer, EventsAnswer};
+    use crate::api::client::{AlarmsAnswer, ElementsAnswer, EventsAnswer};
     let get = |path: String| {
         let http = http.clone();
         let url = format!("{base}{path}");

@@ -4,7 +4,7 @@
 //! router), so a row is 32 bytes: statuses as bytes, counters without `Option`'s padding, and
 //! both names behind one interned pointer. The JSON form is unchanged (`InterfaceJson`).
 
-use crate::intern::Interner;
+use crate::model::intern::Interner;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, LazyLock};
 

@@ -697,5 +697,4 @@ fn decode(bytes: &[u8], ts: i64, id: u64) -> Result<Event, EventLogError> {
 }
 
 #[cfg(test)]
-#[path = "eventlog_tests.rs"]
 mod tests;

@@ -5,7 +5,7 @@
 //! here panics on any input; [`fuzz_one`] is the body of the cargo-fuzz target and of the
 //! bounded property test that runs in the normal test suite.
 
-use super::trap_usm::{InformUser, LocalEngine, int, octets as ber_octets, tlv};
+use super::usm::{InformUser, LocalEngine, int, octets as ber_octets, tlv};
 use crate::config::{AuthProtocol, PrivProtocol, Secret, TrapUser};
 use crate::model::UnixMillis;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -114,7 +114,7 @@ impl TrapValue {
             Value::Integer(i) => TrapValue::Integer(*i),
             Value::Boolean(b) => TrapValue::Integer(i64::from(*b)),
             Value::OctetString(b) | Value::Opaque(b) => octets(b),
-            Value::ObjectIdentifier(o) => match super::snmp::oid_arcs(o) {
+            Value::ObjectIdentifier(o) => match crate::snmp::client::oid_arcs(o) {
                 Some(a) => TrapValue::Oid(Oid(a)),
                 None => TrapValue::Other("OID with an arc above 2^32".into()),
             },
@@ -258,7 +258,7 @@ impl DecodeError {
 
     /// Engine discovery is normal protocol, not trouble worth an event.
     pub fn is_discovery(&self) -> bool {
-        matches!(self, DecodeError::Report { why, .. } if *why == super::trap_usm::DISCOVERY)
+        matches!(self, DecodeError::Report { why, .. } if *why == super::usm::DISCOVERY)
     }
 
     pub const REASONS: [&'static str; 8] = [
@@ -400,7 +400,7 @@ impl Decoder {
         if let Some(local) = &self.local
             && (engine.is_empty() || engine == local.id)
         {
-            let acc = super::trap_usm::accept(datagram, local, &self.inform_users)?;
+            let acc = super::usm::accept(datagram, local, &self.inform_users)?;
             // Decode the plaintext PDU the v2c way, wrapped in a v2c message.
             let wrapped = tlv(0x30, &[int(1), ber_octets(b""), acc.pdu].concat());
             let pdu = Pdu::from_bytes(&wrapped).map_err(malformed)?;
@@ -460,7 +460,7 @@ fn parse_v3(
 
 fn security(u: &TrapUser) -> v3::Security {
     // AES-192/256 keys longer than the hash are extended as Net-SNMP's AES-192/AES-256 do.
-    super::snmp::usm_security(
+    crate::snmp::client::usm_security(
         &u.user,
         u.auth_protocol,
         u.auth_password.as_ref(),
@@ -536,7 +536,7 @@ impl Parsed {
         }
         let mut varbinds = Vec::new();
         for (oid, value) in pdu.varbinds.clone().take(MAX_VARBINDS) {
-            let arcs = super::snmp::oid_arcs(&oid)
+            let arcs = crate::snmp::client::oid_arcs(&oid)
                 .ok_or_else(|| DecodeError::Malformed("varbind OID with a huge arc".into()))?;
             varbinds.push(VarBind {
                 oid: Oid(arcs),
@@ -545,7 +545,7 @@ impl Parsed {
         }
         let v1 = match &pdu.v1_trap_info {
             Some(i) => Some(V1Info {
-                enterprise: super::snmp::oid_arcs(&i.enterprise)
+                enterprise: crate::snmp::client::oid_arcs(&i.enterprise)
                     .ok_or_else(|| DecodeError::Malformed("enterprise OID".into()))?,
                 agent_addr: i.agent_addr,
                 generic: i.generic_trap,
@@ -648,7 +648,7 @@ pub fn fuzz_one(data: &[u8]) {
             priv_password: Some(Secret::new("privpass123")),
         };
         let mut inform = user.clone();
-        inform.engine_id = super::trap_usm::hex_engine(&LocalEngine::default_id(1));
+        inform.engine_id = super::usm::hex_engine(&LocalEngine::default_id(1));
         let users = [user, inform];
         Decoder::new(&[], &users)
             .and_then(|d| {

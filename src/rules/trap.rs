@@ -16,8 +16,8 @@
 //! window turns the pair into one `link.flap` event and no alarm; otherwise the LinkDown alarm
 //! is raised when the window ends, with the linkDown's time as first-seen.
 
-use super::evaluate::{LINK_DOWN, REBOOT};
-use super::trap_decode::{Oid, SNMP_TRAPS, Trap, TrapValue};
+use crate::rules::poll::{LINK_DOWN, REBOOT};
+use crate::snmp::trap::{Oid, SNMP_TRAPS, Trap, TrapValue};
 use crate::model::{Severity, UnixMillis};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -447,7 +447,7 @@ pub fn name_of(oid: &Oid) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::poll::trap_decode::{TrapVersion, VarBind};
+    use crate::snmp::trap::{TrapVersion, VarBind};
 
     fn trap(generic: u32, varbinds: Vec<(&str, TrapValue)>) -> Trap {
         let mut oid = SNMP_TRAPS.to_vec();

@@ -1,6 +1,11 @@
 //! Types shared by every subsystem and by the HTTP API (they are the JSON contract).
 
-pub use crate::interface::Interface;
+pub mod interface;
+pub mod intern;
+mod poll;
+
+pub use interface::Interface;
+pub use poll::{Outcome, PollData};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;

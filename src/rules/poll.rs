@@ -3,8 +3,7 @@
 //! Pure: previous status + outcome -> new status + effects, so every rule is unit-tested
 //! without agents or clocks.
 
-use super::collect::PollData;
-use crate::model::{ElementState, ElementStatus, Interface, Severity, UnixMillis};
+use crate::model::{Outcome, PollData, ElementState, ElementStatus, Interface, Severity, UnixMillis};
 
 pub const NODE_DOWN: &str = "NodeDown";
 pub const LINK_DOWN: &str = "LinkDown";
@@ -12,16 +11,6 @@ pub const REBOOT: &str = "Reboot";
 
 /// sysUpTime wraps after ~497 days; a drop from this close to the top is a wrap, not a reboot.
 const UPTIME_WRAP_MARGIN: u32 = 360_000;
-
-/// How a poll ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Answered(PollData),
-    /// The agent did not answer or answered nonsense: the element is down.
-    Unreachable(String),
-    /// Our side failed (credentials rejected, resolver): the element's state is unknown.
-    Failed(String),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {

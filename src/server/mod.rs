@@ -1,5 +1,9 @@
 //! `emspool serve`: wires the subsystems of one server together and runs them until a signal.
 
+
+mod limits;
+mod notify;
+
 use crate::alarms::AlarmTable;
 use crate::api::{self, AppState};
 use crate::cluster::{Cluster, ClusterError};
@@ -8,8 +12,8 @@ use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::{NewEvent, Severity};
 use crate::poll::Poller;
-use crate::poll::traps::TrapService;
-use crate::{logging, notify};
+use crate::traps::TrapService;
+use crate::logging;
 use anyhow::Context;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -43,7 +47,7 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let id = config.server_id();
-    crate::limits::raise_open_files(&config);
+    limits::raise_open_files(&config);
     // Installed before anything else: from here on a SIGHUP reloads instead of killing us.
     let hangups = match &path {
         Some(_) => Some(

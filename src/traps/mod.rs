@@ -27,10 +27,10 @@
 //! - Not done: replay protection for v3 *traps* (snmp2 skips the time window for Trap PDUs and
 //!   no per-sender engine clock is kept here); informs do get the RFC 3414 time-window check.
 
-use super::Poller;
-use super::trap_decode::{DecodeError, Decoder, Trap};
-use super::trap_map::{Action, MapRules, Mapper, describe};
-use super::trap_usm::LocalEngine;
+use crate::poll::Poller;
+use crate::snmp::trap::{DecodeError, Decoder, Trap};
+use crate::rules::trap::{Action, MapRules, Mapper, describe};
+use crate::snmp::usm::LocalEngine;
 use crate::alarms::{AlarmTable, Raise};
 use crate::cluster::Cluster;
 use crate::cluster::protocol::AssignmentId;
@@ -353,7 +353,7 @@ impl TrapService {
             .map_err(|e| anyhow::anyhow!("[traps] v3_users: {e}"))?;
             tracing::info!(
                 "trap receiver SNMPv3 engine id {} (boots {boots})",
-                super::trap_decode::hex(&engine_id)
+                crate::snmp::trap::hex(&engine_id)
             );
             let socket = bind(cfg.listen, cfg.recv_buffer)?;
             let local = socket.local_addr()?;
@@ -952,10 +952,10 @@ fn approx_json_len(t: &RoutedTrap) -> usize {
             .map(|v| {
                 64 + 4 * v.oid.0.len()
                     + match &v.value {
-                        super::trap_decode::TrapValue::Text(x)
-                        | super::trap_decode::TrapValue::Hex(x)
-                        | super::trap_decode::TrapValue::Other(x) => 6 * x.len(),
-                        super::trap_decode::TrapValue::Oid(o) => 11 * o.0.len(),
+                        crate::snmp::trap::TrapValue::Text(x)
+                        | crate::snmp::trap::TrapValue::Hex(x)
+                        | crate::snmp::trap::TrapValue::Other(x) => 6 * x.len(),
+                        crate::snmp::trap::TrapValue::Oid(o) => 11 * o.0.len(),
                         _ => 24,
                     }
             })
@@ -1020,7 +1020,7 @@ async fn send_batch(s: &Arc<TrapService>, peer: ServerId, mut traps: Vec<RoutedT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::poll::trap_decode::{Oid, TrapVersion};
+    use crate::snmp::trap::{Oid, TrapVersion};
 
     fn element(name: &str, address: &str) -> Element {
         Element {
@@ -1108,7 +1108,7 @@ mod tests {
 
     #[test]
     fn batches_are_split_below_the_body_limit() {
-        use crate::poll::trap_decode::{TrapValue, VarBind};
+        use crate::snmp::trap::{TrapValue, VarBind};
         let mut big = trap_from("127.0.0.2", None);
         big.varbinds = (0..200)
             .map(|i| VarBind {

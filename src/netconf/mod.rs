@@ -46,12 +46,10 @@ pub mod notify;
 pub mod session;
 pub mod xml;
 
-use super::Poller;
-use super::collect::PollData;
-use super::evaluate::{LINK_DOWN, Outcome};
-use crate::alarms::Raise;
+use crate::model::PollData;
+use crate::model::Outcome;
 use crate::config::{Credential, NetconfCredential, NetconfSection};
-use crate::model::{Element, NewEvent, Protocol, Severity};
+use crate::model::{Element, Protocol};
 use framing::FramingError;
 use notify::{Action, Delivery, Reactor};
 use session::{NotificationStream, Session, Target};
@@ -655,7 +653,7 @@ async fn notification_loop(inner: Arc<Inner>, element: Element, signals: Arc<Sig
             return;
         };
         drop(host);
-        let outcome = match super::resolve(&element.address, inner.timeout).await {
+        let outcome = match crate::resolve::resolve(&element.address, inner.timeout).await {
             Err(e) => Err(NcError::Connect(e)),
             Ok(addr) => {
                 let t = Target {
@@ -756,87 +754,6 @@ fn deliver(inner: &Inner, element: &str, raw: &[u8]) {
     }
     if let Some(host) = inner.host.get().and_then(Weak::upgrade) {
         host.notified(element, actions);
-    }
-}
-
-impl Host for Poller {
-    fn credential(&self, name: &str) -> Option<Credential> {
-        let creds = self.credentials.read().unwrap_or_else(|p| p.into_inner());
-        creds.get(name).cloned()
-    }
-
-    fn notified(&self, element: &str, actions: Vec<Action>) {
-        // Under the status lock, like poll results: an element handed over meanwhile is left
-        // alone.
-        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
-        let Some((_, st)) = status.get_mut(element) else {
-            return;
-        };
-        for a in actions {
-            match a {
-                Action::Event {
-                    kind,
-                    severity,
-                    text,
-                } => self
-                    .events
-                    .append(NewEvent::now(Some(element), kind, severity, text)),
-                Action::RaiseAlarm {
-                    kind,
-                    instance,
-                    severity,
-                    text,
-                } => {
-                    self.alarms.raise(Raise {
-                        kind,
-                        element: element.to_owned(),
-                        instance,
-                        severity,
-                        text,
-                    });
-                }
-                Action::ClearAlarm { kind, instance } => {
-                    self.alarms.clear(
-                        &kind,
-                        element,
-                        instance.as_deref(),
-                        "cleared by the element",
-                    );
-                }
-                Action::Link {
-                    interface,
-                    up,
-                    text,
-                } => {
-                    // Only interfaces the poller knows: the next poll must be able to clear
-                    // what a notification raised, and it keys LinkDown by index.
-                    let Some(i) = st.interfaces.iter_mut().find(|i| i.is_called(&interface)) else {
-                        continue;
-                    };
-                    let instance = Some(i.index.to_string());
-                    if up {
-                        i.oper_status = 1;
-                        self.alarms
-                            .clear(LINK_DOWN, element, instance.as_deref(), &text);
-                    } else {
-                        i.oper_status = 2;
-                        if i.admin_status == 1 {
-                            self.alarms.raise(Raise {
-                                kind: LINK_DOWN.to_owned(),
-                                element: element.to_owned(),
-                                instance,
-                                severity: Severity::Major,
-                                text: format!(
-                                    "interface {} ({}) is down while enabled (notification)",
-                                    i.index,
-                                    i.descr()
-                                ),
-                            });
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! (RFC 7860), CBC-DES (RFC 3414 8), CFB128-AES-128 (RFC 3826) and AES-192/256 with the
 //! Blumenthal key extension (draft-blumenthal-aes-usm-04, as Net-SNMP's AES-192/AES-256).
 
-use super::trap_decode::{DecodeError, hex};
+use super::trap::{DecodeError, hex};
 use crate::config::{AuthProtocol, PrivProtocol, TrapUser};
 use aes::cipher::{AsyncStreamCipher, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use hmac::{Hmac, Mac};

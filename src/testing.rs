@@ -1,0 +1,1 @@
+//! Internals that benchmarks and fuzz targets drive directly (feature `testing` only).
