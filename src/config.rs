@@ -363,7 +363,7 @@ impl Config {
         if self.server.id == 0 {
             return Err(invalid("server.id", "must be a positive integer"));
         }
-        if let Err(e) = crate::logging::validate_level(&self.server.log_level) {
+        if let Err(e) = validate_level(&self.server.log_level) {
             return Err(invalid(
                 "server.log_level",
                 &format!("not a tracing filter: {}", e.replace('\n', " ")),
@@ -533,7 +533,7 @@ fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static st
         ));
     }
     if let Some(fp) = &c.host_key_sha256
-        && crate::netconf::parse_sha256_fingerprint(fp).is_none()
+        && crate::fingerprint::parse_sha256_fingerprint(fp).is_none()
     {
         return Err((
             "host_key_sha256",
@@ -546,7 +546,7 @@ fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static st
 }
 
 /// Checks one element definition; also used for elements added through the API.
-pub fn validate_element(
+pub(crate) fn validate_element(
     e: &Element,
     credentials: &BTreeMap<String, Credential>,
 ) -> Result<(), (String, String)> {
@@ -827,6 +827,13 @@ fn syntax_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
         line,
         message: format!("{key}{message}"),
     }
+}
+
+/// Whether `level` is a `tracing` filter (`info`, `info,emspool=debug`, ...).
+pub(crate) fn validate_level(level: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod eventlog;
+pub(crate) mod fingerprint;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub mod model;

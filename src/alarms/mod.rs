@@ -9,37 +9,37 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AlarmError {
+pub(crate) enum AlarmError {
     #[error("no active alarm with id {0}")]
     NotFound(u64),
 }
 
 /// What a poller or trap handler reports; the table decides whether it is new.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Raise {
-    pub kind: String,
-    pub element: String,
-    pub instance: Option<String>,
-    pub severity: Severity,
-    pub text: String,
+pub(crate) struct Raise {
+    pub(crate) kind: String,
+    pub(crate) element: String,
+    pub(crate) instance: Option<String>,
+    pub(crate) severity: Severity,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RaiseOutcome {
+pub(crate) enum RaiseOutcome {
     New(u64),
     Repeat(u64),
 }
 
 /// Filters for listing alarms.
 #[derive(Debug, Clone, Default)]
-pub struct AlarmFilter {
-    pub element: Option<String>,
-    pub min_severity: Option<Severity>,
-    pub acknowledged: Option<bool>,
+pub(crate) struct AlarmFilter {
+    pub(crate) element: Option<String>,
+    pub(crate) min_severity: Option<Severity>,
+    pub(crate) acknowledged: Option<bool>,
 }
 
 impl AlarmFilter {
-    pub fn matches(&self, a: &Alarm) -> bool {
+    pub(crate) fn matches(&self, a: &Alarm) -> bool {
         self.element.as_ref().is_none_or(|e| *e == a.element)
             && self.min_severity.is_none_or(|s| a.severity <= s)
             && self
@@ -48,7 +48,7 @@ impl AlarmFilter {
     }
 }
 
-pub fn reduction_key(kind: &str, element: &str, instance: Option<&str>) -> String {
+pub(crate) fn reduction_key(kind: &str, element: &str, instance: Option<&str>) -> String {
     match instance {
         Some(i) => format!("{kind}:{element}:{i}"),
         None => format!("{kind}:{element}"),
@@ -72,7 +72,7 @@ impl Inner {
     }
 }
 
-pub struct AlarmTable {
+pub(crate) struct AlarmTable {
     server: ServerId,
     events: EventLog,
     inner: Mutex<Inner>,
@@ -86,7 +86,7 @@ fn first_seq() -> u64 {
 const SEQ_BITS: u32 = 40;
 
 impl AlarmTable {
-    pub fn new(server: ServerId, events: EventLog) -> AlarmTable {
+    pub(crate) fn new(server: ServerId, events: EventLog) -> AlarmTable {
         AlarmTable {
             server,
             events,
@@ -102,11 +102,11 @@ impl AlarmTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn raise(&self, r: Raise) -> RaiseOutcome {
+    pub(crate) fn raise(&self, r: Raise) -> RaiseOutcome {
         self.raise_at(r, now_millis())
     }
 
-    pub fn raise_at(&self, r: Raise, now: UnixMillis) -> RaiseOutcome {
+    pub(crate) fn raise_at(&self, r: Raise, now: UnixMillis) -> RaiseOutcome {
         let key = reduction_key(&r.kind, &r.element, r.instance.as_deref());
         let mut inner = self.lock();
         if let Some(a) = inner.by_key.get_mut(&key) {
@@ -149,7 +149,13 @@ impl AlarmTable {
     }
 
     /// Clears the alarm with this key if it is active; returns whether it was.
-    pub fn clear(&self, kind: &str, element: &str, instance: Option<&str>, why: &str) -> bool {
+    pub(crate) fn clear(
+        &self,
+        kind: &str,
+        element: &str,
+        instance: Option<&str>,
+        why: &str,
+    ) -> bool {
         let key = reduction_key(kind, element, instance);
         let mut inner = self.lock();
         let Some(alarm) = inner.by_key.remove(&key) else {
@@ -167,7 +173,7 @@ impl AlarmTable {
         true
     }
 
-    pub fn ack(&self, id: u64, by: &str) -> Result<Alarm, AlarmError> {
+    pub(crate) fn ack(&self, id: u64, by: &str) -> Result<Alarm, AlarmError> {
         let mut inner = self.lock();
         let alarm = inner.by_id(id).ok_or(AlarmError::NotFound(id))?;
         let now = now_millis();
@@ -183,12 +189,13 @@ impl AlarmTable {
         Ok(alarm.clone())
     }
 
-    pub fn get(&self, id: u64) -> Option<Alarm> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: u64) -> Option<Alarm> {
         self.lock().by_id(id).map(|a| a.clone())
     }
 
     /// Sorted most severe first, then newest first.
-    pub fn list(&self, filter: &AlarmFilter) -> Vec<Alarm> {
+    pub(crate) fn list(&self, filter: &AlarmFilter) -> Vec<Alarm> {
         let mut v: Vec<Alarm> = self
             .lock()
             .by_key
@@ -200,7 +207,7 @@ impl AlarmTable {
         v
     }
 
-    pub fn count_for(&self, element: &str) -> usize {
+    pub(crate) fn count_for(&self, element: &str) -> usize {
         self.lock()
             .by_key
             .values()
@@ -208,7 +215,7 @@ impl AlarmTable {
             .count()
     }
 
-    pub fn counts_by_severity(&self) -> HashMap<Severity, usize> {
+    pub(crate) fn counts_by_severity(&self) -> HashMap<Severity, usize> {
         let mut m = HashMap::new();
         for a in self.lock().by_key.values() {
             *m.entry(a.severity).or_insert(0) += 1;
@@ -218,7 +225,7 @@ impl AlarmTable {
 
     /// `(element, instance)` of the active alarms of `kind` last seen before `before`: for
     /// alarms that clear by time (trap-raised ones no trap clears).
-    pub fn stale(&self, kind: &str, before: UnixMillis) -> Vec<(String, Option<String>)> {
+    pub(crate) fn stale(&self, kind: &str, before: UnixMillis) -> Vec<(String, Option<String>)> {
         self.lock()
             .by_key
             .values()
@@ -228,7 +235,7 @@ impl AlarmTable {
     }
 
     /// Removes an element's alarms without clear events: they move to the element's new owner.
-    pub fn take_element(&self, element: &str) -> Vec<Alarm> {
+    pub(crate) fn take_element(&self, element: &str) -> Vec<Alarm> {
         let mut inner = self.lock();
         let keys: Vec<String> = inner
             .by_key
@@ -246,7 +253,7 @@ impl AlarmTable {
     }
 
     /// Adopts alarms handed over by the element's previous owner, keeping ids and history.
-    pub fn adopt(&self, alarms: Vec<Alarm>) {
+    pub(crate) fn adopt(&self, alarms: Vec<Alarm>) {
         let mut inner = self.lock();
         for mut a in alarms {
             a.server = self.server;
@@ -255,7 +262,7 @@ impl AlarmTable {
     }
 }
 
-pub fn sort_alarms(v: &mut [Alarm]) {
+pub(crate) fn sort_alarms(v: &mut [Alarm]) {
     v.sort_by(|a, b| {
         a.severity
             .cmp(&b.severity)

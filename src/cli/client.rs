@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("no server given: use --server URL or [client] servers in the config")]
     NoServers,
     #[error("{url}: {status}: {message}")]
@@ -22,14 +22,14 @@ pub enum ClientError {
     Decode { url: String, message: String },
 }
 
-pub struct Client {
+pub(crate) struct Client {
     servers: Vec<String>,
     token: Option<Secret>,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub fn new(
+    pub(crate) fn new(
         servers: Vec<String>,
         token: Option<Secret>,
         timeout: Duration,
@@ -60,11 +60,14 @@ impl Client {
         v
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, ClientError> {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<T, ClientError> {
         self.call(Method::GET, path_and_query, None).await
     }
 
-    pub async fn post<T: DeserializeOwned>(
+    pub(crate) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: serde_json::Value,
@@ -73,7 +76,7 @@ impl Client {
     }
 
     /// DELETE whose success answer has no body.
-    pub async fn delete_empty(&self, path: &str) -> Result<(), ClientError> {
+    pub(crate) async fn delete_empty(&self, path: &str) -> Result<(), ClientError> {
         self.call::<serde_json::Value>(Method::DELETE, path, None)
             .await
             .map(|_| ())

@@ -7,10 +7,10 @@
 //! of `--duration`, stops the children (SIGTERM, then SIGKILL after a grace period), the
 //! simulator, and removes the temporary directory.
 
-use anyhow::{Context, bail};
 use crate::cluster::PoolView;
 use crate::model::{Alarm, ElementState, ElementView, Event, Severity, format_millis};
 use crate::sim::{self, Dataset, FlapSchedule, OutageSchedule, SimConfig, SimError, SimHandle};
+use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::future::Future;
@@ -23,42 +23,42 @@ use tokio::process::{Child, Command};
 
 /// Arguments of `emspool demo`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Simulated SNMP agents (network elements)
     #[arg(long, default_value_t = 50)]
-    pub agents: usize,
+    pub(crate) agents: usize,
     /// emspool servers in the pool (ids 1..=N; the highest id is master while alive)
     #[arg(long, default_value_t = 3)]
-    pub servers: u32,
+    pub(crate) servers: u32,
     /// How often the summary is printed
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// How often each element is polled
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// Stop after this long and exit 0 [default: run until Ctrl-C]
     #[arg(long, value_parser = humantime::parse_duration)]
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
     /// Every --flap-agents'th agent takes ifIndex 1 down for the last --flap-for of every period
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub flap_every: Duration,
+    pub(crate) flap_every: Duration,
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub flap_for: Duration,
+    pub(crate) flap_for: Duration,
     #[arg(long, default_value_t = 5)]
-    pub flap_agents: usize,
+    pub(crate) flap_agents: usize,
     /// Every --outage-agents'th agent stops answering for the last --outage-for of every period
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
-    pub outage_every: Duration,
+    pub(crate) outage_every: Duration,
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub outage_for: Duration,
+    pub(crate) outage_for: Duration,
     #[arg(long, default_value_t = 10)]
-    pub outage_agents: usize,
+    pub(crate) outage_agents: usize,
     /// Restart a server that died (e.g. was killed) after this delay [default: leave it dead]
     #[arg(long, value_parser = humantime::parse_duration)]
-    pub restart_killed: Option<Duration>,
+    pub(crate) restart_killed: Option<Duration>,
     /// Keep the temporary directory (configs, data, logs) on exit
     #[arg(long)]
-    pub keep: bool,
+    pub(crate) keep: bool,
 }
 
 /// Grace between SIGTERM and SIGKILL when stopping the servers.
@@ -68,7 +68,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the demo until `shutdown` resolves or `--duration` has passed.
-pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     validate(&args)?;
     let dir = TempDir::create(args.keep)?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-
 #[derive(Parser)]
 #[command(
     name = "emspool",
@@ -360,4 +359,3 @@ pub fn main() -> ExitCode {
         }
     }
 }
-

@@ -4,7 +4,7 @@ use crate::model::{Alarm, ElementView, Event, ServerId, format_millis};
 use std::fmt::Write;
 
 /// Left-aligned columns sized to their widest cell.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -33,7 +33,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn partial_note(partial: bool, missing: &[ServerId]) -> String {
+pub(crate) fn partial_note(partial: bool, missing: &[ServerId]) -> String {
     if !partial {
         return String::new();
     }
@@ -44,7 +44,7 @@ pub fn partial_note(partial: bool, missing: &[ServerId]) -> String {
     )
 }
 
-pub fn elements(v: &[ElementView]) -> String {
+pub(crate) fn elements(v: &[ElementView]) -> String {
     let rows: Vec<Vec<String>> = v
         .iter()
         .map(|e| {
@@ -68,7 +68,7 @@ pub fn elements(v: &[ElementView]) -> String {
     )
 }
 
-pub fn alarms(v: &[Alarm]) -> String {
+pub(crate) fn alarms(v: &[Alarm]) -> String {
     let rows: Vec<Vec<String>> = v
         .iter()
         .map(|a| {
@@ -101,7 +101,7 @@ pub fn alarms(v: &[Alarm]) -> String {
     )
 }
 
-pub fn events(v: &[Event]) -> String {
+pub(crate) fn events(v: &[Event]) -> String {
     let rows: Vec<Vec<String>> = v
         .iter()
         .map(|e| {
@@ -122,7 +122,7 @@ pub fn events(v: &[Event]) -> String {
 }
 
 /// servers -> elements as a tree, with state and alarm counts.
-pub fn view(v: &crate::api::view::ViewAnswer) -> String {
+pub(crate) fn view(v: &crate::api::view::ViewAnswer) -> String {
     let mut out = format!(
         "pool ({}): master {}, term {}.{}\n",
         v.source,
@@ -169,7 +169,7 @@ pub fn view(v: &crate::api::view::ViewAnswer) -> String {
     out
 }
 
-pub fn pool(v: &crate::cluster::PoolView) -> String {
+pub(crate) fn pool(v: &crate::cluster::PoolView) -> String {
     let master = v.master.map_or("none".to_owned(), |m| m.to_string());
     let mut out = format!(
         "answered by server {}: master {master}, term {}.{}, assignment {}/{}{}{}\n",

@@ -26,4 +26,3 @@ pub enum Outcome {
     /// Our side failed (credentials rejected, resolver): the element's state is unknown.
     Failed(String),
 }
-

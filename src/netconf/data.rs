@@ -9,9 +9,9 @@
 //!   `enabled` from the config when `admin-status` is absent.
 
 use super::xml::{DataVisit, NS_INTERFACES, NS_SYSTEM, Node};
+use crate::model::PollData;
 use crate::model::interface::status_byte;
 use crate::model::{Interface, UnixMillis};
-use crate::model::PollData;
 use std::collections::BTreeMap;
 
 /// Subtree filter of the ietf-system `<get>`.

@@ -38,7 +38,7 @@ pub fn decode_and_parse(input: &[u8]) {
 }
 
 /// Every parser on one message.
-pub fn parse_all(m: &[u8]) {
+pub(crate) fn parse_all(m: &[u8]) {
     let _ = xml::parse_hello(m);
     let mut sys = SystemData::default();
     let _ = xml::parse_reply(m, &mut sys);

@@ -49,12 +49,12 @@ pub enum Action {
     },
 }
 
-pub const KIND_CONFIG_CHANGE: &str = "netconf.config-change";
-pub const KIND_SESSION_START: &str = "netconf.session-start";
-pub const KIND_SESSION_END: &str = "netconf.session-end";
-pub const KIND_CAPABILITY_CHANGE: &str = "netconf.capability-change";
-pub const KIND_CONFIRMED_COMMIT: &str = "netconf.confirmed-commit";
-pub const KIND_OTHER: &str = "netconf.notification";
+pub(crate) const KIND_CONFIG_CHANGE: &str = "netconf.config-change";
+pub(crate) const KIND_SESSION_START: &str = "netconf.session-start";
+pub(crate) const KIND_SESSION_END: &str = "netconf.session-end";
+pub(crate) const KIND_CAPABILITY_CHANGE: &str = "netconf.capability-change";
+pub(crate) const KIND_CONFIRMED_COMMIT: &str = "netconf.confirmed-commit";
+pub(crate) const KIND_OTHER: &str = "netconf.notification";
 
 const MAX_TEXT: usize = 600;
 
@@ -71,7 +71,7 @@ fn clip(mut s: String) -> String {
 }
 
 /// `own(session_id)` says whether a NETCONF session is one of ours.
-pub fn interpret(n: &Notification, own: &dyn Fn(u32) -> bool) -> Vec<Action> {
+pub(crate) fn interpret(n: &Notification, own: &dyn Fn(u32) -> bool) -> Vec<Action> {
     let event = |kind, text: String| Action::Event {
         kind,
         severity: Severity::Info,
@@ -248,7 +248,7 @@ fn link_action(n: &Notification) -> Option<Action> {
 
 /// What a notification task hears from the reactor.
 #[derive(Debug)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     Message(Vec<u8>),
     Ended(NcError),
 }
@@ -262,7 +262,7 @@ enum Command {
 }
 
 /// One thread that reads all subscribed sessions without blocking.
-pub struct Reactor {
+pub(crate) struct Reactor {
     tx: mpsc::Sender<Command>,
 }
 
@@ -272,7 +272,7 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 const PASS_BUDGET: usize = 256 * 1024;
 
 impl Reactor {
-    pub fn start(workers: Workers) -> Reactor {
+    pub(crate) fn start(workers: Workers) -> Reactor {
         let (tx, rx) = mpsc::channel::<Command>();
         let spawned = std::thread::Builder::new()
             .name("netconf-notify".into())
@@ -286,7 +286,12 @@ impl Reactor {
 
     /// Hands a subscribed session over; it is read until it ends or `tx`'s receiver is
     /// dropped (the task stopped), then closed.
-    pub fn add(&self, id: u64, stream: NotificationStream, tx: tmpsc::UnboundedSender<Delivery>) {
+    pub(crate) fn add(
+        &self,
+        id: u64,
+        stream: NotificationStream,
+        tx: tmpsc::UnboundedSender<Delivery>,
+    ) {
         let _ = self.tx.send(Command::Add { id, stream, tx });
     }
 }

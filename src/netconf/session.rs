@@ -5,10 +5,11 @@
 //! by `Session::set_timeout`, and an RPC as a whole by its deadline. A session that timed out
 //! or broke framing is dropped by the caller, never reused.
 
+use super::NcError;
 use super::framing::{self, Decoder, Framing};
 use super::xml::{self, DataVisit, Hello, Incoming, Reply};
-use super::{NcError, fingerprint_sha256};
 use crate::config::NetconfCredential;
+use crate::fingerprint::{fingerprint_sha256, parse_sha256_fingerprint};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -251,7 +252,7 @@ fn check_host_key(ssh: &ssh2::Session, t: &Target) -> Result<(), NcError> {
         return Ok(());
     }
     if let Some(pinned) = &c.host_key_sha256 {
-        let want = super::parse_sha256_fingerprint(pinned);
+        let want = parse_sha256_fingerprint(pinned);
         let got = ssh.host_key_hash(ssh2::HashType::Sha256);
         return match (want, got) {
             (Some(w), Some(g)) if w.as_slice() == g => Ok(()),

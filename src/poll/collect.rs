@@ -1,14 +1,14 @@
 //! What one SNMP poll of an element reads: the system group and the interface tables.
 
-use crate::snmp::client::{Client, OwnedValue, SnmpError, Target, oid};
 use crate::model::interface::status_byte;
 use crate::model::intern::shared_str;
 use crate::model::{Interface, PollData};
+use crate::snmp::client::{Client, OwnedValue, SnmpError, Target, oid};
 use std::collections::BTreeMap;
 
-pub const SYS_DESCR: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
-pub const SYS_UPTIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
-pub const SYS_NAME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 5, 0];
+pub(crate) const SYS_DESCR: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
+pub(crate) const SYS_UPTIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
+pub(crate) const SYS_NAME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 5, 0];
 
 const IF_DESCR: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
 const IF_ADMIN: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 7];
@@ -20,7 +20,7 @@ const IFX_HC_OUT: [u32; 11] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 10];
 /// Guards memory against an agent that returns an endless table.
 const MAX_INTERFACES: usize = 10_000;
 
-pub async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
+pub(crate) async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
     let max_rep = target.max_repetitions;
     let mut client = Client::new(target);
     let sys = client

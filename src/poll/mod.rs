@@ -1,15 +1,15 @@
 //! Polling the elements this server owns, and what their answers mean.
 
-pub mod collect;
+pub(crate) mod collect;
 mod netconf;
-pub mod scheduler;
+pub(crate) mod scheduler;
 
 use crate::alarms::{AlarmTable, Raise};
 use crate::config::{Credential, PollSection};
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::model::{Element, ElementStatus, NewEvent, Protocol, Severity, now_millis};
 use crate::model::Outcome;
+use crate::model::{Element, ElementStatus, NewEvent, Protocol, Severity, now_millis};
 use crate::rules::poll::{Effect, Rules};
 use scheduler::{Command, PollFn, Scheduler};
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Live state of the owned elements, shared with the API.
-pub struct Poller {
+pub(crate) struct Poller {
     request_tag: u8,
     settings: PollSection,
     rules: Rules,
@@ -34,7 +34,7 @@ pub struct Poller {
 
 impl Poller {
     /// Starts the scheduler task; it stops when the returned `Poller` is dropped or `stop`ped.
-    pub fn start(
+    pub(crate) fn start(
         server: crate::model::ServerId,
         settings: PollSection,
         credentials: BTreeMap<String, Credential>,
@@ -72,7 +72,7 @@ impl Poller {
     }
 
     /// Makes `elements` the owned set: new ones start polling, removed ones stop at once.
-    pub async fn set_elements(&self, elements: Vec<Element>) {
+    pub(crate) async fn set_elements(&self, elements: Vec<Element>) {
         {
             let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
             let names: HashMap<&str, &Element> = elements.iter().map(|e| (&*e.name, e)).collect();
@@ -93,18 +93,18 @@ impl Poller {
         }
     }
 
-    pub fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
+    pub(crate) fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
         self.credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
+    pub(crate) fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
     }
 
-    pub fn statuses(&self) -> Vec<(Element, ElementStatus)> {
+    pub(crate) fn statuses(&self) -> Vec<(Element, ElementStatus)> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<_> = status.values().cloned().collect();
         v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
@@ -113,7 +113,7 @@ impl Poller {
 
     /// Takes over the last known status of an element handed over by its previous owner, unless
     /// this server has polled it already.
-    pub fn adopt_status(&self, name: &str, st: ElementStatus) {
+    pub(crate) fn adopt_status(&self, name: &str, st: ElementStatus) {
         let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
         if let Some((_, cur)) = status.get_mut(name)
             && cur.last_poll.is_none()
@@ -123,7 +123,7 @@ impl Poller {
     }
 
     /// Elements by state, without copying their statuses (a scrape must stay cheap at 10,000).
-    pub fn state_counts(&self) -> HashMap<crate::model::ElementState, usize> {
+    pub(crate) fn state_counts(&self) -> HashMap<crate::model::ElementState, usize> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         let mut m = HashMap::new();
         for (_, st) in status.values() {
@@ -133,18 +133,18 @@ impl Poller {
     }
 
     /// The elements this server polls now.
-    pub fn owned(&self) -> Vec<Element> {
+    pub(crate) fn owned(&self) -> Vec<Element> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.values().map(|(e, _)| e.clone()).collect()
     }
 
     /// Whether this server polls `name` now (cheap: no clone of its status).
-    pub fn owns(&self, name: &str) -> bool {
+    pub(crate) fn owns(&self, name: &str) -> bool {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.contains_key(name)
     }
 
-    pub fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
+    pub(crate) fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.get(name).cloned()
     }
@@ -257,4 +257,3 @@ impl Poller {
         }
     }
 }
-

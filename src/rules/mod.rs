@@ -1,4 +1,4 @@
 //! Pure rules: what an answer means for an element's alarms. Input -> output, no I/O, no clock.
 
-pub mod poll;
-pub mod trap;
+pub(crate) mod poll;
+pub(crate) mod trap;

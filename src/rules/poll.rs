@@ -3,17 +3,17 @@
 //! Pure: previous status + outcome -> new status + effects, so every rule is unit-tested
 //! without agents or clocks.
 
-use crate::model::{Outcome, PollData, ElementState, ElementStatus, Interface, Severity, UnixMillis};
+use crate::model::{ElementState, ElementStatus, Interface, Outcome, Severity, UnixMillis};
 
-pub const NODE_DOWN: &str = "NodeDown";
-pub const LINK_DOWN: &str = "LinkDown";
-pub const REBOOT: &str = "Reboot";
+pub(crate) const NODE_DOWN: &str = "NodeDown";
+pub(crate) const LINK_DOWN: &str = "LinkDown";
+pub(crate) const REBOOT: &str = "Reboot";
 
 /// sysUpTime wraps after ~497 days; a drop from this close to the top is a wrap, not a reboot.
 const UPTIME_WRAP_MARGIN: u32 = 360_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     Raise {
         kind: &'static str,
         instance: Option<String>,
@@ -33,9 +33,9 @@ pub enum Effect {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// A Reboot alarm clears once sysUpTime passes this many hundredths of a second.
-    pub reboot_clear_ticks: u32,
+    pub(crate) reboot_clear_ticks: u32,
 }
 
 impl Default for Rules {
@@ -46,7 +46,7 @@ impl Default for Rules {
     }
 }
 
-pub fn evaluate(
+pub(crate) fn evaluate(
     prev: &ElementStatus,
     outcome: Outcome,
     now: UnixMillis,
@@ -226,6 +226,7 @@ fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Effect>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PollData;
 
     fn iface(index: u32, admin: u8, oper: u8) -> Interface {
         Interface::new(index, &format!("if{index}"), None).with_status(admin, oper)

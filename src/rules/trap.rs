@@ -16,16 +16,16 @@
 //! window turns the pair into one `link.flap` event and no alarm; otherwise the LinkDown alarm
 //! is raised when the window ends, with the linkDown's time as first-seen.
 
+use crate::model::{Severity, UnixMillis};
 use crate::rules::poll::{LINK_DOWN, REBOOT};
 use crate::snmp::trap::{Oid, SNMP_TRAPS, Trap, TrapValue};
-use crate::model::{Severity, UnixMillis};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub const AUTH_FAILURE: &str = "AuthFailure";
-pub const OTHER_TRAP: &str = "Trap";
+pub(crate) const AUTH_FAILURE: &str = "AuthFailure";
+pub(crate) const OTHER_TRAP: &str = "Trap";
 
 const COLD_START: u32 = 1;
 const WARM_START: u32 = 2;
@@ -46,12 +46,12 @@ const MAX_TRACKED: usize = 100_000;
 const MAX_TEXT: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapRules {
-    pub reboot_clear: Duration,
-    pub auth_failure_clear: Duration,
-    pub flap_window: Duration,
-    pub other_alarms: bool,
-    pub other_clear: Duration,
+pub(crate) struct MapRules {
+    pub(crate) reboot_clear: Duration,
+    pub(crate) auth_failure_clear: Duration,
+    pub(crate) flap_window: Duration,
+    pub(crate) other_alarms: bool,
+    pub(crate) other_clear: Duration,
 }
 
 impl Default for MapRules {
@@ -63,7 +63,7 @@ impl Default for MapRules {
 
 impl MapRules {
     /// Alarm kinds that no trap clears, and how long after their last repeat they clear.
-    pub fn clear_after(&self) -> [(&'static str, Duration); 3] {
+    pub(crate) fn clear_after(&self) -> [(&'static str, Duration); 3] {
         [
             (REBOOT, self.reboot_clear),
             (AUTH_FAILURE, self.auth_failure_clear),
@@ -85,7 +85,7 @@ impl From<&crate::config::TrapsSection> for MapRules {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Raise {
         kind: &'static str,
         instance: Option<String>,
@@ -118,7 +118,7 @@ struct Held {
 /// sweeps the alarm table for them by `last_seen` (see [`MapRules::clear_after`]), which also
 /// covers alarms handed over from another server.
 #[derive(Debug, Default)]
-pub struct Mapper {
+pub(crate) struct Mapper {
     rules: MapRules,
     /// (element, ifIndex) -> the linkDown waiting out the flap window.
     held: HashMap<(String, String), Held>,
@@ -129,19 +129,20 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Mapper {
-    pub fn new(rules: MapRules) -> Mapper {
+    pub(crate) fn new(rules: MapRules) -> Mapper {
         Mapper {
             rules,
             ..Mapper::default()
         }
     }
 
+    #[cfg(test)]
     /// Entries held in memory (for tests and the bounded-memory check).
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.held.len()
     }
 
-    pub fn on_trap(&mut self, element: &str, trap: &Trap, now: UnixMillis) -> Vec<Action> {
+    pub(crate) fn on_trap(&mut self, element: &str, trap: &Trap, now: UnixMillis) -> Vec<Action> {
         let generic = generic_of(&trap.trap_oid);
         let from = describe_sender(trap);
         match generic {
@@ -175,7 +176,7 @@ impl Mapper {
     }
 
     /// Actions that are due at `now`, with their element.
-    pub fn tick(&mut self, now: UnixMillis) -> Vec<(String, Action)> {
+    pub(crate) fn tick(&mut self, now: UnixMillis) -> Vec<(String, Action)> {
         let mut out = Vec::new();
         let window = ms(self.rules.flap_window);
         let due: Vec<(String, String)> = self
@@ -313,7 +314,7 @@ impl Mapper {
 }
 
 /// One line naming the trap, its sender and every varbind (named where `mibs/` knows them).
-pub fn describe(trap: &Trap) -> String {
+pub(crate) fn describe(trap: &Trap) -> String {
     describe_with(trap, &describe_sender(trap))
 }
 
@@ -431,7 +432,7 @@ fn names() -> &'static [(Vec<u32>, &'static str)] {
 }
 
 /// `IF-MIB::ifIndex.7 (1.3.6.1.2.1.2.2.1.1.7)` when known, else the numeric OID.
-pub fn name_of(oid: &Oid) -> String {
+pub(crate) fn name_of(oid: &Oid) -> String {
     for (prefix, name) in names() {
         if oid.starts_with(prefix) {
             let mut s = (*name).to_owned();

@@ -9,7 +9,7 @@ use crate::model::Protocol;
 const BASE: u64 = 256;
 
 /// What the configured inventory needs if this server owned all of it.
-pub fn needed(config: &Config) -> u64 {
+pub(crate) fn needed(config: &Config) -> u64 {
     let netconf = config
         .elements
         .iter()
@@ -25,7 +25,7 @@ pub fn needed(config: &Config) -> u64 {
 
 /// Raises the soft open-file limit to the hard one (a shell's soft limit is often 1,024, which
 /// ~500 NETCONF elements with notifications exhaust) and warns when even that is short.
-pub fn raise_open_files(config: &Config) {
+pub(crate) fn raise_open_files(config: &Config) {
     let need = needed(config);
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < need => tracing::warn!(

@@ -5,22 +5,22 @@ use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// Startup finished: the API listens and polling runs.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     send(&format!("READY=1\nSTATUS={status}"));
 }
 
 /// A SIGHUP reload starts; [`ready`] ends it.
-pub fn reloading() {
+pub(crate) fn reloading() {
     send("RELOADING=1\nSTATUS=reloading the configuration");
 }
 
 /// Shutdown started.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send("STOPPING=1\nSTATUS=stopping");
 }
 
 /// Sends `state` to `$NOTIFY_SOCKET` when set; failures are logged, never fatal.
-pub fn send(state: &str) {
+pub(crate) fn send(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -34,7 +34,7 @@ pub fn send(state: &str) {
 }
 
 /// `path` is a filesystem path, or `@name` for a socket in the abstract namespace.
-pub fn send_to(path: &str, state: &str) -> io::Result<()> {
+pub(crate) fn send_to(path: &str, state: &str) -> io::Result<()> {
     let addr = if let Some(name) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
         SocketAddr::from_abstract_name(name.as_bytes())?

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// An OID as plain arcs; what we keep after the session buffer is gone.
-pub type Arcs = Vec<u32>;
+pub(crate) type Arcs = Vec<u32>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnedValue {
@@ -113,12 +113,12 @@ enum Request<'a> {
     Bulk(&'a [Oid<'static>], u32),
 }
 
-pub fn oid(arcs: &[u32]) -> Result<Oid<'static>, SnmpError> {
+pub(crate) fn oid(arcs: &[u32]) -> Result<Oid<'static>, SnmpError> {
     let wide: Vec<u64> = arcs.iter().map(|&a| u64::from(a)).collect();
     Oid::from(&wide).map_err(|e| SnmpError::Malformed(format!("bad OID {arcs:?}: {e:?}")))
 }
 
-pub fn oid_arcs(o: &Oid<'_>) -> Option<Arcs> {
+pub(crate) fn oid_arcs(o: &Oid<'_>) -> Option<Arcs> {
     o.iter()?.map(|a| u32::try_from(a).ok()).collect()
 }
 
@@ -270,7 +270,7 @@ impl Client {
 }
 
 /// A positive request id whose bits 24..30 carry the tag; the low 24 bits count.
-pub fn tagged(tag: u8, counter: u32) -> i32 {
+pub(crate) fn tagged(tag: u8, counter: u32) -> i32 {
     (((u32::from(tag) & 0x3f) << 24) | (counter & 0x00ff_ffff)) as i32
 }
 

@@ -15,20 +15,20 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 /// sysUpTime.0
-pub const SYS_UPTIME_0: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
+pub(crate) const SYS_UPTIME_0: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
 /// snmpTrapOID.0
-pub const SNMP_TRAP_OID_0: [u32; 11] = [1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
+pub(crate) const SNMP_TRAP_OID_0: [u32; 11] = [1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
 /// snmpTrapAddress.0 (SNMP-COMMUNITY-MIB): the original agent of a relayed trap.
-pub const SNMP_TRAP_ADDRESS_0: [u32; 10] = [1, 3, 6, 1, 6, 3, 18, 1, 3, 0];
+pub(crate) const SNMP_TRAP_ADDRESS_0: [u32; 10] = [1, 3, 6, 1, 6, 3, 18, 1, 3, 0];
 /// snmpTraps: the generic notifications (coldStart.1 ... egpNeighborLoss.6).
-pub const SNMP_TRAPS: [u32; 9] = [1, 3, 6, 1, 6, 3, 1, 1, 5];
+pub(crate) const SNMP_TRAPS: [u32; 9] = [1, 3, 6, 1, 6, 3, 1, 1, 5];
 
 /// An OID as arcs; JSON and text show it dotted (`1.3.6.1...`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Oid(pub Vec<u32>);
+pub(crate) struct Oid(pub Vec<u32>);
 
 impl Oid {
-    pub fn starts_with(&self, prefix: &[u32]) -> bool {
+    pub(crate) fn starts_with(&self, prefix: &[u32]) -> bool {
         self.0.starts_with(prefix)
     }
 }
@@ -74,14 +74,14 @@ impl<'de> Deserialize<'de> for Oid {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TrapVersion {
+pub(crate) enum TrapVersion {
     V1,
     V2c,
     V3,
 }
 
 impl TrapVersion {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TrapVersion::V1 => "v1",
             TrapVersion::V2c => "v2c",
@@ -93,7 +93,7 @@ impl TrapVersion {
 /// A varbind value, owned; octet strings are text when printable UTF-8, else hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
-pub enum TrapValue {
+pub(crate) enum TrapValue {
     Integer(i64),
     Text(String),
     Hex(String),
@@ -131,7 +131,7 @@ impl TrapValue {
         }
     }
 
-    pub fn as_i64(&self) -> Option<i64> {
+    pub(crate) fn as_i64(&self) -> Option<i64> {
         match self {
             TrapValue::Integer(i) => Some(*i),
             TrapValue::Counter32(n) | TrapValue::Unsigned32(n) | TrapValue::Timeticks(n) => {
@@ -176,7 +176,7 @@ fn octets(b: &[u8]) -> TrapValue {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VarBind {
+pub(crate) struct VarBind {
     pub oid: Oid,
     pub value: TrapValue,
 }
@@ -184,7 +184,7 @@ pub struct VarBind {
 /// One received notification, as forwarded between pool members. Carries no secret: the
 /// community is checked and left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Trap {
+pub(crate) struct Trap {
     pub received: UnixMillis,
     /// UDP source address.
     pub source: IpAddr,
@@ -209,7 +209,7 @@ pub struct Trap {
 
 /// A decoded datagram and, for an inform, the Response to send back to its source.
 #[derive(Debug, Clone)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     pub trap: Trap,
     pub ack: Option<Vec<u8>>,
 }
@@ -281,7 +281,7 @@ struct V3User {
 }
 
 /// Accepted communities and USM users; cheap to share, immutable after construction.
-pub struct Decoder {
+pub(crate) struct Decoder {
     communities: Vec<Vec<u8>>,
     users: Vec<V3User>,
     /// Our own engine and the users localized to it, for v3 informs.
@@ -300,7 +300,7 @@ impl fmt::Debug for Decoder {
 
 impl Decoder {
     /// Localizes every user's keys (RFC 3414 A.2: about a megabyte of hashing each).
-    pub fn new(communities: &[Secret], users: &[TrapUser]) -> Result<Decoder, String> {
+    pub(crate) fn new(communities: &[Secret], users: &[TrapUser]) -> Result<Decoder, String> {
         let mut out = Vec::with_capacity(users.len());
         for u in users {
             let engine = u
@@ -328,7 +328,7 @@ impl Decoder {
 
     /// Makes this decoder the authoritative engine for v3 informs: `users` configured with
     /// `engine.id` get keys localized to it.
-    pub fn with_local_engine(
+    pub(crate) fn with_local_engine(
         mut self,
         engine: LocalEngine,
         users: &[TrapUser],
@@ -344,7 +344,7 @@ impl Decoder {
         Ok(self)
     }
 
-    pub fn decode(
+    pub(crate) fn decode(
         &self,
         datagram: &[u8],
         source: IpAddr,
@@ -474,7 +474,7 @@ fn malformed(e: snmp2::Error) -> DecodeError {
     DecodeError::Malformed(format!("{e:?}"))
 }
 
-pub fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -677,17 +677,17 @@ mod tests {
     use super::*;
 
     /// `snmptrap -v2c -c public 127.0.0.1:N '' 1.3.6.1.6.3.1.1.5.3 1.3.6.1.2.1.2.2.1.1.7 i 7`
-    pub const V2C_LINKDOWN: &str = "305602010104067075626c6963a74902045556e4d9020100020100303b300f06082b060102010103004303084c4f3017060a2b06010603010104010006092b0601060301010503300f060a2b060102010202010107020107";
+    pub(crate) const V2C_LINKDOWN: &str = "305602010104067075626c6963a74902045556e4d9020100020100303b300f06082b060102010103004303084c4f3017060a2b06010603010104010006092b0601060301010503300f060a2b060102010202010107020107";
     /// `snmptrap -v1 -c public ... 1.3.6.1.4.1.8072 127.0.0.6 2 0 '' 1.3.6.1.2.1.2.2.1.1.7 i 7`
-    pub const V1_LINKDOWN: &str = "303a02010004067075626c6963a42d06072b06010401bf0840047f0000060201020201004303084c503011300f060a2b060102010202010107020107";
+    pub(crate) const V1_LINKDOWN: &str = "303a02010004067075626c6963a42d06072b06010401bf0840047f0000060201020201004303084c503011300f060a2b060102010202010107020107";
     /// `snmptrap -v3 -e 0x8000000001020304 -u tuser -l authPriv -a SHA -A authpass123 -x AES
     /// -X privpass123 ... '' 1.3.6.1.6.3.1.1.5.1`
-    pub const V3_COLDSTART: &str = "30819e0201033011020427a32054020300ffe304010302010304333031040880000000010203040201010203084c5204057475736572040c84590763cbc1ff4e67a4a5810408d735a862cfdf803c04516043ed753af8667e386bb54743e6b184674655e88c62e8d8015b124ff9c251d35b33ce7ef77c6eead6d9ce7a4b1a8c65579b08efff19f0e986ffb7e98a0339b1832011756f4b493822ce18da87dc92cc2e";
+    pub(crate) const V3_COLDSTART: &str = "30819e0201033011020427a32054020300ffe304010302010304333031040880000000010203040201010203084c5204057475736572040c84590763cbc1ff4e67a4a5810408d735a862cfdf803c04516043ed753af8667e386bb54743e6b184674655e88c62e8d8015b124ff9c251d35b33ce7ef77c6eead6d9ce7a4b1a8c65579b08efff19f0e986ffb7e98a0339b1832011756f4b493822ce18da87dc92cc2e";
 
     /// Net-SNMP's engine discovery probe (`snmpinform -v3` without `-e`).
-    pub const V3_PROBE: &str = "304f0201033011020461b4b61c020300ffe30401040201030410300e04000201000201000400040004003025041180001f8880564a7a6236db086b000000000400a00e02046615050f0201000201003000";
+    pub(crate) const V3_PROBE: &str = "304f0201033011020461b4b61c020300ffe30401040201030410300e04000201000201000400040004003025041180001f8880564a7a6236db086b000000000400a00e02046615050f0201000201003000";
 
-    pub fn unhex(s: &str) -> Vec<u8> {
+    pub(crate) fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))

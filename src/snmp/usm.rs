@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use snmp2::{AsnReader, asn1};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
+use subtle::ConstantTimeEq;
 
 const FLAG_AUTH: u8 = 0x01;
 const FLAG_PRIV: u8 = 0x02;
@@ -23,10 +24,10 @@ const MAX_SIZE: i64 = 65_507;
 /// RFC 3414 3.2.7: messages more than this many seconds off our clock are not timely.
 const TIME_WINDOW: i64 = 150;
 
-pub const UNSUPPORTED_SEC_LEVELS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 1, 0];
-pub const NOT_IN_TIME_WINDOWS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0];
-pub const UNKNOWN_USER_NAMES: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 3, 0];
-pub const UNKNOWN_ENGINE_IDS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0];
+pub(crate) const UNSUPPORTED_SEC_LEVELS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 1, 0];
+pub(crate) const NOT_IN_TIME_WINDOWS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0];
+pub(crate) const UNKNOWN_USER_NAMES: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 3, 0];
+pub(crate) const UNKNOWN_ENGINE_IDS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0];
 
 const TAG_INFORM: u8 = 0xa6;
 const TAG_TRAP: u8 = 0xa7;
@@ -106,7 +107,7 @@ impl InformUser {
 }
 
 /// What an inform turned into: the notification PDU (to decode like a v2c one) and the answer.
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The Trap or InformRequest PDU, TLV included.
     pub pdu: Vec<u8>,
     pub user: String,
@@ -125,7 +126,12 @@ fn priv_key_len(p: PrivProtocol) -> usize {
 /// The localized privacy key, extended when the hash is shorter than the cipher's key
 /// (AES-192/256 with MD5 or SHA-1) by draft-blumenthal-aes-usm-04: append H(key so far) until
 /// long enough. That is what Net-SNMP's AES-192/AES-256 and snmp2's `Blumenthal` do.
-pub fn priv_key(a: AuthProtocol, p: PrivProtocol, password: &[u8], engine: &[u8]) -> Vec<u8> {
+pub(crate) fn priv_key(
+    a: AuthProtocol,
+    p: PrivProtocol,
+    password: &[u8],
+    engine: &[u8],
+) -> Vec<u8> {
     let need = priv_key_len(p);
     let mut key = localize(a, password, engine);
     while key.len() < need {
@@ -150,7 +156,7 @@ fn digest(a: AuthProtocol, data: &[u8]) -> Vec<u8> {
 }
 
 /// RFC 3414 A.2: password to key, then localized to `engine`.
-pub fn localize(p: AuthProtocol, password: &[u8], engine: &[u8]) -> Vec<u8> {
+pub(crate) fn localize(p: AuthProtocol, password: &[u8], engine: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     fn ku<D: Digest>(password: &[u8], engine: &[u8]) -> Vec<u8> {
         let mut d = D::new();
@@ -568,7 +574,7 @@ fn report_pdu(request_id: i64, counter: &[u32], value: u32) -> Vec<u8> {
 
 /// Handles a v3 message addressed to our engine (or probing for it): `Ok` for an accepted
 /// notification, `Err(Report)` when the answer is a report, other errors when it is refused.
-pub fn accept(
+pub(crate) fn accept(
     datagram: &[u8],
     engine: &LocalEngine,
     users: &[InformUser],
@@ -639,7 +645,7 @@ pub fn accept(
         let expect = mac(*p, key, &copy);
         // Constant time is not needed against an offline attacker who already has the packet,
         // but costs nothing.
-        if !crate::api::constant_time_eq(&expect, m.auth_params) {
+        if !bool::from(expect.as_slice().ct_eq(m.auth_params)) {
             return Err(DecodeError::Auth(
                 "wrong digest (authentication key)".into(),
             ));
@@ -739,9 +745,9 @@ pub fn encode_as_engine(
 }
 
 /// `why` of the discovery report.
-pub const DISCOVERY: &str = "engine id discovery";
+pub(crate) const DISCOVERY: &str = "engine id discovery";
 
-pub fn hex_engine(id: &[u8]) -> String {
+pub(crate) fn hex_engine(id: &[u8]) -> String {
     hex(id)
 }
 

@@ -27,10 +27,6 @@
 //! - Not done: replay protection for v3 *traps* (snmp2 skips the time window for Trap PDUs and
 //!   no per-sender engine clock is kept here); informs do get the RFC 3414 time-window check.
 
-use crate::poll::Poller;
-use crate::snmp::trap::{DecodeError, Decoder, Trap};
-use crate::rules::trap::{Action, MapRules, Mapper, describe};
-use crate::snmp::usm::LocalEngine;
 use crate::alarms::{AlarmTable, Raise};
 use crate::cluster::Cluster;
 use crate::cluster::protocol::AssignmentId;
@@ -38,6 +34,10 @@ use crate::config::TrapsSection;
 use crate::eventlog::EventLog;
 use crate::metrics::TrapMetrics;
 use crate::model::{Element, NewEvent, ServerId, Severity, UnixMillis, now_millis};
+use crate::poll::Poller;
+use crate::rules::trap::{Action, MapRules, Mapper, describe};
+use crate::snmp::trap::{DecodeError, Decoder, Trap};
+use crate::snmp::usm::LocalEngine;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -49,26 +49,26 @@ use tokio::task::JoinHandle;
 
 /// A forwarded trap: the element it was matched to and how often it was forwarded already.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoutedTrap {
-    pub element: String,
+pub(crate) struct RoutedTrap {
+    pub(crate) element: String,
     #[serde(default)]
-    pub hops: u8,
-    pub trap: Trap,
+    pub(crate) hops: u8,
+    pub(crate) trap: Trap,
 }
 
 /// Body of `POST /peer/v1/traps`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrapBatch {
-    pub from: ServerId,
-    pub traps: Vec<RoutedTrap>,
+pub(crate) struct TrapBatch {
+    pub(crate) from: ServerId,
+    pub(crate) traps: Vec<RoutedTrap>,
 }
 
 /// Answer of `POST /peer/v1/traps`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchResult {
-    pub applied: usize,
-    pub forwarded: usize,
-    pub unrouted: usize,
+pub(crate) struct BatchResult {
+    pub(crate) applied: usize,
+    pub(crate) forwarded: usize,
+    pub(crate) unrouted: usize,
 }
 
 /// A trap forwarded this many times is not forwarded again (assignments that disagree while
@@ -100,7 +100,7 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// Who a trap is from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sender {
+pub(crate) enum Sender {
     Element(String),
     Unknown(IpAddr),
     Ambiguous(IpAddr, Vec<String>),
@@ -108,7 +108,7 @@ pub enum Sender {
 
 /// Element addresses and owners, rebuilt when the assignment changes.
 #[derive(Debug)]
-pub struct Routes {
+pub(crate) struct Routes {
     id: AssignmentId,
     built: tokio::time::Instant,
     by_ip: HashMap<IpAddr, Vec<Arc<str>>>,
@@ -129,7 +129,7 @@ impl Default for Routes {
 impl Routes {
     /// From the inventory with its owners; element names resolve to addresses only when they
     /// are literal IPs or `resolved` has them.
-    pub fn build(
+    pub(crate) fn build(
         id: AssignmentId,
         elements: &[Element],
         owners: &BTreeMap<Arc<str>, ServerId>,
@@ -162,16 +162,16 @@ impl Routes {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }
 
-    pub fn owner(&self, element: &str) -> Option<ServerId> {
+    pub(crate) fn owner(&self, element: &str) -> Option<ServerId> {
         self.owners.get(element).copied()
     }
 
     /// Matches a trap's sender: explicit `sources` first, then element addresses.
-    pub fn sender(
+    pub(crate) fn sender(
         &self,
         trap: &Trap,
         sources: &BTreeMap<IpAddr, String>,
@@ -260,7 +260,7 @@ struct Settings {
 
 /// The trap subsystem of one server; always present, because even a server without a listener
 /// applies traps that peers forward for its elements.
-pub struct TrapService {
+pub(crate) struct TrapService {
     me: ServerId,
     /// For the peer tasks this service spawns.
     weak: std::sync::Weak<TrapService>,
@@ -289,7 +289,7 @@ impl TrapService {
     /// Starts route upkeep and timers, and the UDP listener when `section` enables it.
     /// Errors only when the listener cannot be set up (bad address, port in use, bad v3 user).
     #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    pub(crate) async fn start(
         me: ServerId,
         section: Option<&TrapsSection>,
         cluster: Arc<Cluster>,
@@ -377,19 +377,15 @@ impl TrapService {
     }
 
     /// The bound UDP address when the listener runs.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         *lock(&self.local_addr)
     }
 
-    pub fn routes(&self) -> Arc<Routes> {
+    pub(crate) fn routes(&self) -> Arc<Routes> {
         self.routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    pub fn metrics(&self) -> &TrapMetrics {
-        &self.metrics
     }
 
     async fn refresh_routes(&self) {
@@ -530,7 +526,7 @@ impl TrapService {
     }
 
     /// Traps forwarded by a peer (`POST /peer/v1/traps`).
-    pub fn accept_batch(&self, batch: TrapBatch) -> BatchResult {
+    pub(crate) fn accept_batch(&self, batch: TrapBatch) -> BatchResult {
         let routes = self.routes();
         let mut r = BatchResult::default();
         for mut t in batch.traps {
