@@ -12,7 +12,6 @@ mod common;
 use criterion::{Criterion, Throughput};
 use emspool::model::{Element, Protocol};
 use emspool::testing::Outcome;
-use emspool::testing::netconf::Action;
 use emspool::testing::netconf::data::{InterfacesData, SystemData, system_filter};
 use emspool::testing::netconf::framing::{Decoder, Framing, encode};
 use emspool::testing::netconf::session::{Session, Target};
@@ -108,9 +107,8 @@ impl Host for CountingHost {
     fn credential(&self, _: &str) -> Option<Credential> {
         Some(self.credential.clone())
     }
-    fn notified(&self, _: &str, actions: Vec<Action>) {
-        self.notifications
-            .fetch_add(actions.len() as u64, Ordering::Relaxed);
+    fn notified(&self, _: &str, _: &xml::Notification, _: &dyn Fn(u32) -> bool) {
+        self.notifications.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -4,9 +4,16 @@
 
 /// The NETCONF protocol stack (framing, XML, sessions, the YANG data read, the client).
 pub mod netconf {
-    pub use crate::netconf::fuzz::decode_and_parse;
-    pub use crate::netconf::notify::Action;
     pub use crate::netconf::{Host, NcError, NetconfClient, data, framing, session, xml};
+
+    /// The fuzz target: every parser on the bytes a device can send, and every notification
+    /// parsed through the rules that interpret it.
+    pub fn decode_and_parse(input: &[u8]) {
+        let mut ifs = [crate::model::Interface::new(1, "eth0", None).with_status(1, 1)];
+        crate::netconf::fuzz::decode_and_parse(input, &mut |n| {
+            let _ = crate::rules::netconf::interpret(n, &|id| id % 2 == 0, &mut ifs);
+        });
+    }
 }
 
 /// The SNMP protocol stack (client and walks, trap decoding, the USM engine of record).

@@ -3,6 +3,10 @@
 //! Every change that matters to an operator goes through here and is written to the event log,
 //! so the log and the table can never disagree about what happened.
 
+mod change;
+
+pub(crate) use change::{Change, Name};
+
 use crate::eventlog::EventLog;
 use crate::model::{Alarm, NewEvent, ServerId, Severity, UnixMillis, now_millis};
 use std::collections::HashMap;
@@ -102,6 +106,53 @@ impl AlarmTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Applies what a rule decided for `element`, in order: raises and clears to the table
+    /// (each writes its event), events to the log. The one way alarm changes take effect.
+    pub(crate) fn apply(&self, element: &str, changes: impl IntoIterator<Item = Change>) {
+        let now = now_millis();
+        for change in changes {
+            match change {
+                Change::Raise {
+                    kind,
+                    instance,
+                    severity,
+                    text,
+                    at,
+                } => {
+                    self.raise_at(
+                        Raise {
+                            kind: kind.into_owned(),
+                            element: element.to_owned(),
+                            instance,
+                            severity,
+                            text,
+                        },
+                        at.unwrap_or(now),
+                    );
+                }
+                Change::Clear {
+                    kind,
+                    instance,
+                    why,
+                } => {
+                    self.clear(&kind, element, instance.as_deref(), &why);
+                }
+                Change::Event {
+                    kind,
+                    severity,
+                    text,
+                } => self.events.append(NewEvent {
+                    ts: now,
+                    element: Some(element.to_owned()),
+                    kind: kind.into_owned(),
+                    severity,
+                    text,
+                }),
+            }
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn raise(&self, r: Raise) -> RaiseOutcome {
         self.raise_at(r, now_millis())
     }

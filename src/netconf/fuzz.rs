@@ -3,13 +3,14 @@
 
 use super::data::{InterfacesData, SystemData, poll_data};
 use super::framing::{Decoder, Framing};
-use super::notify::interpret;
 use super::xml;
+use super::xml::Notification;
 
 /// Feeds `input` to a decoder as a device stream would arrive, and every message it yields
-/// to the hello, reply (with both data readers) and notification parsers. Must never panic.
-/// The first byte picks framing and the size cap, the second how the rest is split.
-pub fn decode_and_parse(input: &[u8]) {
+/// to the hello, reply (with both data readers) and notification parsers; each notification
+/// parsed goes to `notified` (the caller interprets it: `crate::rules::netconf`). Must never
+/// panic. The first byte picks framing and the size cap, the second how the rest is split.
+pub(crate) fn decode_and_parse(input: &[u8], notified: &mut dyn FnMut(&Notification)) {
     let Some((&mode, rest)) = input.split_first() else {
         return;
     };
@@ -28,7 +29,7 @@ pub fn decode_and_parse(input: &[u8]) {
         }
         loop {
             match d.next_message() {
-                Ok(Some(m)) => parse_all(&m),
+                Ok(Some(m)) => parse_all(&m, notified),
                 Ok(None) => break,
                 Err(_) => return,
             }
@@ -38,7 +39,7 @@ pub fn decode_and_parse(input: &[u8]) {
 }
 
 /// Every parser on one message.
-pub(crate) fn parse_all(m: &[u8]) {
+pub(crate) fn parse_all(m: &[u8], notified: &mut dyn FnMut(&Notification)) {
     let _ = xml::parse_hello(m);
     let mut sys = SystemData::default();
     let _ = xml::parse_reply(m, &mut sys);
@@ -46,7 +47,7 @@ pub(crate) fn parse_all(m: &[u8]) {
     let _ = xml::parse_reply(m, &mut ifs);
     let _ = poll_data(Some(sys), Some(ifs));
     if let Ok(xml::Incoming::Notification(n)) = xml::parse_incoming(m) {
-        let _ = interpret(&n, &|id| id % 2 == 0);
+        notified(&n);
     }
 }
 
@@ -55,6 +56,12 @@ mod tests {
     use super::super::framing::encode;
     use super::*;
     use proptest::prelude::*;
+
+    /// What the poller does with a notification (here with half the sessions our own).
+    fn interpret(n: &Notification) {
+        let mut ifs = [crate::model::Interface::new(1, "eth0", None).with_status(1, 1)];
+        let _ = crate::rules::netconf::interpret(n, &|id| id % 2 == 0, &mut ifs);
+    }
 
     /// Valid messages of every kind, to mutate.
     const SEEDS: [&str; 5] = [
@@ -96,12 +103,12 @@ mod tests {
 
         #[test]
         fn random_streams_never_panic(input in prop::collection::vec(any::<u8>(), 0..2048)) {
-            decode_and_parse(&input);
+            decode_and_parse(&input, &mut interpret);
         }
 
         #[test]
         fn mutated_messages_never_panic(m in mutated()) {
-            parse_all(&m);
+            parse_all(&m, &mut interpret);
         }
 
         #[test]
@@ -117,7 +124,7 @@ mod tests {
                 stream.extend(encode(m, framing));
             }
             stream.extend(garbage);
-            decode_and_parse(&stream);
+            decode_and_parse(&stream, &mut interpret);
         }
 
         #[test]
@@ -164,7 +171,7 @@ mod tests {
     #[test]
     fn seeds_parse() {
         for s in SEEDS {
-            parse_all(s.as_bytes());
+            parse_all(s.as_bytes(), &mut interpret);
         }
         assert!(xml::parse_hello(SEEDS[0].as_bytes()).is_ok());
     }

@@ -51,7 +51,7 @@ use crate::model::Outcome;
 use crate::model::PollData;
 use crate::model::{Element, Protocol};
 use framing::FramingError;
-use notify::{Action, Delivery, Reactor};
+use notify::{Delivery, Reactor};
 use session::{NotificationStream, Session, Target};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -194,8 +194,9 @@ impl Workers {
 /// What the NETCONF side needs from the poller.
 pub trait Host: Send + Sync {
     fn credential(&self, name: &str) -> Option<Credential>;
-    /// Applies what a notification of `element` means (events, alarms, link states).
-    fn notified(&self, element: &str, actions: Vec<Action>);
+    /// Applies what a notification of `element` means (events, alarms, link states);
+    /// `own(session_id)` says whether a session is one of this server's.
+    fn notified(&self, element: &str, n: &xml::Notification, own: &dyn Fn(u32) -> bool);
 }
 
 /// A poll session waiting between polls, with what it was opened for.
@@ -710,12 +711,8 @@ fn deliver(inner: &Inner, element: &str, raw: &[u8]) {
         .get(element)
         .map(|q| q.iter().copied().collect())
         .unwrap_or_default();
-    let actions = notify::interpret(&n, &|id| own.contains(&id));
-    if actions.is_empty() {
-        return;
-    }
     if let Some(host) = inner.host.get().and_then(Weak::upgrade) {
-        host.notified(element, actions);
+        host.notified(element, &n, &|id| own.contains(&id));
     }
 }
 

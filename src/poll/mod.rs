@@ -4,13 +4,12 @@ pub(crate) mod collect;
 mod netconf;
 pub(crate) mod scheduler;
 
-use crate::alarms::{AlarmTable, Raise};
+use crate::alarms::AlarmTable;
 use crate::config::{Credential, PollSection};
-use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::Outcome;
-use crate::model::{Element, ElementStatus, NewEvent, Protocol, Severity, now_millis};
-use crate::rules::poll::{Effect, Rules};
+use crate::model::{Element, ElementStatus, Protocol, now_millis};
+use crate::rules::poll::Rules;
 use scheduler::{Command, PollFn, Scheduler};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -25,8 +24,8 @@ pub(crate) struct Poller {
     credentials: RwLock<Arc<BTreeMap<String, Credential>>>,
     /// Only owned elements have an entry; a result for any other is dropped.
     status: RwLock<HashMap<Arc<str>, (Element, ElementStatus)>>,
+    /// Every alarm change and state event of polling and notifications goes through here.
     alarms: Arc<AlarmTable>,
-    events: EventLog,
     metrics: Metrics,
     commands: mpsc::UnboundedSender<Command>,
     netconf: crate::netconf::NetconfClient,
@@ -39,7 +38,6 @@ impl Poller {
         settings: PollSection,
         credentials: BTreeMap<String, Credential>,
         alarms: Arc<AlarmTable>,
-        events: EventLog,
         metrics: Metrics,
     ) -> (Arc<Poller>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -49,7 +47,6 @@ impl Poller {
             credentials: RwLock::new(Arc::new(credentials)),
             status: RwLock::new(HashMap::new()),
             alarms,
-            events,
             metrics,
             commands: tx,
             netconf: crate::netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
@@ -205,7 +202,7 @@ impl Poller {
         let Some((_, prev)) = status.get(&element.name) else {
             return;
         };
-        let (next, effects) = crate::rules::poll::evaluate(
+        let (next, changes) = crate::rules::poll::evaluate(
             prev,
             outcome,
             now_millis(),
@@ -213,47 +210,9 @@ impl Poller {
             &self.rules,
         );
         self.metrics.observe_poll(next.state, elapsed);
-        for effect in effects {
-            self.apply_effect(&element.name, effect);
-        }
+        self.alarms.apply(&element.name, changes);
         if let Some(slot) = status.get_mut(&element.name) {
             slot.1.update_from(next);
-        }
-    }
-
-    fn apply_effect(&self, element: &str, effect: Effect) {
-        match effect {
-            Effect::Raise {
-                kind,
-                instance,
-                severity,
-                text,
-            } => {
-                self.alarms.raise(Raise {
-                    kind: kind.to_owned(),
-                    element: element.to_owned(),
-                    instance,
-                    severity,
-                    text,
-                });
-            }
-            Effect::Clear { kind, instance } => {
-                self.alarms
-                    .clear(kind, element, instance.as_deref(), "condition ended");
-            }
-            Effect::StateChanged { to, text, .. } => {
-                let severity = match to {
-                    crate::model::ElementState::Up => Severity::Info,
-                    crate::model::ElementState::Down => Severity::Critical,
-                    crate::model::ElementState::Unknown => Severity::Warning,
-                };
-                self.events.append(NewEvent::now(
-                    Some(element),
-                    "element.state",
-                    severity,
-                    text,
-                ));
-            }
         }
     }
 }

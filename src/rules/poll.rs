@@ -1,36 +1,20 @@
 //! Turns one poll result into the element's new status and the alarm changes it implies.
 //!
-//! Pure: previous status + outcome -> new status + effects, so every rule is unit-tested
+//! Pure: previous status + outcome -> new status + alarm changes, so every rule is unit-tested
 //! without agents or clocks.
 
+use super::link;
+use crate::alarms::Change;
 use crate::model::{ElementState, ElementStatus, Interface, Outcome, Severity, UnixMillis};
 
 pub(crate) const NODE_DOWN: &str = "NodeDown";
-pub(crate) const LINK_DOWN: &str = "LinkDown";
 pub(crate) const REBOOT: &str = "Reboot";
+/// The event of a state change (up, down, unknown).
+pub(crate) const ELEMENT_STATE: &str = "element.state";
+const CONDITION_ENDED: &str = "condition ended";
 
 /// sysUpTime wraps after ~497 days; a drop from this close to the top is a wrap, not a reboot.
 const UPTIME_WRAP_MARGIN: u32 = 360_000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Effect {
-    Raise {
-        kind: &'static str,
-        instance: Option<String>,
-        severity: Severity,
-        text: String,
-    },
-    Clear {
-        kind: &'static str,
-        instance: Option<String>,
-    },
-    /// The element's state changed; logged as an `element.state` event.
-    StateChanged {
-        from: ElementState,
-        to: ElementState,
-        text: String,
-    },
-}
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
@@ -52,7 +36,7 @@ pub(crate) fn evaluate(
     now: UnixMillis,
     duration_ms: u64,
     rules: &Rules,
-) -> (ElementStatus, Vec<Effect>) {
+) -> (ElementStatus, Vec<Change>) {
     let mut effects = Vec::new();
     let mut next = ElementStatus {
         last_poll: Some(now),
@@ -63,10 +47,7 @@ pub(crate) fn evaluate(
         Outcome::Answered(data) => {
             next.state = ElementState::Up;
             next.reason = None;
-            effects.push(Effect::Clear {
-                kind: NODE_DOWN,
-                instance: None,
-            });
+            effects.push(Change::clear(NODE_DOWN, None, CONDITION_ENDED));
             match data.boot_time {
                 Some(boot) => boot_effects(
                     prev.boot_time,
@@ -88,12 +69,12 @@ pub(crate) fn evaluate(
         }
         Outcome::Unreachable(why) => {
             next.state = ElementState::Down;
-            effects.push(Effect::Raise {
-                kind: NODE_DOWN,
-                instance: None,
-                severity: Severity::Critical,
-                text: format!("element does not answer: {why}"),
-            });
+            effects.push(Change::raise(
+                NODE_DOWN,
+                None,
+                Severity::Critical,
+                format!("element does not answer: {why}"),
+            ));
             next.reason = Some(why);
         }
         Outcome::Failed(why) => {
@@ -109,36 +90,34 @@ pub(crate) fn evaluate(
             Some(r) => format!("{} -> {}: {r}", prev.state, next.state),
             None => format!("{} -> {}", prev.state, next.state),
         };
-        effects.push(Effect::StateChanged {
-            from: prev.state,
-            to: next.state,
-            text,
-        });
+        let severity = match next.state {
+            ElementState::Up => Severity::Info,
+            ElementState::Down => Severity::Critical,
+            ElementState::Unknown => Severity::Warning,
+        };
+        effects.push(Change::event(ELEMENT_STATE, severity, text));
     }
     (next, effects)
 }
 
-fn uptime_effects(prev: Option<u32>, now: Option<u32>, rules: &Rules, out: &mut Vec<Effect>) {
+fn uptime_effects(prev: Option<u32>, now: Option<u32>, rules: &Rules, out: &mut Vec<Change>) {
     let Some(now) = now else { return };
     if let Some(prev) = prev
         && now < prev
         && prev < u32::MAX - UPTIME_WRAP_MARGIN
     {
-        out.push(Effect::Raise {
-            kind: REBOOT,
-            instance: None,
-            severity: Severity::Warning,
-            text: format!(
+        out.push(Change::raise(
+            REBOOT,
+            None,
+            Severity::Warning,
+            format!(
                 "sysUpTime went back from {} to {}: the element restarted",
                 ticks(prev),
                 ticks(now)
             ),
-        });
+        ));
     } else if now >= rules.reboot_clear_ticks {
-        out.push(Effect::Clear {
-            kind: REBOOT,
-            instance: None,
-        });
+        out.push(Change::clear(REBOOT, None, CONDITION_ENDED));
     }
 }
 
@@ -155,31 +134,28 @@ fn boot_effects(
     uptime: Option<u32>,
     now: UnixMillis,
     rules: &Rules,
-    out: &mut Vec<Effect>,
+    out: &mut Vec<Change>,
 ) {
     if let Some(prev) = prev
         && boot > prev + BOOT_TIME_JITTER_MS
     {
-        out.push(Effect::Raise {
-            kind: REBOOT,
-            instance: None,
-            severity: Severity::Warning,
-            text: format!(
+        out.push(Change::raise(
+            REBOOT,
+            None,
+            Severity::Warning,
+            format!(
                 "boot time moved from {} to {}: the element restarted",
                 crate::model::format_millis(prev),
                 crate::model::format_millis(boot)
             ),
-        });
+        ));
         return;
     }
     let up_ticks = uptime
         .map(u64::from)
         .unwrap_or_else(|| ((now - boot).max(0) / 10) as u64);
     if up_ticks >= u64::from(rules.reboot_clear_ticks) {
-        out.push(Effect::Clear {
-            kind: REBOOT,
-            instance: None,
-        });
+        out.push(Change::clear(REBOOT, None, CONDITION_ENDED));
     }
 }
 
@@ -187,38 +163,18 @@ fn ticks(t: u32) -> String {
     humantime::format_duration(std::time::Duration::from_secs(u64::from(t / 100))).to_string()
 }
 
-fn link_is_down(i: &Interface) -> bool {
-    i.admin_status == 1 && i.oper_status == 2
-}
-
-fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Effect>) {
+fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Change>) {
     for i in now {
-        let instance = Some(i.index.to_string());
-        if link_is_down(i) {
-            out.push(Effect::Raise {
-                kind: LINK_DOWN,
-                instance,
-                severity: Severity::Major,
-                text: format!(
-                    "interface {} ({}) is down while enabled",
-                    i.index,
-                    i.descr()
-                ),
-            });
-        } else if prev.iter().any(|p| p.index == i.index && link_is_down(p)) {
-            out.push(Effect::Clear {
-                kind: LINK_DOWN,
-                instance,
-            });
+        if link::is_down(i) {
+            out.push(link::down(link::instance(i.index), link::down_text(i, "")));
+        } else if prev.iter().any(|p| p.index == i.index && link::is_down(p)) {
+            out.push(link::up(link::instance(i.index), CONDITION_ENDED));
         }
     }
     // An interface that vanished (module removed) cannot stay in alarm.
-    for p in prev.iter().filter(|p| link_is_down(p)) {
+    for p in prev.iter().filter(|p| link::is_down(p)) {
         if !now.iter().any(|i| i.index == p.index) {
-            out.push(Effect::Clear {
-                kind: LINK_DOWN,
-                instance: Some(p.index.to_string()),
-            });
+            out.push(link::up(link::instance(p.index), CONDITION_ENDED));
         }
     }
 }
@@ -227,6 +183,7 @@ fn link_effects(prev: &[Interface], now: &[Interface], out: &mut Vec<Effect>) {
 mod tests {
     use super::*;
     use crate::model::PollData;
+    use crate::rules::link::LINK_DOWN;
 
     fn iface(index: u32, admin: u8, oper: u8) -> Interface {
         Interface::new(index, &format!("if{index}"), None).with_status(admin, oper)
@@ -240,17 +197,17 @@ mod tests {
         })
     }
 
-    fn raised(effects: &[Effect], kind: &str) -> usize {
+    fn raised(effects: &[Change], kind: &str) -> usize {
         effects
             .iter()
-            .filter(|e| matches!(e, Effect::Raise { kind: k, .. } if *k == kind))
+            .filter(|e| matches!(e, Change::Raise { kind: k, .. } if k == kind))
             .count()
     }
 
-    fn cleared(effects: &[Effect], kind: &str) -> usize {
+    fn cleared(effects: &[Change], kind: &str) -> usize {
         effects
             .iter()
-            .filter(|e| matches!(e, Effect::Clear { kind: k, .. } if *k == kind))
+            .filter(|e| matches!(e, Change::Clear { kind: k, .. } if k == kind))
             .count()
     }
 
@@ -261,10 +218,7 @@ mod tests {
         assert_eq!(up.state, ElementState::Up);
         assert!(matches!(
             e.last(),
-            Some(Effect::StateChanged {
-                to: ElementState::Up,
-                ..
-            })
+            Some(Change::Event { kind, text, .. }) if kind == ELEMENT_STATE && text.ends_with("-> up")
         ));
         let (down, e) = evaluate(&up, Outcome::Unreachable("timeout".into()), 2, 5, &r);
         assert_eq!(down.state, ElementState::Down);
@@ -274,10 +228,7 @@ mod tests {
         assert_eq!(cleared(&e, NODE_DOWN), 1);
         assert!(e.iter().any(|x| matches!(
             x,
-            Effect::StateChanged {
-                from: ElementState::Down,
-                ..
-            }
+            Change::Event { kind, text, .. } if kind == ELEMENT_STATE && text.starts_with("down -> ")
         )));
     }
 

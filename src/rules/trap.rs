@@ -16,8 +16,10 @@
 //! window turns the pair into one `link.flap` event and no alarm; otherwise the LinkDown alarm
 //! is raised when the window ends, with the linkDown's time as first-seen.
 
+use super::link;
+use crate::alarms::Change;
 use crate::model::{Severity, UnixMillis};
-use crate::rules::poll::{LINK_DOWN, REBOOT};
+use crate::rules::poll::REBOOT;
 use crate::snmp::trap::{Oid, SNMP_TRAPS, Trap, TrapValue};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -84,28 +86,6 @@ impl From<&crate::config::TrapsSection> for MapRules {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
-    Raise {
-        kind: &'static str,
-        instance: Option<String>,
-        severity: Severity,
-        text: String,
-        /// When the condition began (a held-back linkDown's own time).
-        at: UnixMillis,
-    },
-    Clear {
-        kind: &'static str,
-        instance: Option<String>,
-        why: String,
-    },
-    Event {
-        kind: &'static str,
-        severity: Severity,
-        text: String,
-    },
-}
-
 #[derive(Debug, Clone)]
 struct Held {
     at: UnixMillis,
@@ -142,7 +122,7 @@ impl Mapper {
         self.held.len()
     }
 
-    pub(crate) fn on_trap(&mut self, element: &str, trap: &Trap, now: UnixMillis) -> Vec<Action> {
+    pub(crate) fn on_trap(&mut self, element: &str, trap: &Trap, now: UnixMillis) -> Vec<Change> {
         let generic = generic_of(&trap.trap_oid);
         let from = describe_sender(trap);
         match generic {
@@ -175,8 +155,8 @@ impl Mapper {
         }
     }
 
-    /// Actions that are due at `now`, with their element.
-    pub(crate) fn tick(&mut self, now: UnixMillis) -> Vec<(String, Action)> {
+    /// Changes that are due at `now`, with their element.
+    pub(crate) fn tick(&mut self, now: UnixMillis) -> Vec<(String, Change)> {
         let mut out = Vec::new();
         let window = ms(self.rules.flap_window);
         let due: Vec<(String, String)> = self
@@ -187,16 +167,7 @@ impl Mapper {
             .collect();
         for key in due {
             if let Some(h) = self.held.remove(&key) {
-                out.push((
-                    key.0,
-                    Action::Raise {
-                        kind: LINK_DOWN,
-                        instance: Some(key.1),
-                        severity: Severity::Major,
-                        text: h.text,
-                        at: h.at,
-                    },
-                ));
+                out.push((key.0, link::down(Some(key.1), h.text).at(h.at)));
             }
         }
         out
@@ -208,7 +179,7 @@ impl Mapper {
         trap: &Trap,
         from: &str,
         now: UnixMillis,
-    ) -> Vec<Action> {
+    ) -> Vec<Change> {
         let (index, label) = interface_of(trap);
         let admin_down = trap.varbinds.iter().any(|v| {
             v.oid.starts_with(&IF_ENTRY)
@@ -220,16 +191,12 @@ impl Mapper {
                 self.held.remove(&(element.to_owned(), i.clone()));
             }
             return vec![
-                Action::Event {
-                    kind: "link.admin-down",
-                    severity: Severity::Info,
-                    text: format!("interface {label} shut down by an operator (linkDown{from})"),
-                },
-                Action::Clear {
-                    kind: LINK_DOWN,
-                    instance: index,
-                    why: "administratively down".into(),
-                },
+                Change::event(
+                    "link.admin-down",
+                    Severity::Info,
+                    format!("interface {label} shut down by an operator (linkDown{from})"),
+                ),
+                link::up(index, "administratively down"),
             ];
         }
         let text = format!("interface {label} is down (linkDown trap{from})");
@@ -246,35 +213,25 @@ impl Mapper {
                 return Vec::new();
             }
         }
-        vec![Action::Raise {
-            kind: LINK_DOWN,
-            instance: index,
-            severity: Severity::Major,
-            text,
-            at: now,
-        }]
+        vec![link::down(index, text).at(now)]
     }
 
-    fn link_up(&mut self, element: &str, trap: &Trap, from: &str, now: UnixMillis) -> Vec<Action> {
+    fn link_up(&mut self, element: &str, trap: &Trap, from: &str, now: UnixMillis) -> Vec<Change> {
         let (index, label) = interface_of(trap);
         if let Some(i) = &index
             && let Some(h) = self.held.remove(&(element.to_owned(), i.clone()))
         {
             let took = Duration::from_millis(now.saturating_sub(h.at).max(0) as u64);
-            return vec![Action::Event {
-                kind: "link.flap",
-                severity: Severity::Warning,
-                text: format!(
+            return vec![Change::event(
+                "link.flap",
+                Severity::Warning,
+                format!(
                     "interface {label} went down and up again within {} (linkDown/linkUp{from})",
                     humantime::format_duration(Duration::from_millis(took.as_millis() as u64))
                 ),
-            }];
+            )];
         }
-        vec![Action::Clear {
-            kind: LINK_DOWN,
-            instance: index,
-            why: format!("linkUp trap{from}"),
-        }]
+        vec![link::up(index, format!("linkUp trap{from}"))]
     }
 
     fn raise(
@@ -283,23 +240,17 @@ impl Mapper {
         severity: Severity,
         text: String,
         now: UnixMillis,
-    ) -> Vec<Action> {
-        vec![Action::Raise {
-            kind,
-            instance,
-            severity,
-            text,
-            at: now,
-        }]
+    ) -> Vec<Change> {
+        vec![Change::raise(kind, instance, severity, text).at(now)]
     }
 
-    fn other(&mut self, trap: &Trap, from: &str, now: UnixMillis) -> Vec<Action> {
+    fn other(&mut self, trap: &Trap, from: &str, now: UnixMillis) -> Vec<Change> {
         let text = describe_with(trap, from);
-        let mut out = vec![Action::Event {
-            kind: "trap.received",
-            severity: Severity::Indeterminate,
-            text: text.clone(),
-        }];
+        let mut out = vec![Change::event(
+            "trap.received",
+            Severity::Indeterminate,
+            text.clone(),
+        )];
         if self.rules.other_alarms {
             out.extend(Mapper::raise(
                 OTHER_TRAP,
@@ -492,12 +443,12 @@ mod tests {
         let mut m = Mapper::new(rules(0));
         let a = m.on_trap("r1", &trap(3, if_index(7)), 10);
         assert!(
-            matches!(&a[..], [Action::Raise { kind: "LinkDown", instance: Some(i), severity: Severity::Major, at: 10, .. }] if i == "7"),
+            matches!(&a[..], [Change::Raise { kind, instance: Some(i), severity: Severity::Major, at: Some(10), .. }] if kind == "LinkDown" && i == "7"),
             "{a:?}"
         );
         let a = m.on_trap("r1", &trap(4, if_index(7)), 20);
         assert!(
-            matches!(&a[..], [Action::Clear { kind: "LinkDown", instance: Some(i), .. }] if i == "7"),
+            matches!(&a[..], [Change::Clear { kind, instance: Some(i), .. }] if kind == "LinkDown" && i == "7"),
             "{a:?}"
         );
         assert_eq!(m.tracked(), 0);
@@ -528,20 +479,8 @@ mod tests {
             ],
         );
         let a = m.on_trap("r1", &t, 1);
-        assert!(matches!(
-            &a[0],
-            Action::Event {
-                kind: "link.admin-down",
-                ..
-            }
-        ));
-        assert!(matches!(
-            &a[1],
-            Action::Clear {
-                kind: "LinkDown",
-                ..
-            }
-        ));
+        assert!(matches!(&a[0], Change::Event { kind, .. } if kind == "link.admin-down"));
+        assert!(matches!(&a[1], Change::Clear { kind, .. } if kind == "LinkDown"));
     }
 
     #[test]
@@ -554,13 +493,7 @@ mod tests {
         );
         let a = m.on_trap("r1", &trap(4, if_index(1)), 3_000);
         assert!(
-            matches!(
-                &a[..],
-                [Action::Event {
-                    kind: "link.flap",
-                    ..
-                }]
-            ),
+            matches!(&a[..], [Change::Event { kind, .. }] if kind == "link.flap"),
             "{a:?}"
         );
         assert!(m.tick(100_000).is_empty(), "nothing left to raise");
@@ -569,17 +502,11 @@ mod tests {
         assert!(m.tick(14_999).is_empty());
         let due = m.tick(15_000);
         assert!(
-            matches!(&due[..], [(e, Action::Raise { kind: "LinkDown", at: 10_000, .. })] if e == "r1"),
+            matches!(&due[..], [(e, Change::Raise { kind, at: Some(10_000), .. })] if kind == "LinkDown" && e == "r1"),
             "{due:?}"
         );
         let a = m.on_trap("r1", &trap(4, if_index(2)), 20_000);
-        assert!(matches!(
-            &a[..],
-            [Action::Clear {
-                kind: "LinkDown",
-                ..
-            }]
-        ));
+        assert!(matches!(&a[..], [Change::Clear { kind, .. }] if kind == "LinkDown"));
     }
 
     #[test]
@@ -593,23 +520,14 @@ mod tests {
         let a = m.on_trap("r1", &trap(1, vec![]), 0);
         assert!(matches!(
             &a[..],
-            [Action::Raise {
-                kind: "Reboot",
-                severity: Severity::Warning,
-                instance: None,
-                ..
-            }]
+            [Change::Raise { kind, severity: Severity::Warning, instance: None, .. }] if kind == "Reboot"
         ));
         let a = m.on_trap("r1", &trap(2, vec![]), 0);
-        assert!(matches!(&a[..], [Action::Raise { kind: "Reboot", .. }]));
+        assert!(matches!(&a[..], [Change::Raise { kind, .. }] if kind == "Reboot"));
         let a = m.on_trap("r1", &trap(5, vec![]), 0);
         assert!(matches!(
             &a[..],
-            [Action::Raise {
-                kind: "AuthFailure",
-                severity: Severity::Warning,
-                ..
-            }]
+            [Change::Raise { kind, severity: Severity::Warning, .. }] if kind == "AuthFailure"
         ));
         assert!(m.tick(1_000_000).is_empty(), "clearing is the sweep's job");
         assert_eq!(
@@ -629,10 +547,10 @@ mod tests {
             vec![("1.3.6.1.2.1.1.5.0", TrapValue::Text("edge-1".into()))],
         );
         let a = m.on_trap("r1", &t, 0);
-        let [Action::Event { kind, text, .. }] = &a[..] else {
+        let [Change::Event { kind, text, .. }] = &a[..] else {
             panic!("{a:?}");
         };
-        assert_eq!(*kind, "trap.received");
+        assert_eq!(kind, "trap.received");
         assert!(
             text.contains("SNMPv2-SMI::enterprises.8072.2.3.0.1"),
             "{text}"
@@ -647,7 +565,7 @@ mod tests {
         });
         let a = m.on_trap("r1", &t, 0);
         assert!(
-            matches!(&a[1], Action::Raise { kind: "Trap", severity: Severity::Indeterminate, instance: Some(i), .. } if i == "1.3.6.1.4.1.8072.2.3.0.1")
+            matches!(&a[1], Change::Raise { kind, severity: Severity::Indeterminate, instance: Some(i), .. } if kind == "Trap" && i == "1.3.6.1.4.1.8072.2.3.0.1")
         );
     }
 

@@ -101,7 +101,6 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         config.poll.clone(),
         config.credentials.clone(),
         alarms.clone(),
-        events.clone(),
         metrics.clone(),
     );
     let cluster = Cluster::start(

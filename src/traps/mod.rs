@@ -27,7 +27,7 @@
 //! - Not done: replay protection for v3 *traps* (snmp2 skips the time window for Trap PDUs and
 //!   no per-sender engine clock is kept here); informs do get the RFC 3414 time-window check.
 
-use crate::alarms::{AlarmTable, Raise};
+use crate::alarms::AlarmTable;
 use crate::cluster::Cluster;
 use crate::cluster::protocol::AssignmentId;
 use crate::config::TrapsSection;
@@ -35,7 +35,7 @@ use crate::eventlog::EventLog;
 use crate::metrics::TrapMetrics;
 use crate::model::{Element, NewEvent, ServerId, Severity, UnixMillis, now_millis};
 use crate::poll::Poller;
-use crate::rules::trap::{Action, MapRules, Mapper, describe};
+use crate::rules::trap::{MapRules, Mapper, describe};
 use crate::snmp::trap::{DecodeError, Decoder, Trap};
 use crate::snmp::usm::LocalEngine;
 use serde::{Deserialize, Serialize};
@@ -541,48 +541,9 @@ impl TrapService {
     }
 
     fn apply(&self, element: &str, trap: &Trap) {
-        let actions = lock(&self.mapper).on_trap(element, trap, now_millis());
-        for a in actions {
-            self.apply_action(element, a);
-        }
+        let changes = lock(&self.mapper).on_trap(element, trap, now_millis());
+        self.alarms.apply(element, changes);
         self.metrics.applied.inc();
-    }
-
-    fn apply_action(&self, element: &str, action: Action) {
-        match action {
-            Action::Raise {
-                kind,
-                instance,
-                severity,
-                text,
-                at,
-            } => {
-                self.alarms.raise_at(
-                    Raise {
-                        kind: kind.to_owned(),
-                        element: element.to_owned(),
-                        instance,
-                        severity,
-                        text,
-                    },
-                    at,
-                );
-            }
-            Action::Clear {
-                kind,
-                instance,
-                why,
-            } => {
-                self.alarms.clear(kind, element, instance.as_deref(), &why);
-            }
-            Action::Event {
-                kind,
-                severity,
-                text,
-            } => self
-                .events
-                .append(NewEvent::now(Some(element), kind, severity, text)),
-        }
     }
 
     /// Clears trap-raised alarms whose clear time has passed since their last repeat. Works
@@ -606,11 +567,11 @@ impl TrapService {
 
     fn tick(&self) {
         let due = lock(&self.mapper).tick(now_millis());
-        for (element, action) in due {
+        for (element, change) in due {
             // An element that moved away meanwhile: its new owner re-derives its state by
             // polling; raising it here would leave an alarm on a server that does not own it.
             if self.poller.owns(&element) {
-                self.apply_action(&element, action);
+                self.alarms.apply(&element, [change]);
             }
         }
     }
