@@ -4,3 +4,6 @@ pub(crate) mod link;
 pub(crate) mod netconf;
 pub(crate) mod poll;
 pub(crate) mod trap;
+
+#[cfg(test)]
+mod conformance;
