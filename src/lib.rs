@@ -44,5 +44,7 @@ pub mod sim;
 pub(crate) mod snmp;
 pub(crate) mod traps;
 
+#[cfg(test)]
+mod layering;
 #[cfg(feature = "testing")]
 pub mod testing;

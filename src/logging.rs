@@ -106,8 +106,6 @@ pub(crate) fn set_level(level: &str) -> Result<LevelChange, String> {
     Ok(LevelChange::Applied)
 }
 
-/// Checks a `log_level` filter the way [`init`] and [`set_level`] will read it.
-
 /// systemd sets `JOURNAL_STREAM=<dev>:<inode>` for a service whose stderr is the journal; a
 /// child that inherited the variable but writes elsewhere (a shell redirect) must not use the
 /// journal format, hence the comparison with stderr's own device and inode.

@@ -52,19 +52,17 @@ pub(crate) fn parse_all(m: &[u8], notified: &mut dyn FnMut(&Notification)) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::framing::encode;
     use super::*;
     use proptest::prelude::*;
 
-    /// What the poller does with a notification (here with half the sessions our own).
-    fn interpret(n: &Notification) {
-        let mut ifs = [crate::model::Interface::new(1, "eth0", None).with_status(1, 1)];
-        let _ = crate::rules::netconf::interpret(n, &|id| id % 2 == 0, &mut ifs);
-    }
+    /// The notifications parsed are interpreted by the rules' own proptest
+    /// (`rules::netconf`), which drives these same streams.
+    fn interpret(_: &Notification) {}
 
     /// Valid messages of every kind, to mutate.
-    const SEEDS: [&str; 5] = [
+    pub(crate) const SEEDS: [&str; 5] = [
         r#"<hello xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><capabilities><capability>urn:ietf:params:netconf:base:1.1</capability><capability>urn:ietf:params:xml:ns:yang:ietf-system?module=ietf-system&amp;revision=2014-08-06</capability></capabilities><session-id>4</session-id></hello>"#,
         r#"<rpc-reply message-id="1" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><data><system xmlns="urn:ietf:params:xml:ns:yang:ietf-system"><hostname>h</hostname></system><system-state xmlns="urn:ietf:params:xml:ns:yang:ietf-system"><platform><os-name>X</os-name></platform><clock><current-datetime>2026-01-01T00:10:00Z</current-datetime><boot-datetime>2026-01-01T00:00:00+01:00</boot-datetime></clock></system-state></data></rpc-reply>"#,
         r#"<rpc-reply message-id="2" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><data><interfaces-state xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces"><interface><name>eth0</name><oper-status>down</oper-status><if-index>7</if-index><statistics><in-octets>18446744073709551615</in-octets></statistics></interface></interfaces-state></data></rpc-reply>"#,
@@ -73,7 +71,7 @@ mod tests {
     ];
 
     /// A seed with byte-level mutations: overwrite, insert, delete, truncate.
-    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+    pub(crate) fn mutated() -> impl Strategy<Value = Vec<u8>> {
         (
             0..SEEDS.len(),
             prop::collection::vec((any::<u16>(), any::<u8>(), 0u8..4), 0..12),

@@ -234,6 +234,35 @@ fn link_change(l: LinkState, interfaces: &mut [Interface]) -> Option<Change> {
 }
 
 #[cfg(test)]
+mod fuzz {
+    use super::interpret;
+    use crate::model::Interface;
+    use crate::netconf::fuzz::{decode_and_parse, parse_all, tests::mutated};
+    use crate::netconf::xml::Notification;
+    use proptest::prelude::*;
+
+    /// What the poller does with a notification (here with half the sessions our own).
+    fn interpret_it(n: &Notification) {
+        let mut ifs = [Interface::new(1, "eth0", None).with_status(1, 1)];
+        let _ = interpret(n, &|id| id % 2 == 0, &mut ifs);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_streams_never_panic(input in prop::collection::vec(any::<u8>(), 0..2048)) {
+            decode_and_parse(&input, &mut interpret_it);
+        }
+
+        #[test]
+        fn mutated_notifications_never_panic(m in mutated()) {
+            parse_all(&m, &mut interpret_it);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
