@@ -62,6 +62,20 @@ async fn run(
     let events = EventLog::open(&db_path, id, config.events.retention)
         .with_context(|| format!("cannot open event log {}", db_path.display()))?;
     let metrics = Metrics::new().context("metrics registry")?;
+    let jetstream = match &config.events.jetstream {
+        Some(js) => Some(
+            crate::northbound::jetstream::start(
+                js,
+                id,
+                config.events.retention,
+                events.clone(),
+                metrics.registry(),
+            )
+            .await
+            .context("cannot start the JetStream publisher")?,
+        ),
+        None => None,
+    };
     let alarms = Arc::new(AlarmTable::new(id, events.clone()));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -121,6 +135,7 @@ async fn run(
         protect_metrics: config.api.protect_metrics,
         ready: Default::default(),
         traps,
+        jetstream: jetstream.as_ref().map(|j| j.reader.clone()),
     });
     let app = api::router(state.clone());
     let (listen, element_count) = (config.server.listen, config.elements.len());
@@ -159,6 +174,9 @@ async fn run(
     poller.set_elements(Vec::new()).await;
     drop(poller);
     scheduler.abort();
+    if let Some(j) = jetstream {
+        j.stop().await;
+    }
     events.append(NewEvent::now(
         None,
         "server.stop",

@@ -45,6 +45,9 @@ pub struct EventsAnswer {
     pub partial: bool,
     #[serde(default)]
     pub missing: Vec<ServerId>,
+    /// Members that did not answer whose events were read from JetStream instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_stream: Vec<ServerId>,
 }
 
 pub fn bad_query(e: QueryRejection) -> ApiError {

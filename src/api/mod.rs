@@ -38,6 +38,8 @@ pub struct AppState {
     pub protect_metrics: bool,
     pub ready: AtomicBool,
     pub traps: Arc<crate::poll::traps::TrapService>,
+    /// Reads dead members' events from JetStream (`[events.jetstream]`), if configured.
+    pub jetstream: Option<Arc<crate::northbound::jetstream::Reader>>,
 }
 
 pub type Shared = Arc<AppState>;
