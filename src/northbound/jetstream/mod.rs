@@ -112,6 +112,7 @@ async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
+        .request_timeout(Some(cfg.ack_timeout))
         .reconnect_delay_callback(|attempt| {
             Duration::from_millis(100u64.saturating_mul(1 << attempt.min(5)))
                 .min(Duration::from_secs(2))

@@ -165,6 +165,10 @@ impl Publisher {
 
     /// Creates the stream, or updates it to this configuration.
     async fn ensure_stream(&self) -> Result<(), JetStreamError> {
+        // A request sent before the (background) connect succeeds would only time out.
+        if self.js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err(JetStreamError::Connect("not connected yet".into()));
+        }
         let config = stream::Config {
             name: self.cfg.stream.clone(),
             subjects: vec![format!("{}.>", self.cfg.subject_prefix)],
