@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn filters_and_paging_follow_the_event_log() {
-        let all = vec![
+        let all = [
             ev(1, 100, 2, Some("r1"), "alarm.raised"),
             ev(2, 200, 2, Some("r2"), "alarm.cleared"),
             ev(3, 200, 2, None, "server.start"),
