@@ -11,7 +11,8 @@ use super::metrics::JetStreamMetrics;
 use super::{JetStreamError, JetStreamSection, subject};
 use crate::eventlog::EventLog;
 use crate::model::{Event, ServerId, now_millis};
-use async_nats::jetstream::{self, context::PublishError, publish::PublishAck, stream};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, publish::PublishAck, stream};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use std::collections::VecDeque;
@@ -283,6 +284,13 @@ impl Publisher {
             }
             Err(e) => {
                 self.m.failed.inc();
+                // Deleted behind our back: the retry creates it again.
+                if e.kind() == PublishErrorKind::StreamNotFound {
+                    return Err(JetStreamError::Stream {
+                        stream: self.cfg.stream.clone(),
+                        reason: e.to_string(),
+                    });
+                }
                 Err(JetStreamError::Publish(format!("event {}: {e}", done.id)))
             }
         }
