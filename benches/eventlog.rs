@@ -5,8 +5,8 @@
 use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use emspool::eventlog::EventLog;
 use emspool::model::{NewEvent, ServerId, Severity};
+use emspool::testing::EventLog;
 use std::time::{Duration, Instant};
 
 const EVENTS: u64 = 100_000;

@@ -10,15 +10,14 @@
 mod common;
 
 use criterion::{Criterion, Throughput};
-use emspool::config::{Credential, NetconfCredential, NetconfSection, Secret};
 use emspool::model::{Element, Protocol};
-use emspool::poll::evaluate::Outcome;
-use emspool::poll::netconf::data::{InterfacesData, SystemData, system_filter};
-use emspool::poll::netconf::framing::{Decoder, Framing, encode};
-use emspool::poll::netconf::notify::Action;
-use emspool::poll::netconf::session::{Session, Target};
-use emspool::poll::netconf::xml;
-use emspool::poll::netconf::{Host, NetconfClient};
+use emspool::testing::Outcome;
+use emspool::testing::netconf::data::{InterfacesData, SystemData, system_filter};
+use emspool::testing::netconf::framing::{Decoder, Framing, encode};
+use emspool::testing::netconf::session::{Session, Target};
+use emspool::testing::netconf::xml;
+use emspool::testing::netconf::{Host, NetconfClient};
+use emspool::testing::{Credential, NetconfCredential, NetconfSection, Secret};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -108,9 +107,8 @@ impl Host for CountingHost {
     fn credential(&self, _: &str) -> Option<Credential> {
         Some(self.credential.clone())
     }
-    fn notified(&self, _: &str, actions: Vec<Action>) {
-        self.notifications
-            .fetch_add(actions.len() as u64, Ordering::Relaxed);
+    fn notified(&self, _: &str, _: &xml::Notification, _: &dyn Fn(u32) -> bool) {
+        self.notifications.fetch_add(1, Ordering::Relaxed);
     }
 }
 

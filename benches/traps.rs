@@ -12,13 +12,7 @@
 //! exactly one event. Reports sent vs received vs applied vs events written, and the kernel's
 //! drop counter for the socket. Exits non-zero on any loss.
 
-use emspool::alarms::AlarmTable;
-use emspool::cluster::Cluster;
-use emspool::config::Config;
-use emspool::eventlog::EventLog;
-use emspool::metrics::Metrics;
-use emspool::poll::Poller;
-use emspool::poll::traps::TrapService;
+use emspool::testing::{Config, Server};
 mod support;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -100,12 +94,12 @@ const V3_ENGINE: &str = "8000000001020304";
 fn v3_sender(
     config: &Config,
 ) -> (
-    emspool::poll::trap_usm::LocalEngine,
-    emspool::poll::trap_usm::InformUser,
+    emspool::testing::snmp::LocalEngine,
+    emspool::testing::snmp::InformUser,
 ) {
-    use emspool::poll::trap_usm::{InformUser, LocalEngine};
+    use emspool::testing::snmp::{InformUser, LocalEngine};
     let engine = LocalEngine::new(
-        emspool::config::parse_engine_id(V3_ENGINE).expect("engine"),
+        emspool::testing::parse_engine_id(V3_ENGINE).expect("engine"),
         1,
     );
     let users = &config.traps.as_ref().expect("traps").v3_users;
@@ -119,12 +113,12 @@ fn v3_sender(
 fn v3_wrap(
     v2c: &[u8],
     msg_id: i64,
-    engine: &emspool::poll::trap_usm::LocalEngine,
-    user: &emspool::poll::trap_usm::InformUser,
+    engine: &emspool::testing::snmp::LocalEngine,
+    user: &emspool::testing::snmp::InformUser,
 ) -> Vec<u8> {
     // The PDU is what follows version and community in the v2c message.
     let pdu_at = v2c.iter().position(|&b| b == 0xa7).expect("trap PDU");
-    emspool::poll::trap_usm::encode_as_engine(engine, user, msg_id, v2c[pdu_at..].to_vec())
+    emspool::testing::snmp::encode_as_engine(engine, user, msg_id, v2c[pdu_at..].to_vec())
         .expect("encode")
 }
 
@@ -171,7 +165,7 @@ async fn run(secs: u64, rate: u64) -> bool {
         r#"
 [server]
 id = 1
-listen = "127.0.0.1:1"
+listen = "127.0.0.1:0"
 data_dir = "{}"
 
 [poll]
@@ -202,58 +196,24 @@ priv_password = "privpass123"
         dir.path().display()
     );
     let config = Config::parse(&text, "bench.toml").expect("config");
-    let id = config.server_id();
-    let events = EventLog::open(&dir.path().join("e.redb"), id, Duration::ZERO).expect("log");
-    let metrics = Metrics::new().expect("metrics");
-    let alarms = std::sync::Arc::new(AlarmTable::new(id, events.clone()));
-    let (poller, _sched) = Poller::start(
-        id,
-        config.poll.clone(),
-        config.credentials.clone(),
-        alarms.clone(),
-        events.clone(),
-        metrics.clone(),
-    );
-    let cluster = Cluster::start(
-        &config,
-        poller.clone(),
-        alarms.clone(),
-        events.clone(),
-        metrics.clone(),
-    )
-    .await
-    .expect("cluster");
-    let (traps, _tasks) = TrapService::start(
-        id,
-        config.traps.as_ref(),
-        cluster,
-        poller.clone(),
-        alarms.clone(),
-        events.clone(),
-        metrics.traps.clone(),
-    )
-    .await
-    .expect("trap service");
-    let to = traps.local_addr().expect("listening");
+    let server = Server::start(&config).await.expect("server");
+    let to = server.trap_addr().expect("listening");
     // Wait for ownership and the element's first (failing) poll, so that only trap events
     // are written while we measure.
     let t0 = Instant::now();
-    while poller
-        .status_of("bench1")
-        .is_none_or(|(_, st)| st.last_poll.is_none())
-    {
+    while !server.polled("bench1") {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "element never polled"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    while traps.routes().is_empty() {
+    while !server.trap_routes_ready() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let events = server.events().clone();
     events.flush().await.expect("flush");
     let events_before = events.written_total();
-    let m = metrics.traps.clone();
 
     let total = secs * rate;
     // Pre-encoded: 2 x INTERFACES datagrams, reused in a cycle (request ids repeat, which a
@@ -287,20 +247,14 @@ priv_password = "privpass123"
     let send_end = Instant::now();
     // Drain: everything sent must be applied.
     let drain_limit = Duration::from_secs(60);
-    while m.applied.get() < total && send_end.elapsed() < drain_limit {
+    while server.trap_counts().1 < total && send_end.elapsed() < drain_limit {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drained = send_end.elapsed();
     events.flush().await.expect("flush");
     let written = events.written_total() - events_before;
     let drops = kernel_drops(to.port()) - drops_before;
-    let received = m.received.get();
-    let applied = m.applied.get();
-    let waits = m.queue_waits.get();
-    let invalid: u64 = emspool::poll::trap_decode::DecodeError::REASONS
-        .iter()
-        .map(|r| m.invalid.with_label_values(&[r]).get())
-        .sum();
+    let (received, applied, waits, invalid) = server.trap_counts();
     println!(
         "sent {total} in {:.2} s ({:.0}/s offered); received {received}, applied {applied}, \
          invalid {invalid}, events written {written}; kernel drops {drops}; queue waits {waits}; \
@@ -309,7 +263,7 @@ priv_password = "privpass123"
         total as f64 / sent_for.as_secs_f64(),
         drained.as_secs_f64() * 1000.0
     );
-    let active = alarms.count_for("bench1");
+    let active = server.active_alarms("bench1");
     println!("active alarms on bench1 at the end: {active}");
     let lossless = received == total && applied == total && written == total && drops == 0;
     println!(
@@ -369,7 +323,7 @@ async fn scrape(http: &reqwest::Client, port: u16, name: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-/// Forwarding: two full servers (`emspool::server::serve`, HTTP included) in a pool; the element
+/// Forwarding: two full servers (`emspool::testing::Server`, the wiring of `emspool serve`, HTTP included) in a pool; the element
 /// is pinned to server 1 and every trap is sent to server 2's trap port, which must forward it
 /// (batched `POST /peer/v1/traps`) to server 1, where it becomes an alarm change and an event.
 async fn run_forward(secs: u64, rate: u64) -> bool {
@@ -426,11 +380,17 @@ listen = "127.0.0.1:{trap}"
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         stops.push(stop);
         tokio::spawn(async move {
-            if let Err(e) = emspool::server::serve(config, async {
-                let _ = stopped.await;
-            })
-            .await
-            {
+            let served = match Server::start(&config).await {
+                Ok(server) => {
+                    server
+                        .run(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
                 eprintln!("server failed: {e:#}");
             }
         });

@@ -1,5 +1,5 @@
 //! A 10,000-row table walk against one Net-SNMP `snmpd`, side by side: emspool's walker
-//! (`emspool::poll::snmp::Client::walk_columns` over one column) vs `snmpbulkwalk -v2c -Cr<N>`,
+//! (`emspool::testing::snmp::Client::walk_columns` over one column) vs `snmpbulkwalk -v2c -Cr<N>`,
 //! with the same max-repetitions.
 //!
 //!     cargo bench --bench walk
@@ -24,8 +24,8 @@
 
 mod support;
 
-use emspool::config::{Credential, Secret};
-use emspool::poll::snmp::{Client, Target};
+use emspool::testing::snmp::{Client, Target};
+use emspool::testing::{Credential, Secret};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;

@@ -236,7 +236,7 @@ pub struct EventsSection {
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
     /// `[events.jetstream]`: also publish every event to NATS JetStream (absent: redb only).
-    pub jetstream: Option<crate::northbound::jetstream::JetStreamSection>,
+    pub(crate) jetstream: Option<crate::northbound::jetstream::JetStreamSection>,
 }
 
 impl Default for EventsSection {
@@ -366,7 +366,7 @@ impl Config {
         if self.server.id == 0 {
             return Err(invalid("server.id", "must be a positive integer"));
         }
-        if let Err(e) = crate::logging::validate_level(&self.server.log_level) {
+        if let Err(e) = validate_level(&self.server.log_level) {
             return Err(invalid(
                 "server.log_level",
                 &format!("not a tracing filter: {}", e.replace('\n', " ")),
@@ -539,7 +539,7 @@ fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static st
         ));
     }
     if let Some(fp) = &c.host_key_sha256
-        && crate::poll::netconf::parse_sha256_fingerprint(fp).is_none()
+        && crate::fingerprint::parse_sha256_fingerprint(fp).is_none()
     {
         return Err((
             "host_key_sha256",
@@ -552,7 +552,7 @@ fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static st
 }
 
 /// Checks one element definition; also used for elements added through the API.
-pub fn validate_element(
+pub(crate) fn validate_element(
     e: &Element,
     credentials: &BTreeMap<String, Credential>,
 ) -> Result<(), (String, String)> {
@@ -833,6 +833,13 @@ fn syntax_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
         line,
         message: format!("{key}{message}"),
     }
+}
+
+/// Whether `level` is a `tracing` filter (`info`, `info,emspool=debug`, ...).
+pub(crate) fn validate_level(level: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

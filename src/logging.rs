@@ -28,7 +28,7 @@ struct Installed {
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
 /// Installs the global subscriber; a second call (or another subscriber) leaves it alone.
-pub fn init(level: &str, format: LogFormat) {
+pub(crate) fn init(level: &str, format: LogFormat) {
     let env = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -85,7 +85,7 @@ pub fn init(level: &str, format: LogFormat) {
 
 /// What [`set_level`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum LevelChange {
+pub(crate) enum LevelChange {
     Applied,
     /// `RUST_LOG` is set and wins.
     Overridden,
@@ -94,7 +94,7 @@ pub enum LevelChange {
 }
 
 /// Replaces the filter (a SIGHUP reload); `level` was validated with the config.
-pub fn set_level(level: &str) -> Result<LevelChange, String> {
+pub(crate) fn set_level(level: &str) -> Result<LevelChange, String> {
     let Some(installed) = INSTALLED.get() else {
         return Ok(LevelChange::NotInstalled);
     };
@@ -107,11 +107,6 @@ pub fn set_level(level: &str) -> Result<LevelChange, String> {
 }
 
 /// Checks a `log_level` filter the way [`init`] and [`set_level`] will read it.
-pub fn validate_level(level: &str) -> Result<(), String> {
-    EnvFilter::try_new(level)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
 
 /// systemd sets `JOURNAL_STREAM=<dev>:<inode>` for a service whose stderr is the journal; a
 /// child that inherited the variable but writes elsewhere (a shell redirect) must not use the
@@ -131,7 +126,7 @@ fn stderr_is_journal() -> bool {
 }
 
 /// `sd-daemon(3)` priority prefix for a level: error 3, warning 4, info 6, debug 7.
-pub fn syslog_priority(level: &Level) -> u8 {
+pub(crate) fn syslog_priority(level: &Level) -> u8 {
     match *level {
         Level::ERROR => 3,
         Level::WARN => 4,
@@ -175,9 +170,9 @@ mod tests {
 
     #[test]
     fn level_validation() {
-        assert!(validate_level("info").is_ok());
-        assert!(validate_level("info,emspool=debug").is_ok());
-        assert!(validate_level("emspool=loud").is_err());
+        assert!(crate::config::validate_level("info").is_ok());
+        assert!(crate::config::validate_level("info,emspool=debug").is_ok());
+        assert!(crate::config::validate_level("emspool=loud").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     polls: IntCounterVec,
     poll_duration: Histogram,
@@ -25,7 +25,7 @@ pub struct Metrics {
     events_written: IntCounter,
     event_write_errors: IntCounter,
     api_requests: IntCounterVec,
-    pub auth_failures: IntCounterVec,
+    pub(crate) auth_failures: IntCounterVec,
     start_time: IntGauge,
     is_master: IntGauge,
     term: IntGauge,
@@ -33,8 +33,8 @@ pub struct Metrics {
     owned: IntGauge,
     moves: IntCounter,
     members_alive: IntGauge,
-    pub peer_requests: IntCounterVec,
-    pub traps: TrapMetrics,
+    pub(crate) peer_requests: IntCounterVec,
+    pub(crate) traps: TrapMetrics,
     inventory: IntGauge,
     config_reloads: IntCounterVec,
     config_reload_ok: IntGauge,
@@ -42,17 +42,17 @@ pub struct Metrics {
 
 /// The trap receiver's counters (`poll::traps`).
 #[derive(Clone)]
-pub struct TrapMetrics {
-    pub received: IntCounter,
-    pub decoded: IntCounterVec,
-    pub invalid: IntCounterVec,
-    pub unknown_sender: IntCounter,
-    pub informs_acked: IntCounter,
-    pub applied: IntCounter,
-    pub forwarded: IntCounter,
-    pub dropped: IntCounterVec,
-    pub queue_waits: IntCounter,
-    pub socket_drops: IntCounter,
+pub(crate) struct TrapMetrics {
+    pub(crate) received: IntCounter,
+    pub(crate) decoded: IntCounterVec,
+    pub(crate) invalid: IntCounterVec,
+    pub(crate) unknown_sender: IntCounter,
+    pub(crate) informs_acked: IntCounter,
+    pub(crate) applied: IntCounter,
+    pub(crate) forwarded: IntCounter,
+    pub(crate) dropped: IntCounterVec,
+    pub(crate) queue_waits: IntCounter,
+    pub(crate) socket_drops: IntCounter,
 }
 
 impl TrapMetrics {
@@ -124,7 +124,7 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
         let r = Registry::new();
         let m = Metrics {
             polls: register(
@@ -319,47 +319,47 @@ impl Metrics {
         Ok(m)
     }
 
-    pub fn set_term(&self, term: u64) {
+    pub(crate) fn set_term(&self, term: u64) {
         self.term.set(term as i64);
     }
 
-    pub fn became_master(&self, master: bool) {
+    pub(crate) fn became_master(&self, master: bool) {
         if master {
             self.elections.inc();
         }
         self.is_master.set(i64::from(master));
     }
 
-    pub fn set_owned(&self, n: usize) {
+    pub(crate) fn set_owned(&self, n: usize) {
         self.owned.set(n as i64);
     }
 
-    pub fn add_moves(&self, n: usize) {
+    pub(crate) fn add_moves(&self, n: usize) {
         self.moves.inc_by(n as u64);
     }
 
     /// Size of the whole inventory (all members), for the "elements without owner" alert.
-    pub fn set_inventory(&self, n: usize) {
+    pub(crate) fn set_inventory(&self, n: usize) {
         self.inventory.set(n as i64);
     }
 
     /// A SIGHUP reload finished (`ok`) or was refused.
-    pub fn config_reloaded(&self, ok: bool) {
+    pub(crate) fn config_reloaded(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads.with_label_values(&[result]).inc();
         self.config_reload_ok.set(i64::from(ok));
     }
 
-    pub fn set_members_alive(&self, n: usize) {
+    pub(crate) fn set_members_alive(&self, n: usize) {
         self.members_alive.set(n as i64);
     }
 
-    pub fn observe_poll(&self, state: ElementState, took: Duration) {
+    pub(crate) fn observe_poll(&self, state: ElementState, took: Duration) {
         self.polls.with_label_values(&[state.as_str()]).inc();
         self.poll_duration.observe(took.as_secs_f64());
     }
 
-    pub fn observe_api(&self, status: u16) {
+    pub(crate) fn observe_api(&self, status: u16) {
         let class = match status {
             200..=299 => "2xx",
             400..=499 => "4xx",
@@ -370,7 +370,7 @@ impl Metrics {
     }
 
     /// Brings table-derived gauges and log counters up to date, then renders the text format.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         alarms: &HashMap<Severity, usize>,
         elements: &HashMap<ElementState, usize>,
@@ -396,7 +396,8 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    pub fn registry(&self) -> &Registry {
+    /// For subsystems that register their own metrics (`northbound::jetstream`).
+    pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 }

@@ -6,12 +6,14 @@ mod common;
 use common::emspool::Emspool;
 use common::pynetconf::{PY_PASSWORD, PY_USER, PyNetconf};
 use common::{NcAuth, Netconfd, wait_until};
-use emspool::config::{NetconfCredential, Secret};
-use emspool::poll::netconf::NcError;
-use emspool::poll::netconf::data::{InterfacesData, SystemData, interfaces_filter, system_filter};
-use emspool::poll::netconf::framing::Framing;
-use emspool::poll::netconf::session::{Session, Target};
-use emspool::poll::netconf::xml::{self, NoData};
+use emspool::testing::netconf::NcError;
+use emspool::testing::netconf::data::{
+    InterfacesData, SystemData, interfaces_filter, system_filter,
+};
+use emspool::testing::netconf::framing::Framing;
+use emspool::testing::netconf::session::{Session, Target};
+use emspool::testing::netconf::xml::{self, NoData};
+use emspool::testing::{NetconfCredential, Secret};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

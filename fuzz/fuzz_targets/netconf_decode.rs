@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    emspool::poll::netconf::fuzz::decode_and_parse(data);
+    emspool::testing::netconf::decode_and_parse(data);
 });

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    emspool::poll::trap_decode::fuzz_one(data);
+    emspool::testing::snmp::fuzz_one(data);
 });

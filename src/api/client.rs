@@ -15,62 +15,62 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ElementsAnswer {
-    pub elements: Vec<ElementView>,
+pub(crate) struct ElementsAnswer {
+    pub(crate) elements: Vec<ElementView>,
     #[serde(default)]
-    pub partial: bool,
+    pub(crate) partial: bool,
     #[serde(default)]
-    pub missing: Vec<ServerId>,
+    pub(crate) missing: Vec<ServerId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct AlarmsAnswer {
-    pub alarms: Vec<Alarm>,
+pub(crate) struct AlarmsAnswer {
+    pub(crate) alarms: Vec<Alarm>,
     /// Alarms matching the filter, of which the first `limit` are listed.
     #[serde(default)]
-    pub total: usize,
+    pub(crate) total: usize,
     #[serde(default)]
-    pub partial: bool,
+    pub(crate) partial: bool,
     #[serde(default)]
-    pub missing: Vec<ServerId>,
+    pub(crate) missing: Vec<ServerId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct EventsAnswer {
-    pub events: Vec<Event>,
+pub(crate) struct EventsAnswer {
+    pub(crate) events: Vec<Event>,
     /// Pass as `before` to get the next (older) page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
+    pub(crate) next: Option<String>,
     #[serde(default)]
-    pub partial: bool,
+    pub(crate) partial: bool,
     #[serde(default)]
-    pub missing: Vec<ServerId>,
+    pub(crate) missing: Vec<ServerId>,
     /// Members that did not answer whose events were read from JetStream instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub from_stream: Vec<ServerId>,
+    pub(crate) from_stream: Vec<ServerId>,
 }
 
-pub fn bad_query(e: QueryRejection) -> ApiError {
+pub(crate) fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::BadRequest(e.body_text())
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct AlarmParams {
-    pub element: Option<String>,
+pub(crate) struct AlarmParams {
+    pub(crate) element: Option<String>,
     /// The least severe level to include, e.g. `major` gives critical and major.
-    pub severity: Option<String>,
-    pub acknowledged: Option<bool>,
-    pub scope: Option<String>,
+    pub(crate) severity: Option<String>,
+    pub(crate) acknowledged: Option<bool>,
+    pub(crate) scope: Option<String>,
     /// At most this many alarms, most severe and newest first (default 1000, max 100000).
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
-pub const ALARM_LIMIT_DEFAULT: usize = 1000;
-pub const ALARM_LIMIT_MAX: usize = 100_000;
+pub(crate) const ALARM_LIMIT_DEFAULT: usize = 1000;
+pub(crate) const ALARM_LIMIT_MAX: usize = 100_000;
 
 impl AlarmParams {
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
             .unwrap_or(ALARM_LIMIT_DEFAULT)
             .clamp(1, ALARM_LIMIT_MAX)
@@ -78,7 +78,7 @@ impl AlarmParams {
 }
 
 /// `scope=local` (this server only) or `scope=pool` (the default).
-pub fn is_local(scope: &Option<String>) -> Result<bool, ApiError> {
+pub(crate) fn is_local(scope: &Option<String>) -> Result<bool, ApiError> {
     match scope.as_deref() {
         None | Some("pool") => Ok(false),
         Some("local") => Ok(true),
@@ -90,12 +90,12 @@ pub fn is_local(scope: &Option<String>) -> Result<bool, ApiError> {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ElementParams {
-    pub scope: Option<String>,
+pub(crate) struct ElementParams {
+    pub(crate) scope: Option<String>,
 }
 
 impl AlarmParams {
-    pub fn filter(&self) -> Result<AlarmFilter, ApiError> {
+    pub(crate) fn filter(&self) -> Result<AlarmFilter, ApiError> {
         let min_severity = match &self.severity {
             None => None,
             Some(s) => Some(Severity::parse(s).ok_or_else(|| {
@@ -114,14 +114,14 @@ impl AlarmParams {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct AckBody {
+pub(crate) struct AckBody {
     /// Who acknowledges; defaults to `api`.
-    pub by: Option<String>,
+    pub(crate) by: Option<String>,
 }
 
 impl AckBody {
     /// The body is optional, so it is parsed here rather than by the Json extractor.
-    pub fn who(body: &[u8]) -> Result<String, ApiError> {
+    pub(crate) fn who(body: &[u8]) -> Result<String, ApiError> {
         let by = if body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
@@ -141,20 +141,20 @@ impl AckBody {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct EventParams {
-    pub element: Option<String>,
-    pub kind: Option<String>,
+pub(crate) struct EventParams {
+    pub(crate) element: Option<String>,
+    pub(crate) kind: Option<String>,
     /// Unix milliseconds, RFC 3339, or a duration ago such as `15m`.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub limit: Option<usize>,
+    pub(crate) since: Option<String>,
+    pub(crate) until: Option<String>,
+    pub(crate) limit: Option<usize>,
     /// Cursor from a previous answer's `next`.
-    pub before: Option<String>,
-    pub scope: Option<String>,
+    pub(crate) before: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 impl EventParams {
-    pub fn query(&self) -> Result<EventQuery, ApiError> {
+    pub(crate) fn query(&self) -> Result<EventQuery, ApiError> {
         let before = match &self.before {
             None => None,
             Some(c) => Some(
@@ -173,7 +173,7 @@ impl EventParams {
     }
 }
 
-pub fn parse_instant(s: &str) -> Result<UnixMillis, ApiError> {
+pub(crate) fn parse_instant(s: &str) -> Result<UnixMillis, ApiError> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
@@ -189,6 +189,6 @@ pub fn parse_instant(s: &str) -> Result<UnixMillis, ApiError> {
     )))
 }
 
-pub async fn pool(State(s): State<Shared>) -> Json<crate::cluster::PoolView> {
+pub(crate) async fn pool(State(s): State<Shared>) -> Json<crate::cluster::PoolView> {
     Json(s.cluster.view())
 }

@@ -10,25 +10,20 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 /// Fan-out answers must come within this, whatever the number of members.
-pub const DEADLINE: Duration = Duration::from_millis(1500);
+pub(crate) const DEADLINE: Duration = Duration::from_millis(1500);
 
-pub struct Gathered<R> {
-    pub answers: Vec<(ServerId, R)>,
-    /// Members that answered with a 4xx: they were there, the answer was no.
-    pub refused: Vec<ServerId>,
+pub(crate) struct Gathered<R> {
+    pub(crate) answers: Vec<(ServerId, R)>,
     /// Members that did not answer in time (or are dead, or failed).
-    pub missing: Vec<ServerId>,
-}
-
-impl<R> Gathered<R> {
-    pub fn partial(&self) -> bool {
-        !self.missing.is_empty()
-    }
+    pub(crate) missing: Vec<ServerId>,
 }
 
 /// GETs `path` from every other configured member believed alive; dead ones are missing at
 /// once, without waiting.
-pub async fn get<R: DeserializeOwned + Send + 'static>(s: &Shared, path: &str) -> Gathered<R> {
+pub(crate) async fn get<R: DeserializeOwned + Send + 'static>(
+    s: &Shared,
+    path: &str,
+) -> Gathered<R> {
     run(s, move |t, id| {
         let path = path.to_owned();
         async move { t.get::<R>(id, &path, DEADLINE).await }
@@ -37,7 +32,7 @@ pub async fn get<R: DeserializeOwned + Send + 'static>(s: &Shared, path: &str) -
 }
 
 /// POSTs `body` to `path` on every other live member.
-pub async fn post<B, R>(s: &Shared, path: &str, body: &B) -> Gathered<R>
+pub(crate) async fn post<B, R>(s: &Shared, path: &str, body: &B) -> Gathered<R>
 where
     B: Serialize + Clone + Send + Sync + 'static,
     R: DeserializeOwned + Send + 'static,
@@ -72,11 +67,11 @@ where
         set.spawn(async move { (id, tokio::time::timeout(DEADLINE, fut).await) });
     }
     let mut answers = Vec::new();
-    let mut refused = Vec::new();
     while let Some(joined) = set.join_next().await {
         match joined {
             Ok((id, Ok(Ok(r)))) => answers.push((id, r)),
-            Ok((id, Ok(Err(PeerError::Refused(_, code, _))))) if code < 500 => refused.push(id),
+            // A 4xx: the member was there, and its answer was no.
+            Ok((_, Ok(Err(PeerError::Refused(_, code, _))))) if code < 500 => {}
             Ok((id, Ok(Err(e)))) => {
                 tracing::debug!("fan-out to server {id}: {e}");
                 missing.push(id);
@@ -86,9 +81,5 @@ where
         }
     }
     missing.sort();
-    Gathered {
-        answers,
-        refused,
-        missing,
-    }
+    Gathered { answers, missing }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 /// How long a change waits to show up in this server's assignment before answering 202.
 const SETTLE: Duration = Duration::from_secs(3);
 
-pub async fn add(
+pub(crate) async fn add(
     State(s): State<Shared>,
     body: Result<Json<Element>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Element>), ApiError> {
@@ -36,7 +36,7 @@ pub async fn add(
     ))
 }
 
-pub async fn remove(
+pub(crate) async fn remove(
     State(s): State<Shared>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {

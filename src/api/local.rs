@@ -7,7 +7,7 @@ use crate::alarms::{AlarmError, AlarmFilter};
 use crate::eventlog::{EventPage, EventQuery};
 use crate::model::{Alarm, ElementView};
 
-pub fn elements(s: &Shared) -> Vec<ElementView> {
+pub(crate) fn elements(s: &Shared) -> Vec<ElementView> {
     s.poller
         .statuses()
         .into_iter()
@@ -20,7 +20,7 @@ pub fn elements(s: &Shared) -> Vec<ElementView> {
         .collect()
 }
 
-pub fn element(s: &Shared, name: &str) -> Option<ElementView> {
+pub(crate) fn element(s: &Shared, name: &str) -> Option<ElementView> {
     let (element, status) = s.poller.status_of(name)?;
     Some(ElementView {
         active_alarms: s.alarms.count_for(&element.name),
@@ -31,20 +31,20 @@ pub fn element(s: &Shared, name: &str) -> Option<ElementView> {
 }
 
 /// The first `limit` alarms in API order, and how many match in all.
-pub fn alarms(s: &Shared, filter: &AlarmFilter, limit: usize) -> (Vec<Alarm>, usize) {
+pub(crate) fn alarms(s: &Shared, filter: &AlarmFilter, limit: usize) -> (Vec<Alarm>, usize) {
     let mut v = s.alarms.list(filter);
     let total = v.len();
     v.truncate(limit);
     (v, total)
 }
 
-pub fn ack(s: &Shared, id: u64, by: &str) -> Result<Alarm, ApiError> {
+pub(crate) fn ack(s: &Shared, id: u64, by: &str) -> Result<Alarm, ApiError> {
     s.alarms.ack(id, by).map_err(|e| match e {
         AlarmError::NotFound(_) => ApiError::NotFound(e.to_string()),
     })
 }
 
-pub async fn events(s: &Shared, q: EventQuery) -> Result<EventPage, ApiError> {
+pub(crate) async fn events(s: &Shared, q: EventQuery) -> Result<EventPage, ApiError> {
     let log = s.events.clone();
     tokio::task::spawn_blocking(move || log.query(&q))
         .await

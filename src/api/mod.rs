@@ -1,13 +1,13 @@
 //! The HTTP API: client endpoints under `/api/v1`, operations endpoints at the root.
 
-pub mod client;
-pub mod error;
-pub mod fanout;
-pub mod inventory;
-pub mod local;
-pub mod peer;
-pub mod peered;
-pub mod view;
+pub(crate) mod client;
+pub(crate) mod error;
+pub(crate) mod fanout;
+pub(crate) mod inventory;
+pub(crate) mod local;
+pub(crate) mod peer;
+pub(crate) mod peered;
+pub(crate) mod view;
 
 use crate::alarms::AlarmTable;
 use crate::cluster::Cluster;
@@ -25,26 +25,27 @@ use axum::routing::{get, post};
 use error::ApiError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use subtle::ConstantTimeEq;
 
 /// Everything a request handler may read or change on this server.
-pub struct AppState {
-    pub id: ServerId,
-    pub poller: Arc<Poller>,
-    pub cluster: Arc<Cluster>,
-    pub alarms: Arc<AlarmTable>,
-    pub events: EventLog,
-    pub metrics: Metrics,
-    pub token: Option<Secret>,
-    pub protect_metrics: bool,
-    pub ready: AtomicBool,
-    pub traps: Arc<crate::poll::traps::TrapService>,
+pub(crate) struct AppState {
+    pub(crate) id: ServerId,
+    pub(crate) poller: Arc<Poller>,
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) alarms: Arc<AlarmTable>,
+    pub(crate) events: EventLog,
+    pub(crate) metrics: Metrics,
+    pub(crate) token: Option<Secret>,
+    pub(crate) protect_metrics: bool,
+    pub(crate) ready: AtomicBool,
+    pub(crate) traps: Arc<crate::traps::TrapService>,
     /// Reads dead members' events from JetStream (`[events.jetstream]`), if configured.
-    pub jetstream: Option<Arc<crate::northbound::jetstream::Reader>>,
+    pub(crate) jetstream: Option<Arc<crate::northbound::jetstream::Reader>>,
 }
 
-pub type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
-pub fn router(state: Shared) -> Router {
+pub(crate) fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/elements", get(peered::elements).post(inventory::add))
         .route(
@@ -122,17 +123,10 @@ async fn require_token(State(s): State<Shared>, req: Request, next: Next) -> Res
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.expose().as_bytes())) {
+        if !given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.expose().as_bytes()))) {
             s.metrics.auth_failures.with_label_values(&["client"]).inc();
             return ApiError::Unauthorized.into_response();
         }
     }
     next.run(req).await
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,13 +1,13 @@
 //! Peer endpoints under `/peer/v1`: election, heartbeats, assignments and hand-over.
 //! Every request must carry the pool secret; refusals are counted.
 
+use super::Shared;
 use super::client::{
     AlarmParams, AlarmsAnswer, ElementsAnswer, EventParams, EventsAnswer, bad_query,
 };
 use super::error::ApiError;
 use super::local;
 use super::peered::AckRequest;
-use super::{Shared, constant_time_eq};
 use crate::cluster::protocol::{
     Assignment, ElectionEnvelope, Fault, Heartbeat, Push, Release, Released,
 };
@@ -15,7 +15,7 @@ use crate::cluster::transport::FROM_HEADER;
 use crate::cluster::{ClusterError, InventoryChange};
 use crate::model::ServerId;
 use crate::model::{Alarm, ElementView};
-use crate::poll::traps::{BatchResult, TrapBatch};
+use crate::traps::{BatchResult, TrapBatch};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -25,8 +25,9 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use subtle::ConstantTimeEq;
 
-pub fn router(state: Shared) -> Router<Shared> {
+pub(crate) fn router(state: Shared) -> Router<Shared> {
     Router::new()
         .route("/heartbeat", post(heartbeat))
         .route("/election", post(election))
@@ -52,7 +53,7 @@ async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let ok = !secret.is_empty()
-        && given.is_some_and(|g| constant_time_eq(g.as_bytes(), secret.expose().as_bytes()));
+        && given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(secret.expose().as_bytes())));
     if !ok {
         s.metrics.auth_failures.with_label_values(&["peer"]).inc();
         return ApiError::Unauthorized.into_response();
@@ -92,7 +93,7 @@ async fn inventory(
     Ok(Json(serde_json::json!({})))
 }
 
-pub fn cluster_error(e: ClusterError) -> ApiError {
+pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
     match e {
         ClusterError::StaleTerm { .. } => ApiError::Conflict(e.to_string()),
         ClusterError::Store(m) => ApiError::Internal(m),

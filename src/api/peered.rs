@@ -36,7 +36,7 @@ fn with_query(path: &str, raw: &Option<String>) -> String {
 }
 
 /// Every element of the inventory with its owner and the owner's live status.
-pub async fn elements(
+pub(crate) async fn elements(
     State(s): State<Shared>,
     params: Result<Query<ElementParams>, QueryRejection>,
 ) -> Result<Json<ElementsAnswer>, ApiError> {
@@ -78,7 +78,7 @@ pub async fn elements(
 }
 
 /// One element, answered by its owner.
-pub async fn element(
+pub(crate) async fn element(
     State(s): State<Shared>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ElementView>, ApiError> {
@@ -125,7 +125,7 @@ fn unanswered(element: crate::model::Element, owner: Option<ServerId>) -> Elemen
 }
 
 /// Active alarms of the whole pool, most severe first.
-pub async fn alarms(
+pub(crate) async fn alarms(
     State(s): State<Shared>,
     params: Result<Query<AlarmParams>, QueryRejection>,
     RawQuery(raw): RawQuery,
@@ -164,13 +164,13 @@ pub async fn alarms(
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct AckRequest {
-    pub id: u64,
-    pub by: String,
+pub(crate) struct AckRequest {
+    pub(crate) id: u64,
+    pub(crate) by: String,
 }
 
 /// Acknowledges on whichever server holds the alarm (its element's owner).
-pub async fn ack(
+pub(crate) async fn ack(
     State(s): State<Shared>,
     id: Result<Path<u64>, PathRejection>,
     body: axum::body::Bytes,
@@ -197,7 +197,7 @@ pub async fn ack(
 }
 
 /// The event logs of all members merged newest first; `next` pages through all of them.
-pub async fn events(
+pub(crate) async fn events(
     State(s): State<Shared>,
     params: Result<Query<EventParams>, QueryRejection>,
     RawQuery(raw): RawQuery,

@@ -15,43 +15,43 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ViewParams {
+pub(crate) struct ViewParams {
     /// `live` (default) or `db`.
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ViewAnswer {
-    pub source: String,
-    pub master: Option<ServerId>,
-    pub term: u64,
-    pub servers: Vec<ServerNode>,
+pub(crate) struct ViewAnswer {
+    pub(crate) source: String,
+    pub(crate) master: Option<ServerId>,
+    pub(crate) term: u64,
+    pub(crate) servers: Vec<ServerNode>,
     /// Elements with no owner (no master yet, or no live member).
     #[serde(default)]
-    pub unassigned: Vec<ElementNode>,
+    pub(crate) unassigned: Vec<ElementNode>,
     #[serde(default)]
-    pub partial: bool,
+    pub(crate) partial: bool,
     #[serde(default)]
-    pub missing: Vec<ServerId>,
+    pub(crate) missing: Vec<ServerId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerNode {
-    pub id: ServerId,
-    pub url: String,
-    pub alive: bool,
-    pub master: bool,
-    pub elements: Vec<ElementNode>,
+pub(crate) struct ServerNode {
+    pub(crate) id: ServerId,
+    pub(crate) url: String,
+    pub(crate) alive: bool,
+    pub(crate) master: bool,
+    pub(crate) elements: Vec<ElementNode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ElementNode {
-    pub name: String,
-    pub state: ElementState,
-    pub alarms: usize,
+pub(crate) struct ElementNode {
+    pub(crate) name: String,
+    pub(crate) state: ElementState,
+    pub(crate) alarms: usize,
 }
 
-pub async fn view(
+pub(crate) async fn view(
     State(s): State<Shared>,
     params: Result<Query<ViewParams>, QueryRejection>,
 ) -> Result<Json<ViewAnswer>, ApiError> {

@@ -22,11 +22,11 @@ use std::sync::Arc;
 
 /// A member that may own NEs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Member {
-    pub id: ServerId,
+pub(crate) struct Member {
+    pub(crate) id: ServerId,
     /// Relative capacity. 0 drains the member: it keeps only the NEs pinned to it.
     #[serde(default = "default_weight")]
-    pub weight: u32,
+    pub(crate) weight: u32,
 }
 
 fn default_weight() -> u32 {
@@ -34,22 +34,23 @@ fn default_weight() -> u32 {
 }
 
 impl Member {
-    pub fn new(id: ServerId) -> Member {
+    #[cfg(test)]
+    pub(crate) fn new(id: ServerId) -> Member {
         Member { id, weight: 1 }
     }
 
-    pub fn weighted(id: ServerId, weight: u32) -> Member {
+    pub(crate) fn weighted(id: ServerId, weight: u32) -> Member {
         Member { id, weight }
     }
 }
 
 /// One change of owner between two assignments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Move {
-    pub element: String,
+pub(crate) struct Move {
+    pub(crate) element: String,
     /// `None` for an NE that had no owner (new in the inventory, or first assignment).
-    pub from: Option<ServerId>,
-    pub to: ServerId,
+    pub(crate) from: Option<ServerId>,
+    pub(crate) to: ServerId,
 }
 
 /// Owner of every NE in `elements`, given as `(name, pin)`.
@@ -58,7 +59,7 @@ pub struct Move {
 /// none), a member its largest weight. A pin to a member not in `live` is ignored until that member is back. If every
 /// weight is 0 the members share equally: NEs must be polled by someone. Empty `live` gives an
 /// empty map.
-pub fn assign<'a>(
+pub(crate) fn assign<'a>(
     elements: impl IntoIterator<Item = (&'a Arc<str>, Option<ServerId>)>,
     live: &[Member],
     previous: &BTreeMap<Arc<str>, ServerId>,
@@ -126,7 +127,7 @@ pub fn assign<'a>(
 }
 
 /// [`assign`] over the inventory's own type.
-pub fn assign_elements(
+pub(crate) fn assign_elements(
     elements: &[Element],
     live: &[Member],
     previous: &BTreeMap<Arc<str>, ServerId>,
@@ -135,7 +136,7 @@ pub fn assign_elements(
 }
 
 /// The NEs whose owner differs, in name order. NEs that left the inventory are not moves.
-pub fn diff(
+pub(crate) fn diff(
     previous: &BTreeMap<Arc<str>, ServerId>,
     next: &BTreeMap<Arc<str>, ServerId>,
 ) -> Vec<Move> {
@@ -150,7 +151,7 @@ pub fn diff(
 }
 
 /// NEs per owner.
-pub fn loads(assignment: &BTreeMap<Arc<str>, ServerId>) -> BTreeMap<ServerId, usize> {
+pub(crate) fn loads(assignment: &BTreeMap<Arc<str>, ServerId>) -> BTreeMap<ServerId, usize> {
     let mut loads = BTreeMap::new();
     for &owner in assignment.values() {
         *loads.entry(owner).or_default() += 1;
@@ -251,13 +252,13 @@ fn targets(quotas: &[Quota], round_ups: u64, held: &[u64]) -> Vec<u64> {
 /// current assignment stay eligible while alive: a new master must not strip a healthy pool
 /// just because it has not watched it for `hold` yet.
 #[derive(Debug, Clone)]
-pub struct HoldDown {
+pub(crate) struct HoldDown {
     hold: u64,
     alive_since: BTreeMap<ServerId, u64>,
 }
 
 impl HoldDown {
-    pub fn new(hold_ms: u64) -> HoldDown {
+    pub(crate) fn new(hold_ms: u64) -> HoldDown {
         HoldDown {
             hold: hold_ms,
             alive_since: BTreeMap::new(),
@@ -266,7 +267,7 @@ impl HoldDown {
 
     /// Records which members are alive at `now_ms`. Call it on every liveness change (or at
     /// least as often as liveness is sampled): a member missing from one call starts over.
-    pub fn observe(&mut self, now_ms: u64, alive: &[ServerId]) {
+    pub(crate) fn observe(&mut self, now_ms: u64, alive: &[ServerId]) {
         self.alive_since.retain(|id, _| alive.contains(id));
         for &id in alive {
             self.alive_since.entry(id).or_insert(now_ms);
@@ -275,7 +276,11 @@ impl HoldDown {
 
     /// The alive members that may own NEs: owners in `current`, and those alive for `hold`.
     /// If that is nobody, every alive member, so that hysteresis never leaves NEs unpolled.
-    pub fn eligible(&self, now_ms: u64, current: &BTreeMap<Arc<str>, ServerId>) -> Vec<ServerId> {
+    pub(crate) fn eligible(
+        &self,
+        now_ms: u64,
+        current: &BTreeMap<Arc<str>, ServerId>,
+    ) -> Vec<ServerId> {
         let owners: BTreeSet<ServerId> = current.values().copied().collect();
         let eligible: Vec<ServerId> = self
             .alive_since
@@ -292,8 +297,9 @@ impl HoldDown {
         }
     }
 
+    #[cfg(test)]
     /// When the next alive member's hold ends, so that the driver re-runs [`assign`] then.
-    pub fn next_change(&self, now_ms: u64) -> Option<u64> {
+    pub(crate) fn next_change(&self, now_ms: u64) -> Option<u64> {
         self.alive_since
             .values()
             .map(|&since| since.saturating_add(self.hold))

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 /// server that was down or partitioned catches up from whatever it hears first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Message {
+pub(crate) enum Message {
     /// "Is anyone above me alive?" Sent to higher ids only.
     Election { term: u64 },
     /// "Yes, stand back": sent by a higher id to the sender of an `Election`.
@@ -42,7 +42,7 @@ pub enum Message {
 }
 
 impl Message {
-    pub fn term(&self) -> u64 {
+    pub(crate) fn term(&self) -> u64 {
         match *self {
             Message::Election { term }
             | Message::Answer { term }
@@ -55,7 +55,7 @@ impl Message {
 /// Timers the machine asks the driver to run. The driver maps each to a configured duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Follower: the master has been silent for `failure_timeout`.
     FailureDetect,
     /// Candidate: no higher id answered within `answer_timeout`.
@@ -67,7 +67,7 @@ pub enum Timer {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// Once, when the server starts (also after a restart): a (re)started server always asks.
     Start,
     /// A message from a peer. The driver authenticates `from`; ids outside the pool are ignored.
@@ -80,7 +80,7 @@ pub enum Input {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Send {
         to: ServerId,
         msg: Message,
@@ -110,7 +110,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub(crate) enum Role {
     /// Created, not started.
     Idle,
     /// Sent `Election` to the higher ids, waiting for an `Answer`.
@@ -135,28 +135,28 @@ impl Role {
 }
 
 /// A strict majority of the configured pool, counting this server.
-pub fn has_quorum(alive_including_me: usize, configured: usize) -> bool {
+pub(crate) fn has_quorum(alive_including_me: usize, configured: usize) -> bool {
     alive_including_me * 2 > configured
 }
 
 /// The first term of the epoch after `seen`'s, owned by `me`: above anything seen, unique to `me`.
-pub fn next_term(seen: u64, me: ServerId) -> u64 {
+pub(crate) fn next_term(seen: u64, me: ServerId) -> u64 {
     // 2^32 elections are out of reach, so a plain add cannot overflow in practice.
     ((term_epoch(seen) + 1) << 32) | u64::from(me.0)
 }
 
 /// The epoch part of a term: how many claim rounds preceded it, for humans.
-pub fn term_epoch(term: u64) -> u64 {
+pub(crate) fn term_epoch(term: u64) -> u64 {
     term >> 32
 }
 
 /// The server that claimed `term` (meaningless for term 0, which nobody claims).
-pub fn term_owner(term: u64) -> ServerId {
+pub(crate) fn term_owner(term: u64) -> ServerId {
     ServerId(term as u32)
 }
 
 #[derive(Debug, Clone)]
-pub struct Election {
+pub(crate) struct Election {
     me: ServerId,
     /// Every configured member including `me`, sorted and without duplicates.
     members: Vec<ServerId>,
@@ -171,7 +171,7 @@ pub struct Election {
 
 impl Election {
     /// `persisted_term` is the last value written for [`Action::PersistTerm`] (0 on first boot).
-    pub fn new(me: ServerId, members: Vec<ServerId>, persisted_term: u64) -> Election {
+    pub(crate) fn new(me: ServerId, members: Vec<ServerId>, persisted_term: u64) -> Election {
         let mut members = members;
         members.push(me);
         members.sort_unstable();
@@ -186,29 +186,31 @@ impl Election {
         }
     }
 
-    pub fn me(&self) -> ServerId {
+    #[cfg(test)]
+    pub(crate) fn me(&self) -> ServerId {
         self.me
     }
 
-    pub fn members(&self) -> &[ServerId] {
+    pub(crate) fn members(&self) -> &[ServerId] {
         &self.members
     }
 
     /// Highest term seen. Assignments from an older term must be refused (fencing).
-    pub fn term(&self) -> u64 {
+    pub(crate) fn term(&self) -> u64 {
         self.term
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.role
     }
 
-    pub fn master(&self) -> Option<ServerId> {
+    pub(crate) fn master(&self) -> Option<ServerId> {
         self.master
     }
 
+    #[cfg(test)]
     /// The term under which [`Election::master`] claimed; 0 when there is no master.
-    pub fn master_term(&self) -> u64 {
+    pub(crate) fn master_term(&self) -> u64 {
         if self.master.is_some() {
             self.master_term
         } else {
@@ -216,18 +218,20 @@ impl Election {
         }
     }
 
-    pub fn is_master(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_master(&self) -> bool {
         self.role == Role::Master
     }
 
+    #[cfg(test)]
     /// Whether a master's command (an assignment) sent by `from` under `term` is to be obeyed:
     /// `from` is the master we follow (or us), `term` its claim, and no newer term has been seen.
     /// A refused command is normal around a change of master; the master re-sends.
-    pub fn accepts(&self, from: ServerId, term: u64) -> bool {
+    pub(crate) fn accepts(&self, from: ServerId, term: u64) -> bool {
         self.master == Some(from) && self.master_term == term && self.term == term
     }
 
-    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+    pub(crate) fn handle(&mut self, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
             Input::Start => self.start_election(&mut out),

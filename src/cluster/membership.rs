@@ -9,15 +9,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
-pub struct PeerInfo {
-    pub last_heard: Instant,
-    pub applied: AssignmentId,
-    pub known: AssignmentId,
-    pub master: Option<ServerId>,
+pub(crate) struct PeerInfo {
+    pub(crate) last_heard: Instant,
+    pub(crate) applied: AssignmentId,
+    pub(crate) known: AssignmentId,
 }
 
 #[derive(Debug)]
-pub struct Membership {
+pub(crate) struct Membership {
     me: ServerId,
     configured: Vec<ServerId>,
     failure_timeout: Duration,
@@ -25,7 +24,11 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(me: ServerId, configured: Vec<ServerId>, failure_timeout: Duration) -> Membership {
+    pub(crate) fn new(
+        me: ServerId,
+        configured: Vec<ServerId>,
+        failure_timeout: Duration,
+    ) -> Membership {
         Membership {
             me,
             configured,
@@ -34,11 +37,7 @@ impl Membership {
         }
     }
 
-    pub fn configured(&self) -> &[ServerId] {
-        &self.configured
-    }
-
-    pub fn heard(&mut self, hb: &Heartbeat, now: Instant) {
+    pub(crate) fn heard(&mut self, hb: &Heartbeat, now: Instant) {
         if hb.from == self.me || !self.configured.contains(&hb.from) {
             return;
         }
@@ -48,17 +47,16 @@ impl Membership {
                 last_heard: now,
                 applied: hb.applied,
                 known: hb.known,
-                master: hb.master,
             },
         );
     }
 
     /// The peer is certainly gone (nothing listens on its port): dead now, not after the timeout.
-    pub fn forget(&mut self, id: ServerId) {
+    pub(crate) fn forget(&mut self, id: ServerId) {
         self.peers.remove(&id);
     }
 
-    pub fn is_alive(&self, id: ServerId, now: Instant) -> bool {
+    pub(crate) fn is_alive(&self, id: ServerId, now: Instant) -> bool {
         id == self.me
             || self
                 .peers
@@ -67,7 +65,7 @@ impl Membership {
     }
 
     /// Alive members including this server, in id order.
-    pub fn alive(&self, now: Instant) -> Vec<ServerId> {
+    pub(crate) fn alive(&self, now: Instant) -> Vec<ServerId> {
         self.configured
             .iter()
             .copied()
@@ -75,7 +73,7 @@ impl Membership {
             .collect()
     }
 
-    pub fn info(&self, id: ServerId) -> Option<&PeerInfo> {
+    pub(crate) fn info(&self, id: ServerId) -> Option<&PeerInfo> {
         self.peers.get(&id)
     }
 }
@@ -88,9 +86,9 @@ mod tests {
         Heartbeat {
             from: ServerId(from),
             term: 1,
-            master: None,
             applied: AssignmentId::default(),
             known: AssignmentId::default(),
+            master: None,
         }
     }
 

@@ -4,13 +4,13 @@
 //! `master` computes and distributes assignments, and this module is the member's side: what
 //! it does when told to take, release or stop polling elements.
 
-pub mod assignment;
+pub(crate) mod assignment;
 mod driver;
-pub mod election;
+pub(crate) mod election;
 mod master;
-pub mod membership;
-pub mod protocol;
-pub mod transport;
+pub(crate) mod membership;
+pub(crate) mod protocol;
+pub(crate) mod transport;
 
 use crate::alarms::AlarmTable;
 use crate::config::{Config, MemberConfig, Secret};
@@ -30,19 +30,19 @@ use tokio::time::Instant;
 use transport::Transport;
 
 const META_TERM: &str = "cluster.term";
-pub const META_ASSIGNMENT: &str = "cluster.assignment";
+pub(crate) const META_ASSIGNMENT: &str = "cluster.assignment";
 
 #[derive(Debug, Clone)]
-pub struct Timings {
-    pub heartbeat: Duration,
-    pub failure_timeout: Duration,
-    pub answer_timeout: Duration,
-    pub lease: Duration,
-    pub hold_down: Duration,
+pub(crate) struct Timings {
+    pub(crate) heartbeat: Duration,
+    pub(crate) failure_timeout: Duration,
+    pub(crate) answer_timeout: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) hold_down: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
+pub(crate) enum ClusterError {
     #[error("stale term {got}: this server has seen term {have}")]
     StaleTerm { got: u64, have: u64 },
     #[error("event log: {0}")]
@@ -74,12 +74,12 @@ pub(crate) struct State {
 /// A change of the inventory, made on the master.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum InventoryChange {
+pub(crate) enum InventoryChange {
     Add(Element),
     Remove(String),
 }
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     me: ServerId,
     members: Vec<MemberConfig>,
     timings: Timings,
@@ -99,30 +99,30 @@ pub struct Cluster {
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct PoolView {
-    pub server: ServerId,
-    pub master: Option<ServerId>,
-    pub term: u64,
-    pub role: Role,
-    pub quorum: bool,
-    pub fenced: bool,
-    pub assignment: AssignmentId,
-    pub members: Vec<MemberView>,
+pub(crate) struct PoolView {
+    pub(crate) server: ServerId,
+    pub(crate) master: Option<ServerId>,
+    pub(crate) term: u64,
+    pub(crate) role: Role,
+    pub(crate) quorum: bool,
+    pub(crate) fenced: bool,
+    pub(crate) assignment: AssignmentId,
+    pub(crate) members: Vec<MemberView>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct MemberView {
-    pub id: ServerId,
-    pub url: String,
-    pub alive: bool,
-    pub master: bool,
+pub(crate) struct MemberView {
+    pub(crate) id: ServerId,
+    pub(crate) url: String,
+    pub(crate) alive: bool,
+    pub(crate) master: bool,
     /// Elements this member owns in the newest assignment known here.
-    pub elements: usize,
+    pub(crate) elements: usize,
 }
 
 impl Cluster {
     /// Builds the pool from the config (a pool of one without `[pool]`) and starts its tasks.
-    pub async fn start(
+    pub(crate) async fn start(
         config: &Config,
         poller: Arc<Poller>,
         alarms: Arc<AlarmTable>,
@@ -204,15 +204,11 @@ impl Cluster {
         Ok(cluster)
     }
 
-    pub fn me(&self) -> ServerId {
-        self.me
-    }
-
-    pub fn fault_injection(&self) -> bool {
+    pub(crate) fn fault_injection(&self) -> bool {
         self.fault_injection
     }
 
-    pub fn secret(&self) -> &Secret {
+    pub(crate) fn secret(&self) -> &Secret {
         self.transport.secret()
     }
 
@@ -220,7 +216,7 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn view(&self) -> PoolView {
+    pub(crate) fn view(&self) -> PoolView {
         let now = Instant::now();
         let st = self.lock();
         let loads = assignment::loads(&st.assignment.owners);
@@ -251,30 +247,23 @@ impl Cluster {
     }
 
     /// The newest assignment known here (the whole inventory with owners).
-    pub fn assignment(&self) -> Assignment {
+    pub(crate) fn assignment(&self) -> Assignment {
         self.lock().assignment.clone()
     }
 
-    pub fn master(&self) -> Option<ServerId> {
+    pub(crate) fn master(&self) -> Option<ServerId> {
         self.lock().master
     }
 
-    pub fn alive_members(&self) -> Vec<ServerId> {
+    pub(crate) fn alive_members(&self) -> Vec<ServerId> {
         self.lock().membership.alive(Instant::now())
     }
 
     /// Every configured member, this server included, in id order.
-    pub fn member_ids(&self) -> Vec<ServerId> {
+    pub(crate) fn member_ids(&self) -> Vec<ServerId> {
         let mut v: Vec<ServerId> = self.members.iter().map(|m| ServerId(m.id)).collect();
         v.sort();
         v
-    }
-
-    pub fn member_url(&self, id: ServerId) -> Option<String> {
-        self.members
-            .iter()
-            .find(|m| m.id == id.0)
-            .map(|m| m.url.clone())
     }
 
     fn my_heartbeat(&self) -> Heartbeat {
@@ -289,7 +278,7 @@ impl Cluster {
     }
 
     /// A peer's heartbeat arrived; the answer is ours.
-    pub fn on_heartbeat(&self, hb: Heartbeat) -> Heartbeat {
+    pub(crate) fn on_heartbeat(&self, hb: Heartbeat) -> Heartbeat {
         if !self.transport.is_blocked(hb.from) {
             self.lock().membership.heard(&hb, Instant::now());
         }
@@ -297,7 +286,7 @@ impl Cluster {
     }
 
     /// An election message arrived from a peer.
-    pub fn on_election(&self, from: ServerId, msg: Message) {
+    pub(crate) fn on_election(&self, from: ServerId, msg: Message) {
         if !self.transport.is_blocked(from) {
             let _ = self.inbox.send(Input::Receive { from, msg });
         }
@@ -312,7 +301,7 @@ impl Cluster {
     }
 
     /// The master takes these elements away: stop polling them now, hand back their alarms.
-    pub async fn release(&self, r: Release) -> Result<Released, ClusterError> {
+    pub(crate) async fn release(&self, r: Release) -> Result<Released, ClusterError> {
         self.check_term(r.term)?;
         let _guard = self.apply_lock.lock().await;
         let drop: BTreeSet<&str> = r.elements.iter().map(String::as_str).collect();
@@ -336,7 +325,7 @@ impl Cluster {
     }
 
     /// A new assignment from the master: poll exactly what it gives this server.
-    pub async fn apply_push(&self, push: Push) -> Result<(), ClusterError> {
+    pub(crate) async fn apply_push(&self, push: Push) -> Result<(), ClusterError> {
         self.check_term(push.assignment.id.term)?;
         let _guard = self.apply_lock.lock().await;
         let (fenced, applied) = {
@@ -454,7 +443,7 @@ impl Cluster {
     }
 
     /// The configured inventory, used until the pool has an assignment.
-    pub fn seed(&self) -> Vec<Element> {
+    pub(crate) fn seed(&self) -> Vec<Element> {
         self.seed.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -470,7 +459,7 @@ impl Cluster {
     }
 
     /// Applies an inventory change on the master; the next assignment round distributes it.
-    pub fn change_inventory(&self, change: InventoryChange) -> Result<(), ClusterError> {
+    pub(crate) fn change_inventory(&self, change: InventoryChange) -> Result<(), ClusterError> {
         if self.lock().role != Role::Master {
             return Err(ClusterError::NotMaster);
         }
@@ -500,7 +489,7 @@ impl Cluster {
     /// removed in the file) is applied to the inventory, and the next round distributes it.
     /// Elements added through the API stay. Elsewhere only the seed changes (`NotMaster`).
     // TODO(lead): a member could forward the difference to the master.
-    pub fn reload_inventory(&self, elements: Vec<Element>) -> Result<usize, ClusterError> {
+    pub(crate) fn reload_inventory(&self, elements: Vec<Element>) -> Result<usize, ClusterError> {
         let old = std::mem::replace(
             &mut *self.seed.lock().unwrap_or_else(|p| p.into_inner()),
             elements.clone(),

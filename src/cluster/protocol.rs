@@ -10,21 +10,21 @@ use std::sync::Arc;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
-pub struct AssignmentId {
-    pub term: u64,
-    pub version: u64,
+pub(crate) struct AssignmentId {
+    pub(crate) term: u64,
+    pub(crate) version: u64,
 }
 
 /// The master's decision: the whole inventory and the owner of each element.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Assignment {
-    pub id: AssignmentId,
-    pub elements: Vec<Element>,
-    pub owners: BTreeMap<Arc<str>, ServerId>,
+pub(crate) struct Assignment {
+    pub(crate) id: AssignmentId,
+    pub(crate) elements: Vec<Element>,
+    pub(crate) owners: BTreeMap<Arc<str>, ServerId>,
 }
 
 impl Assignment {
-    pub fn owned_by(&self, who: ServerId) -> Vec<Element> {
+    pub(crate) fn owned_by(&self, who: ServerId) -> Vec<Element> {
         self.elements
             .iter()
             .filter(|e| self.owners.get(&e.name) == Some(&who))
@@ -35,53 +35,53 @@ impl Assignment {
 
 /// An election message with its sender.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ElectionEnvelope {
-    pub from: ServerId,
-    pub msg: Message,
+pub(crate) struct ElectionEnvelope {
+    pub(crate) from: ServerId,
+    pub(crate) msg: Message,
 }
 
 /// Sent by every member to every other, every heartbeat period; the reply is the receiver's own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Heartbeat {
-    pub from: ServerId,
+pub(crate) struct Heartbeat {
+    pub(crate) from: ServerId,
     /// Highest election term the sender has seen.
-    pub term: u64,
-    pub master: Option<ServerId>,
+    pub(crate) term: u64,
+    pub(crate) master: Option<ServerId>,
     /// The assignment the sender polls by; zero when fenced or before the first one.
-    pub applied: AssignmentId,
+    pub(crate) applied: AssignmentId,
     /// The newest assignment the sender knows of (a new master adopts the pool's newest).
-    pub known: AssignmentId,
+    pub(crate) known: AssignmentId,
 }
 
 /// Master -> member: the new assignment, with the alarms of elements handed over to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Push {
-    pub assignment: Assignment,
+pub(crate) struct Push {
+    pub(crate) assignment: Assignment,
     #[serde(default)]
-    pub handover: Handover,
+    pub(crate) handover: Handover,
 }
 
 /// What moves with elements between live servers: their alarms and last poll status, so the
 /// new owner neither re-raises the alarms nor reports the element unknown for a moment.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Handover {
+pub(crate) struct Handover {
     #[serde(default)]
-    pub alarms: Vec<Alarm>,
+    pub(crate) alarms: Vec<Alarm>,
     #[serde(default)]
-    pub statuses: Vec<(String, ElementStatus)>,
+    pub(crate) statuses: Vec<(String, ElementStatus)>,
 }
 
 /// Master -> member: stop polling these elements now and give me their alarms.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Release {
-    pub term: u64,
-    pub elements: Vec<String>,
+pub(crate) struct Release {
+    pub(crate) term: u64,
+    pub(crate) elements: Vec<String>,
 }
 
-pub type Released = Handover;
+pub(crate) type Released = Handover;
 
 /// Test-only fault injection: the peers this server can neither reach nor hear.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Fault {
-    pub blocked: Vec<ServerId>,
+pub(crate) struct Fault {
+    pub(crate) blocked: Vec<ServerId>,
 }

@@ -12,10 +12,10 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 /// Header naming the sending member, so the receiver can apply fault injection and log who.
-pub const FROM_HEADER: &str = "x-emspool-from";
+pub(crate) const FROM_HEADER: &str = "x-emspool-from";
 
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     #[error("server {0} is not a pool member")]
     UnknownPeer(ServerId),
     #[error("server {0} is cut off (fault injection)")]
@@ -28,7 +28,7 @@ pub enum PeerError {
     Decode(ServerId, String),
 }
 
-pub struct Transport {
+pub(crate) struct Transport {
     me: ServerId,
     urls: BTreeMap<ServerId, String>,
     secret: Secret,
@@ -37,7 +37,7 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(me: ServerId, urls: BTreeMap<ServerId, String>, secret: Secret) -> Transport {
+    pub(crate) fn new(me: ServerId, urls: BTreeMap<ServerId, String>, secret: Secret) -> Transport {
         // Reuse connections: heartbeats flow several times a second to every peer.
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
@@ -57,28 +57,24 @@ impl Transport {
         }
     }
 
-    pub fn me(&self) -> ServerId {
-        self.me
-    }
-
-    pub fn secret(&self) -> &Secret {
+    pub(crate) fn secret(&self) -> &Secret {
         &self.secret
     }
 
-    pub fn is_blocked(&self, id: ServerId) -> bool {
+    pub(crate) fn is_blocked(&self, id: ServerId) -> bool {
         self.blocked
             .read()
             .map(|b| b.contains(&id))
             .unwrap_or(false)
     }
 
-    pub fn set_blocked(&self, ids: &[ServerId]) {
+    pub(crate) fn set_blocked(&self, ids: &[ServerId]) {
         if let Ok(mut b) = self.blocked.write() {
             *b = ids.iter().copied().collect();
         }
     }
 
-    pub fn blocked(&self) -> Vec<ServerId> {
+    pub(crate) fn blocked(&self) -> Vec<ServerId> {
         let mut v: Vec<ServerId> = self
             .blocked
             .read()
@@ -88,7 +84,7 @@ impl Transport {
         v
     }
 
-    pub async fn post<B: Serialize, R: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         to: ServerId,
         path: &str,
@@ -99,7 +95,7 @@ impl Transport {
         self.send(to, req, timeout).await
     }
 
-    pub async fn get<R: DeserializeOwned>(
+    pub(crate) async fn get<R: DeserializeOwned>(
         &self,
         to: ServerId,
         path: &str,
@@ -151,7 +147,7 @@ impl Transport {
 }
 
 /// reqwest's errors embed the URL; keep the cause only.
-pub fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

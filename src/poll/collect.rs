@@ -1,14 +1,14 @@
 //! What one SNMP poll of an element reads: the system group and the interface tables.
 
-use super::snmp::{Client, OwnedValue, SnmpError, Target, oid};
-use crate::interface::status_byte;
-use crate::intern::shared_str;
-use crate::model::{Interface, UnixMillis};
+use crate::model::interface::status_byte;
+use crate::model::intern::shared_str;
+use crate::model::{Interface, PollData};
+use crate::snmp::client::{Client, OwnedValue, SnmpError, Target, oid};
 use std::collections::BTreeMap;
 
-pub const SYS_DESCR: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
-pub const SYS_UPTIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
-pub const SYS_NAME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 5, 0];
+pub(crate) const SYS_DESCR: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
+pub(crate) const SYS_UPTIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
+pub(crate) const SYS_NAME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 5, 0];
 
 const IF_DESCR: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
 const IF_ADMIN: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 7];
@@ -20,22 +20,7 @@ const IFX_HC_OUT: [u32; 11] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 10];
 /// Guards memory against an agent that returns an endless table.
 const MAX_INTERFACES: usize = 10_000;
 
-/// The data of one successful poll.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PollData {
-    pub sys_uptime: Option<u32>,
-    /// When the element booted, by its own clock (NETCONF ietf-system); when known, reboots
-    /// are detected from it instead of from sysUpTime.
-    pub boot_time: Option<UnixMillis>,
-    /// NETCONF capabilities in short form (see `netconf::xml::short_capability`).
-    pub capabilities: Vec<String>,
-    pub sys_name: Option<String>,
-    /// Interned: one copy per distinct text across all elements.
-    pub sys_descr: Option<std::sync::Arc<str>>,
-    pub interfaces: Vec<Interface>,
-}
-
-pub async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
+pub(crate) async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
     let max_rep = target.max_repetitions;
     let mut client = Client::new(target);
     let sys = client

@@ -1,51 +1,43 @@
 //! Polling the elements this server owns, and what their answers mean.
 
-pub mod collect;
-pub mod evaluate;
-pub mod netconf;
-pub mod scheduler;
-pub mod snmp;
-pub mod trap_decode;
-pub mod trap_map;
-pub mod trap_usm;
-pub mod traps;
+pub(crate) mod collect;
+mod netconf;
+pub(crate) mod scheduler;
 
-use crate::alarms::{AlarmTable, Raise};
+use crate::alarms::AlarmTable;
 use crate::config::{Credential, PollSection};
-use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::model::{Element, ElementStatus, NewEvent, Protocol, Severity, now_millis};
-use evaluate::{Effect, Outcome, Rules};
+use crate::model::Outcome;
+use crate::model::{Element, ElementStatus, Protocol, now_millis};
+use crate::rules::poll::Rules;
 use scheduler::{Command, PollFn, Scheduler};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Live state of the owned elements, shared with the API.
-pub struct Poller {
+pub(crate) struct Poller {
     request_tag: u8,
     settings: PollSection,
     rules: Rules,
     credentials: RwLock<Arc<BTreeMap<String, Credential>>>,
     /// Only owned elements have an entry; a result for any other is dropped.
     status: RwLock<HashMap<Arc<str>, (Element, ElementStatus)>>,
+    /// Every alarm change and state event of polling and notifications goes through here.
     alarms: Arc<AlarmTable>,
-    events: EventLog,
     metrics: Metrics,
     commands: mpsc::UnboundedSender<Command>,
-    netconf: netconf::NetconfClient,
+    netconf: crate::netconf::NetconfClient,
 }
 
 impl Poller {
     /// Starts the scheduler task; it stops when the returned `Poller` is dropped or `stop`ped.
-    pub fn start(
+    pub(crate) fn start(
         server: crate::model::ServerId,
         settings: PollSection,
         credentials: BTreeMap<String, Credential>,
         alarms: Arc<AlarmTable>,
-        events: EventLog,
         metrics: Metrics,
     ) -> (Arc<Poller>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -55,13 +47,12 @@ impl Poller {
             credentials: RwLock::new(Arc::new(credentials)),
             status: RwLock::new(HashMap::new()),
             alarms,
-            events,
             metrics,
             commands: tx,
-            netconf: netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
+            netconf: crate::netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
             settings: settings.clone(),
         });
-        let host: std::sync::Weak<dyn netconf::Host> = Arc::downgrade(&poller) as _;
+        let host: std::sync::Weak<dyn crate::netconf::Host> = Arc::downgrade(&poller) as _;
         poller.netconf.set_host(host);
         let weak = Arc::downgrade(&poller);
         let poll: PollFn = Arc::new(move |element: Element| {
@@ -78,7 +69,7 @@ impl Poller {
     }
 
     /// Makes `elements` the owned set: new ones start polling, removed ones stop at once.
-    pub async fn set_elements(&self, elements: Vec<Element>) {
+    pub(crate) async fn set_elements(&self, elements: Vec<Element>) {
         {
             let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
             let names: HashMap<&str, &Element> = elements.iter().map(|e| (&*e.name, e)).collect();
@@ -99,18 +90,18 @@ impl Poller {
         }
     }
 
-    pub fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
+    pub(crate) fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
         self.credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
+    pub(crate) fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
     }
 
-    pub fn statuses(&self) -> Vec<(Element, ElementStatus)> {
+    pub(crate) fn statuses(&self) -> Vec<(Element, ElementStatus)> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<_> = status.values().cloned().collect();
         v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
@@ -119,7 +110,7 @@ impl Poller {
 
     /// Takes over the last known status of an element handed over by its previous owner, unless
     /// this server has polled it already.
-    pub fn adopt_status(&self, name: &str, st: ElementStatus) {
+    pub(crate) fn adopt_status(&self, name: &str, st: ElementStatus) {
         let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
         if let Some((_, cur)) = status.get_mut(name)
             && cur.last_poll.is_none()
@@ -129,7 +120,7 @@ impl Poller {
     }
 
     /// Elements by state, without copying their statuses (a scrape must stay cheap at 10,000).
-    pub fn state_counts(&self) -> HashMap<crate::model::ElementState, usize> {
+    pub(crate) fn state_counts(&self) -> HashMap<crate::model::ElementState, usize> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         let mut m = HashMap::new();
         for (_, st) in status.values() {
@@ -139,18 +130,18 @@ impl Poller {
     }
 
     /// The elements this server polls now.
-    pub fn owned(&self) -> Vec<Element> {
+    pub(crate) fn owned(&self) -> Vec<Element> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.values().map(|(e, _)| e.clone()).collect()
     }
 
     /// Whether this server polls `name` now (cheap: no clone of its status).
-    pub fn owns(&self, name: &str) -> bool {
+    pub(crate) fn owns(&self, name: &str) -> bool {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.contains_key(name)
     }
 
-    pub fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
+    pub(crate) fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.get(name).cloned()
     }
@@ -170,7 +161,7 @@ impl Poller {
         let Some(credential) = credential else {
             return Outcome::Failed(format!("no credential profile {:?}", element.credential));
         };
-        let addr = match resolve(&element.address, self.settings.timeout).await {
+        let addr = match crate::resolve::resolve(&element.address, self.settings.timeout).await {
             Ok(a) => a,
             Err(why) => return Outcome::Failed(why),
         };
@@ -189,7 +180,7 @@ impl Poller {
                 Ok(outcome) => outcome,
             };
         }
-        let target = snmp::Target {
+        let target = crate::snmp::client::Target {
             addr,
             request_tag: self.request_tag,
             credential,
@@ -211,7 +202,7 @@ impl Poller {
         let Some((_, prev)) = status.get(&element.name) else {
             return;
         };
-        let (next, effects) = evaluate::evaluate(
+        let (next, changes) = crate::rules::poll::evaluate(
             prev,
             outcome,
             now_millis(),
@@ -219,60 +210,9 @@ impl Poller {
             &self.rules,
         );
         self.metrics.observe_poll(next.state, elapsed);
-        for effect in effects {
-            self.apply_effect(&element.name, effect);
-        }
+        self.alarms.apply(&element.name, changes);
         if let Some(slot) = status.get_mut(&element.name) {
             slot.1.update_from(next);
         }
-    }
-
-    fn apply_effect(&self, element: &str, effect: Effect) {
-        match effect {
-            Effect::Raise {
-                kind,
-                instance,
-                severity,
-                text,
-            } => {
-                self.alarms.raise(Raise {
-                    kind: kind.to_owned(),
-                    element: element.to_owned(),
-                    instance,
-                    severity,
-                    text,
-                });
-            }
-            Effect::Clear { kind, instance } => {
-                self.alarms
-                    .clear(kind, element, instance.as_deref(), "condition ended");
-            }
-            Effect::StateChanged { to, text, .. } => {
-                let severity = match to {
-                    crate::model::ElementState::Up => Severity::Info,
-                    crate::model::ElementState::Down => Severity::Critical,
-                    crate::model::ElementState::Unknown => Severity::Warning,
-                };
-                self.events.append(NewEvent::now(
-                    Some(element),
-                    "element.state",
-                    severity,
-                    text,
-                ));
-            }
-        }
-    }
-}
-
-async fn resolve(address: &str, timeout: Duration) -> Result<SocketAddr, String> {
-    if let Ok(a) = address.parse() {
-        return Ok(a);
-    }
-    match tokio::time::timeout(timeout, tokio::net::lookup_host(address)).await {
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .ok_or_else(|| format!("{address}: no address found")),
-        Ok(Err(e)) => Err(format!("{address}: cannot resolve: {e}")),
-        Err(_) => Err(format!("{address}: resolver timed out")),
     }
 }

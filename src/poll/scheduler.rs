@@ -16,11 +16,12 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// Runs one poll; the scheduler only decides when.
-pub type PollFn = Arc<dyn Fn(Element) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub(crate) type PollFn =
+    Arc<dyn Fn(Element) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 const FIRST_POLL_SPREAD_MS: u64 = 500;
 
-pub enum Command {
+pub(crate) enum Command {
     /// Replace the set of elements this server polls.
     Set(Vec<Element>, oneshot::Sender<()>),
 }
@@ -37,7 +38,7 @@ struct Done {
     started: Instant,
 }
 
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     default_interval: Duration,
     concurrency: Arc<Semaphore>,
     poll: PollFn,
@@ -49,7 +50,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(default_interval: Duration, concurrency: usize, poll: PollFn) -> Scheduler {
+    pub(crate) fn new(default_interval: Duration, concurrency: usize, poll: PollFn) -> Scheduler {
         Scheduler {
             default_interval,
             concurrency: Arc::new(Semaphore::new(concurrency)),
@@ -166,7 +167,7 @@ impl Scheduler {
     }
 
     /// Drives polls until the command channel closes; then aborts what is running.
-    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         loop {
             let waiting_for_slot = self.start_due(&done_tx);

@@ -7,50 +7,50 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct JetStreamSection {
+pub(crate) struct JetStreamSection {
     /// `nats://host:port` or `tls://host:port`; the client fails over between them.
-    pub servers: Vec<String>,
+    pub(crate) servers: Vec<String>,
     /// User and password (NATS `authorization { user, password }`).
     #[serde(default)]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     #[serde(default)]
-    pub password: Option<Secret>,
+    pub(crate) password: Option<Secret>,
     /// Token authentication.
     #[serde(default)]
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
     /// A `.creds` file (JWT + NKey seed, as `nsc` writes it).
     #[serde(default)]
-    pub creds_file: Option<PathBuf>,
+    pub(crate) creds_file: Option<PathBuf>,
     /// PEM file of the CA that signed the servers' certificates; implies TLS.
     #[serde(default)]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
     /// Require TLS even without `tls_ca` (system roots).
     #[serde(default)]
-    pub tls_required: bool,
+    pub(crate) tls_required: bool,
     #[serde(default = "default_stream")]
-    pub stream: String,
+    pub(crate) stream: String,
     /// First tokens of every subject; names the pool: `{prefix}.{server}.{kind}`.
     #[serde(default = "default_prefix")]
-    pub subject_prefix: String,
+    pub(crate) subject_prefix: String,
     #[serde(default = "default_replicas")]
-    pub replicas: usize,
+    pub(crate) replicas: usize,
     /// The stream drops a message whose `Nats-Msg-Id` it saw this recently: re-publishes after
     /// a failure or a restart are not stored twice.
     #[serde(default = "default_duplicate_window", with = "humantime_serde")]
-    pub duplicate_window: Duration,
+    pub(crate) duplicate_window: Duration,
     /// Published events waiting for their acknowledgement, at most.
     #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// An acknowledgement not received within this is a failure (the event is sent again).
     #[serde(default = "default_ack_timeout", with = "humantime_serde")]
-    pub ack_timeout: Duration,
+    pub(crate) ack_timeout: Duration,
     /// Pool-wide event queries read a dead member's events from the stream for at most
     /// this long...
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     /// ...and at most this many messages; beyond either the member stays `missing`.
     #[serde(default = "default_read_max")]
-    pub read_max: usize,
+    pub(crate) read_max: usize,
 }
 
 fn default_stream() -> String {
@@ -88,7 +88,7 @@ fn valid_token(t: &str) -> bool {
 
 impl JetStreamSection {
     /// `Err((key under events.jetstream, message))`; messages never quote a secret.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((format!("events.jetstream.{k}"), m.to_owned()));
         if self.servers.is_empty() {
             return err("servers", "list at least one nats:// URL");
@@ -165,7 +165,7 @@ impl JetStreamSection {
         Ok(())
     }
 
-    pub fn uses_tls(&self) -> bool {
+    pub(crate) fn uses_tls(&self) -> bool {
         self.tls_required
             || self.tls_ca.is_some()
             || self.servers.iter().any(|s| s.starts_with("tls://"))

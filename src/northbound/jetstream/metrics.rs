@@ -4,20 +4,20 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 
 #[derive(Clone)]
 pub(crate) struct JetStreamMetrics {
-    pub published: IntCounter,
-    pub acknowledged: IntCounter,
-    pub duplicates: IntCounter,
-    pub failed: IntCounter,
-    pub skipped: IntCounter,
-    pub backlog: IntGauge,
-    pub ack_seconds: Histogram,
-    pub delay_seconds: Histogram,
-    pub stream_reads: IntCounter,
-    pub stream_read_failures: IntCounter,
+    pub(crate) published: IntCounter,
+    pub(crate) acknowledged: IntCounter,
+    pub(crate) duplicates: IntCounter,
+    pub(crate) failed: IntCounter,
+    pub(crate) skipped: IntCounter,
+    pub(crate) backlog: IntGauge,
+    pub(crate) ack_seconds: Histogram,
+    pub(crate) delay_seconds: Histogram,
+    pub(crate) stream_reads: IntCounter,
+    pub(crate) stream_read_failures: IntCounter,
 }
 
 impl JetStreamMetrics {
-    pub fn new(r: &Registry) -> Result<JetStreamMetrics, prometheus::Error> {
+    pub(crate) fn new(r: &Registry) -> Result<JetStreamMetrics, prometheus::Error> {
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
             r.register(Box::new(c.clone()))?;

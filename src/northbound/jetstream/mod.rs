@@ -12,8 +12,8 @@ mod metrics;
 mod publisher;
 mod reader;
 
-pub use config::JetStreamSection;
-pub use reader::{Reader, StreamFill, fill_missing};
+pub(crate) use config::JetStreamSection;
+pub(crate) use reader::{Reader, fill_missing};
 
 use crate::eventlog::{EventLog, EventLogError};
 use crate::model::ServerId;
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
-pub enum JetStreamError {
+pub(crate) enum JetStreamError {
     #[error("NATS connection: {0}")]
     Connect(String),
     #[error("JetStream stream {stream:?}: {reason}")]
@@ -44,8 +44,8 @@ pub enum JetStreamError {
 }
 
 /// The running publisher and the reader for pool-wide queries.
-pub struct Northbound {
-    pub reader: Arc<reader::Reader>,
+pub(crate) struct Northbound {
+    pub(crate) reader: Arc<reader::Reader>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     gauge: JoinHandle<()>,
@@ -54,7 +54,7 @@ pub struct Northbound {
 impl Northbound {
     /// Stops publishing and persists the cursor; events not yet acknowledged are published at
     /// the next start (the stream drops the copies it already holds).
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(3), self.task)
             .await
@@ -145,7 +145,7 @@ async fn connect(
 
 /// Connects (in the background: an unreachable NATS does not delay the server's start) and
 /// starts the publisher. `retention` is the event log's, used as the stream's `max_age`.
-pub async fn start(
+pub(crate) async fn start(
     cfg: &JetStreamSection,
     server: ServerId,
     retention: Duration,

@@ -70,7 +70,7 @@ fn read_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
 }
 
 impl Publisher {
-    pub async fn new(
+    pub(crate) async fn new(
         js: jetstream::Context,
         log: EventLog,
         cfg: Arc<JetStreamSection>,
@@ -106,7 +106,7 @@ impl Publisher {
         self.acked.load(Ordering::Relaxed)
     }
 
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(
             "JetStream publisher of server {} starts after event {} (stream {:?}, subjects {}.>)",
             self.server,

@@ -24,7 +24,7 @@ const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
 
-pub struct Reader {
+pub(crate) struct Reader {
     js: jetstream::Context,
     cfg: Arc<JetStreamSection>,
     m: JetStreamMetrics,
@@ -32,18 +32,18 @@ pub struct Reader {
 
 /// What the stream added to a pool-wide answer.
 #[derive(Debug, Default)]
-pub struct StreamFill {
-    pub events: Vec<Event>,
+pub(crate) struct StreamFill {
+    pub(crate) events: Vec<Event>,
     /// More events of those members match than were returned.
-    pub more: bool,
+    pub(crate) more: bool,
     /// Members answered from the stream (removed from `missing`).
-    pub from_stream: Vec<ServerId>,
+    pub(crate) from_stream: Vec<ServerId>,
 }
 
 /// For every member in `missing`, reads its events matching `q` from the stream; a member read
 /// completely is moved from `missing` to `from_stream`. Members are read concurrently, each
 /// within `read_timeout`.
-pub async fn fill_missing(
+pub(crate) async fn fill_missing(
     reader: Option<&Reader>,
     q: &EventQuery,
     missing: &mut Vec<ServerId>,
@@ -82,7 +82,7 @@ impl Reader {
     }
 
     /// One member's page for `q`, complete or an error (never a silent part).
-    pub async fn events(
+    pub(crate) async fn events(
         &self,
         member: ServerId,
         q: &EventQuery,

@@ -1,0 +1,434 @@
+//! The active alarms of this server's elements: raise, clear, acknowledge, de-duplicated by key.
+//!
+//! Every change that matters to an operator goes through here and is written to the event log,
+//! so the log and the table can never disagree about what happened.
+
+mod change;
+
+pub(crate) use change::{Change, Name};
+
+use crate::eventlog::EventLog;
+use crate::model::{Alarm, NewEvent, ServerId, Severity, UnixMillis, now_millis};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum AlarmError {
+    #[error("no active alarm with id {0}")]
+    NotFound(u64),
+}
+
+/// What a poller or trap handler reports; the table decides whether it is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Raise {
+    pub(crate) kind: String,
+    pub(crate) element: String,
+    pub(crate) instance: Option<String>,
+    pub(crate) severity: Severity,
+    pub(crate) text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RaiseOutcome {
+    New(u64),
+    Repeat(u64),
+}
+
+/// Filters for listing alarms.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AlarmFilter {
+    pub(crate) element: Option<String>,
+    pub(crate) min_severity: Option<Severity>,
+    pub(crate) acknowledged: Option<bool>,
+}
+
+impl AlarmFilter {
+    pub(crate) fn matches(&self, a: &Alarm) -> bool {
+        self.element.as_ref().is_none_or(|e| *e == a.element)
+            && self.min_severity.is_none_or(|s| a.severity <= s)
+            && self
+                .acknowledged
+                .is_none_or(|ack| a.acked_at.is_some() == ack)
+    }
+}
+
+pub(crate) fn reduction_key(kind: &str, element: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(i) => format!("{kind}:{element}:{i}"),
+        None => format!("{kind}:{element}"),
+    }
+}
+
+/// Boxed alarms keep the table's buckets small (an `Alarm` is ~200 bytes, and a hash table
+/// has 1.1-2x as many buckets as entries). Lookups by id (ack, get) scan: they are operator
+/// actions, rare next to raise/clear by key, and a second index cost ~90 bytes per alarm.
+struct Inner {
+    by_key: HashMap<String, Box<Alarm>>,
+    next_seq: u64,
+}
+
+impl Inner {
+    fn by_id(&mut self, id: u64) -> Option<&mut Alarm> {
+        self.by_key
+            .values_mut()
+            .find(|a| a.id == id)
+            .map(|a| &mut **a)
+    }
+}
+
+pub(crate) struct AlarmTable {
+    server: ServerId,
+    events: EventLog,
+    inner: Mutex<Inner>,
+}
+
+/// Ids are unique in the pool and across restarts: the server id in the high bits, and a
+/// sequence seeded from the clock. They stay below 2^53 so JSON clients read them exactly.
+fn first_seq() -> u64 {
+    ((now_millis() as u64 / 1000) & 0xff_ffff) << 16
+}
+const SEQ_BITS: u32 = 40;
+
+impl AlarmTable {
+    pub(crate) fn new(server: ServerId, events: EventLog) -> AlarmTable {
+        AlarmTable {
+            server,
+            events,
+            inner: Mutex::new(Inner {
+                by_key: HashMap::new(),
+                next_seq: first_seq(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data; keep serving rather than cascade.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies what a rule decided for `element`, in order: raises and clears to the table
+    /// (each writes its event), events to the log. The one way alarm changes take effect.
+    pub(crate) fn apply(&self, element: &str, changes: impl IntoIterator<Item = Change>) {
+        let now = now_millis();
+        for change in changes {
+            match change {
+                Change::Raise {
+                    kind,
+                    instance,
+                    severity,
+                    text,
+                    at,
+                } => {
+                    self.raise_at(
+                        Raise {
+                            kind: kind.into_owned(),
+                            element: element.to_owned(),
+                            instance,
+                            severity,
+                            text,
+                        },
+                        at.unwrap_or(now),
+                    );
+                }
+                Change::Clear {
+                    kind,
+                    instance,
+                    why,
+                } => {
+                    self.clear(&kind, element, instance.as_deref(), &why);
+                }
+                Change::Event {
+                    kind,
+                    severity,
+                    text,
+                } => self.events.append(NewEvent {
+                    ts: now,
+                    element: Some(element.to_owned()),
+                    kind: kind.into_owned(),
+                    severity,
+                    text,
+                }),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn raise(&self, r: Raise) -> RaiseOutcome {
+        self.raise_at(r, now_millis())
+    }
+
+    pub(crate) fn raise_at(&self, r: Raise, now: UnixMillis) -> RaiseOutcome {
+        let key = reduction_key(&r.kind, &r.element, r.instance.as_deref());
+        let mut inner = self.lock();
+        if let Some(a) = inner.by_key.get_mut(&key) {
+            a.count += 1;
+            a.last_seen = now;
+            a.text = r.text;
+            // A repeat may escalate; the operator must see the new severity.
+            if a.severity != r.severity {
+                a.severity = r.severity;
+            }
+            return RaiseOutcome::Repeat(a.id);
+        }
+        let seq = inner.next_seq;
+        inner.next_seq = (seq + 1) & ((1 << SEQ_BITS) - 1);
+        let id = (u64::from(self.server.0) << SEQ_BITS) | seq;
+        let alarm = Alarm {
+            id,
+            key: key.clone(),
+            kind: r.kind,
+            element: r.element,
+            instance: r.instance,
+            severity: r.severity,
+            text: r.text,
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            acked_by: None,
+            acked_at: None,
+            server: self.server,
+        };
+        self.events.append(NewEvent {
+            ts: now,
+            element: Some(alarm.element.clone()),
+            kind: "alarm.raised".into(),
+            severity: alarm.severity,
+            text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
+        });
+        inner.by_key.insert(key, Box::new(alarm));
+        RaiseOutcome::New(id)
+    }
+
+    /// Clears the alarm with this key if it is active; returns whether it was.
+    pub(crate) fn clear(
+        &self,
+        kind: &str,
+        element: &str,
+        instance: Option<&str>,
+        why: &str,
+    ) -> bool {
+        let key = reduction_key(kind, element, instance);
+        let mut inner = self.lock();
+        let Some(alarm) = inner.by_key.remove(&key) else {
+            return false;
+        };
+        self.events.append(NewEvent::now(
+            Some(&alarm.element),
+            "alarm.cleared",
+            Severity::Cleared,
+            format!(
+                "{} [{}] cleared after {} occurrence(s): {why}",
+                alarm.kind, key, alarm.count
+            ),
+        ));
+        true
+    }
+
+    pub(crate) fn ack(&self, id: u64, by: &str) -> Result<Alarm, AlarmError> {
+        let mut inner = self.lock();
+        let alarm = inner.by_id(id).ok_or(AlarmError::NotFound(id))?;
+        let now = now_millis();
+        alarm.acked_by = Some(by.to_owned());
+        alarm.acked_at = Some(now);
+        self.events.append(NewEvent {
+            ts: now,
+            element: Some(alarm.element.clone()),
+            kind: "alarm.acked".into(),
+            severity: Severity::Info,
+            text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
+        });
+        Ok(alarm.clone())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: u64) -> Option<Alarm> {
+        self.lock().by_id(id).map(|a| a.clone())
+    }
+
+    /// Sorted most severe first, then newest first.
+    pub(crate) fn list(&self, filter: &AlarmFilter) -> Vec<Alarm> {
+        let mut v: Vec<Alarm> = self
+            .lock()
+            .by_key
+            .values()
+            .filter(|a| filter.matches(a))
+            .map(|a| Alarm::clone(a))
+            .collect();
+        sort_alarms(&mut v);
+        v
+    }
+
+    pub(crate) fn count_for(&self, element: &str) -> usize {
+        self.lock()
+            .by_key
+            .values()
+            .filter(|a| a.element == element)
+            .count()
+    }
+
+    pub(crate) fn counts_by_severity(&self) -> HashMap<Severity, usize> {
+        let mut m = HashMap::new();
+        for a in self.lock().by_key.values() {
+            *m.entry(a.severity).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// `(element, instance)` of the active alarms of `kind` last seen before `before`: for
+    /// alarms that clear by time (trap-raised ones no trap clears).
+    pub(crate) fn stale(&self, kind: &str, before: UnixMillis) -> Vec<(String, Option<String>)> {
+        self.lock()
+            .by_key
+            .values()
+            .filter(|a| a.kind == kind && a.last_seen < before)
+            .map(|a| (a.element.clone(), a.instance.clone()))
+            .collect()
+    }
+
+    /// Removes an element's alarms without clear events: they move to the element's new owner.
+    pub(crate) fn take_element(&self, element: &str) -> Vec<Alarm> {
+        let mut inner = self.lock();
+        let keys: Vec<String> = inner
+            .by_key
+            .values()
+            .filter(|a| a.element == element)
+            .map(|a| a.key.clone())
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(a) = inner.by_key.remove(&k) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+
+    /// Adopts alarms handed over by the element's previous owner, keeping ids and history.
+    pub(crate) fn adopt(&self, alarms: Vec<Alarm>) {
+        let mut inner = self.lock();
+        for mut a in alarms {
+            a.server = self.server;
+            inner.by_key.insert(a.key.clone(), Box::new(a));
+        }
+    }
+}
+
+pub(crate) fn sort_alarms(v: &mut [Alarm]) {
+    v.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.last_seen.cmp(&a.last_seen))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::EventQuery;
+    use std::time::Duration;
+
+    fn table() -> (AlarmTable, EventLog, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log =
+            EventLog::open(&dir.path().join("e.redb"), ServerId(7), Duration::ZERO).expect("open");
+        (AlarmTable::new(ServerId(7), log.clone()), log, dir)
+    }
+
+    fn link_down(instance: &str) -> Raise {
+        Raise {
+            kind: "LinkDown".into(),
+            element: "r1".into(),
+            instance: Some(instance.into()),
+            severity: Severity::Major,
+            text: "down".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn repeats_count_instead_of_duplicating_and_clear_removes() {
+        let (t, log, _d) = table();
+        let RaiseOutcome::New(id) = t.raise_at(link_down("1"), 10) else {
+            panic!("first raise is new");
+        };
+        assert_eq!(t.raise_at(link_down("1"), 20), RaiseOutcome::Repeat(id));
+        assert!(matches!(t.raise(link_down("2")), RaiseOutcome::New(_)));
+        let all = t.list(&AlarmFilter::default());
+        assert_eq!(all.len(), 2);
+        let a = t.get(id).expect("active");
+        assert_eq!((a.count, a.first_seen, a.last_seen), (2, 10, 20));
+        assert_eq!(a.key, "LinkDown:r1:1");
+        assert_eq!(a.id >> SEQ_BITS, 7, "server id in the high bits");
+        assert!(t.clear("LinkDown", "r1", Some("1"), "up"));
+        assert!(
+            !t.clear("LinkDown", "r1", Some("1"), "up"),
+            "second clear is a no-op"
+        );
+        log.flush().await.expect("flush");
+        let kinds: Vec<String> = log
+            .query(&EventQuery {
+                limit: 100,
+                ..EventQuery::default()
+            })
+            .expect("query")
+            .events
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["alarm.cleared", "alarm.raised", "alarm.raised"]);
+    }
+
+    #[tokio::test]
+    async fn stale_lists_alarms_of_a_kind_not_repeated_since() {
+        let (t, _log, _d) = table();
+        t.raise_at(link_down("1"), 10);
+        t.raise_at(link_down("2"), 10);
+        t.raise_at(link_down("2"), 50);
+        assert_eq!(
+            t.stale("LinkDown", 20),
+            vec![("r1".into(), Some("1".into()))]
+        );
+        assert!(t.stale("Reboot", 100).is_empty());
+        assert_eq!(t.stale("LinkDown", 100).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn ack_records_who_and_unknown_id_is_an_error() {
+        let (t, _log, _d) = table();
+        let RaiseOutcome::New(id) = t.raise(link_down("1")) else {
+            panic!("new");
+        };
+        let a = t.ack(id, "alice").expect("ack");
+        assert_eq!(a.acked_by.as_deref(), Some("alice"));
+        let f = AlarmFilter {
+            acknowledged: Some(false),
+            ..AlarmFilter::default()
+        };
+        assert!(t.list(&f).is_empty());
+        assert_eq!(t.ack(id + 1, "bob"), Err(AlarmError::NotFound(id + 1)));
+    }
+
+    #[tokio::test]
+    async fn hand_over_keeps_ids_and_sorting_puts_critical_first() {
+        let (a, _l1, _d1) = table();
+        let (b, _l2, _d2) = table();
+        a.raise(link_down("1"));
+        a.raise(Raise {
+            kind: "NodeDown".into(),
+            element: "r1".into(),
+            instance: None,
+            severity: Severity::Critical,
+            text: "x".into(),
+        });
+        let moved = a.take_element("r1");
+        assert_eq!(moved.len(), 2);
+        assert!(a.list(&AlarmFilter::default()).is_empty());
+        let ids: Vec<u64> = moved.iter().map(|m| m.id).collect();
+        b.adopt(moved);
+        let listed = b.list(&AlarmFilter::default());
+        assert_eq!(listed[0].severity, Severity::Critical);
+        assert!(listed.iter().all(|x| ids.contains(&x.id)));
+        // A repeat after hand-over counts on the adopted alarm.
+        assert!(matches!(b.raise(link_down("1")), RaiseOutcome::Repeat(_)));
+    }
+}

@@ -1,0 +1,208 @@
+//! Human tables for the CLI's answers.
+
+use crate::model::{Alarm, ElementView, Event, ServerId, format_millis};
+use std::fmt::Write;
+
+/// Left-aligned columns sized to their widest cell.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+pub(crate) fn partial_note(partial: bool, missing: &[ServerId]) -> String {
+    if !partial {
+        return String::new();
+    }
+    let ids: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
+    format!(
+        "(partial answer: server(s) {} did not answer)\n",
+        ids.join(", ")
+    )
+}
+
+pub(crate) fn elements(v: &[ElementView]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|e| {
+            vec![
+                e.element.name.to_string(),
+                e.element.address.to_string(),
+                e.owner.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                e.status.state.to_string(),
+                e.status.sys_name.clone().unwrap_or_default(),
+                e.status.interfaces.len().to_string(),
+                e.active_alarms.to_string(),
+                e.status.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "ADDRESS", "OWNER", "STATE", "SYSNAME", "IFS", "ALARMS", "REASON",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn alarms(v: &[Alarm]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.to_string(),
+                a.severity.to_string(),
+                a.element.clone(),
+                a.kind.clone(),
+                a.instance.clone().unwrap_or_default(),
+                a.count.to_string(),
+                format_millis(a.last_seen),
+                a.acked_by.clone().unwrap_or_default(),
+                a.text.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "SEVERITY",
+            "ELEMENT",
+            "KIND",
+            "INSTANCE",
+            "COUNT",
+            "LAST SEEN",
+            "ACKED BY",
+            "TEXT",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn events(v: &[Event]) -> String {
+    let rows: Vec<Vec<String>> = v
+        .iter()
+        .map(|e| {
+            vec![
+                format_millis(e.ts),
+                e.server.to_string(),
+                e.element.clone().unwrap_or_default(),
+                e.kind.clone(),
+                e.severity.to_string(),
+                e.text.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["TIME", "SERVER", "ELEMENT", "KIND", "SEVERITY", "TEXT"],
+        &rows,
+    )
+}
+
+/// servers -> elements as a tree, with state and alarm counts.
+pub(crate) fn view(v: &crate::api::view::ViewAnswer) -> String {
+    let mut out = format!(
+        "pool ({}): master {}, term {}.{}\n",
+        v.source,
+        v.master.map_or("none".to_owned(), |m| m.to_string()),
+        crate::cluster::election::term_epoch(v.term),
+        crate::cluster::election::term_owner(v.term),
+    );
+    let node = |e: &crate::api::view::ElementNode| {
+        let alarms = if e.alarms > 0 {
+            format!(", {} alarm(s)", e.alarms)
+        } else {
+            String::new()
+        };
+        format!("{} ({}{alarms})", e.name, e.state)
+    };
+    for (i, s) in v.servers.iter().enumerate() {
+        let last_server = i + 1 == v.servers.len() && v.unassigned.is_empty();
+        let _ = writeln!(
+            out,
+            "{} server {}{}{} — {} element(s)",
+            if last_server { "└─" } else { "├─" },
+            s.id,
+            if s.master { " [master]" } else { "" },
+            if s.alive { "" } else { " [dead]" },
+            s.elements.len()
+        );
+        let bar = if last_server { "   " } else { "│  " };
+        for (j, e) in s.elements.iter().enumerate() {
+            let twig = if j + 1 == s.elements.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let _ = writeln!(out, "{bar}{twig} {}", node(e));
+        }
+    }
+    if !v.unassigned.is_empty() {
+        let _ = writeln!(out, "└─ unassigned — {} element(s)", v.unassigned.len());
+        for e in &v.unassigned {
+            let _ = writeln!(out, "   └─ {}", node(e));
+        }
+    }
+    out.push_str(&partial_note(v.partial, &v.missing));
+    out
+}
+
+pub(crate) fn pool(v: &crate::cluster::PoolView) -> String {
+    let master = v.master.map_or("none".to_owned(), |m| m.to_string());
+    let mut out = format!(
+        "answered by server {}: master {master}, term {}.{}, assignment {}/{}{}{}\n",
+        v.server,
+        crate::cluster::election::term_epoch(v.term),
+        crate::cluster::election::term_owner(v.term),
+        crate::cluster::election::term_epoch(v.assignment.term),
+        v.assignment.version,
+        if v.quorum { "" } else { ", NO QUORUM" },
+        if v.fenced { ", FENCED" } else { "" },
+    );
+    let rows: Vec<Vec<String>> = v
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                if m.alive { "alive" } else { "dead" }.to_owned(),
+                if m.master { "master" } else { "" }.to_owned(),
+                m.elements.to_string(),
+                m.url.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["ID", "STATE", "ROLE", "ELEMENTS", "URL"], &rows));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_align_to_widest_cell() {
+        let t = super::table(&["A", "B"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     B\nlong  x\n");
+    }
+}
