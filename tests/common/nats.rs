@@ -167,11 +167,11 @@ pub fn read_stream(urls: &[String], stream: &str, filter: &str) -> Vec<StreamMes
         .expect("runtime");
     rt.block_on(async {
         tokio::time::timeout(
-            Duration::from_secs(30),
+            Duration::from_secs(90),
             read_stream_async(urls, stream, filter),
         )
         .await
-        .unwrap_or_else(|_| panic!("reading stream {stream} ({filter}) took over 30 s"))
+        .unwrap_or_else(|_| panic!("reading stream {stream} ({filter}) took over 90 s"))
     })
 }
 
@@ -184,7 +184,7 @@ async fn read_stream_async(urls: &[String], stream: &str, filter: &str) -> Vec<S
     let js = async_nats::jetstream::new(client);
     // Right after a node loss the cluster may be electing leaders: a few tries, bounded.
     let mut c = None;
-    for attempt in 0..10 {
+    for attempt in 0..30 {
         let made = async {
             let s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
             s.create_consumer(consumer::pull::Config {
@@ -209,7 +209,7 @@ async fn read_stream_async(urls: &[String], stream: &str, filter: &str) -> Vec<S
             }
         }
     }
-    let c = c.unwrap_or_else(|| panic!("no consumer on {stream} after 10 tries"));
+    let c = c.unwrap_or_else(|| panic!("no consumer on {stream} after 30 tries"));
     let mut pending = c.cached_info().num_pending;
     let mut out = Vec::new();
     for _ in 0..100_000 {
