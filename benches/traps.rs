@@ -3,6 +3,8 @@
 //!
 //!     TRAPS_BENCH_SECS=60 TRAPS_BENCH_RATE=20000 cargo bench --bench traps
 //!     TRAPS_BENCH_FORWARD=1 ... cargo bench --bench traps     (through a non-owner, see below)
+//!     TRAPS_BENCH_JETSTREAM=1 ... cargo bench --bench traps   (`emspool serve` processes,
+//!         JetStream off then on: R3 stream on a 3-node nats-server cluster, see run_jetstream)
 //!
 //! The server is the real one in-process (event log, alarm table, poller, pool of one, trap
 //! service with its socket and queues); only HTTP is left out. Traps cycle over 1,000 ifIndexes:
@@ -11,6 +13,8 @@
 //! drop counter for the socket. Exits non-zero on any loss.
 
 use emspool::testing::{Config, Server};
+mod support;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -142,7 +146,10 @@ fn main() {
         .build()
         .expect("runtime");
     let forward = std::env::var("TRAPS_BENCH_FORWARD").is_ok_and(|v| v == "1");
-    let ok = if forward {
+    let jetstream = std::env::var("TRAPS_BENCH_JETSTREAM").is_ok_and(|v| v == "1");
+    let ok = if jetstream {
+        run_jetstream(&rt, secs, rate)
+    } else if forward {
         rt.block_on(run_forward(secs, rate))
     } else {
         rt.block_on(run(secs, rate))
@@ -461,4 +468,256 @@ listen = "127.0.0.1:{trap}"
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     lossless
+}
+
+/// One process-level round of [`run_jetstream`].
+#[derive(Debug, Default)]
+struct Round {
+    sent_for: Duration,
+    received: u64,
+    applied: u64,
+    written: u64,
+    written_total: u64,
+    drops: u64,
+    drained: Duration,
+    cpu: f64,
+    backlog_max: f64,
+    published_after: Option<Duration>,
+    stream: u64,
+    published: f64,
+    acked: f64,
+    failed: f64,
+    duplicates: f64,
+    delay: (f64, f64, f64),
+    ack: (f64, f64, f64),
+    nats_cpu: f64,
+}
+
+fn scrape_text(port: u16) -> String {
+    support::http_get(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_default()
+}
+
+fn quantiles(text: &str, name: &str) -> (f64, f64, f64) {
+    let b = support::buckets(text, name);
+    let q = |x| support::histogram_quantile(x, &[], &b).unwrap_or(f64::NAN);
+    (q(0.5), q(0.99), q(0.999))
+}
+
+/// `emspool serve` (this build's binary) with a trap listener, and `nats` when JetStream is on;
+/// `total` traps at `rate`, then everything must be applied, written and (when on) in the
+/// stream.
+fn jetstream_round(
+    rt: &tokio::runtime::Runtime,
+    secs: u64,
+    rate: u64,
+    nats: Option<&support::nats::NatsCluster>,
+) -> Round {
+    let dir = support::TempDir::new(if nats.is_some() { "js-on" } else { "js-off" });
+    let http = support::free_tcp_port();
+    let trap = loop {
+        let p = support::free_tcp_port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
+    let js = nats.map_or(String::new(), |n| {
+        format!(
+            "[events.jetstream]\nservers = {}\nstream = \"BENCH\"\nsubject_prefix = \"bench\"\nreplicas = 3\n",
+            n.servers_toml()
+        )
+    });
+    let text = format!(
+        r#"
+[server]
+id = 1
+listen = "127.0.0.1:{http}"
+data_dir = "{}"
+log_level = "warn"
+
+[events]
+retention = "0s"
+{js}
+[poll]
+interval = "3600s"
+timeout = "1s"
+retries = 0
+
+[credentials.c]
+version = "v2c"
+community = "public"
+
+[[elements]]
+name = "bench1"
+address = "{SENDER_IP}:9"
+credential = "c"
+
+[traps]
+listen = "127.0.0.1:{trap}"
+"#,
+        dir.0.join("data").display()
+    );
+    let config = dir.0.join("emspool.toml");
+    std::fs::write(&config, text).expect("config");
+    let url = format!("http://127.0.0.1:{http}");
+    let serve = support::spawn_serve(
+        "emspool",
+        &config,
+        dir.0.join("serve.log"),
+        &url,
+        Duration::from_millis(100),
+        300,
+    );
+    let t0 = Instant::now();
+    loop {
+        let m = scrape_text(http);
+        let polled = support::metric(&m, "emspool_polls_total", None);
+        if support::metric(&m, "emspool_elements_owned", None) == 1.0 && polled >= 1.0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "element never polled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let m = scrape_text(http);
+    let before = support::metric(&m, "emspool_events_written_total", None) as u64;
+    let total = secs * rate;
+    let datagrams: Vec<Vec<u8>> = (0..2 * INTERFACES)
+        .map(|k| v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1))
+        .collect();
+    let to: SocketAddr = format!("127.0.0.1:{trap}").parse().expect("addr");
+    let cpu0 = support::cpu_seconds(serve.pid).unwrap_or(0.0);
+    let nats_cpu0 = nats.map_or(0.0, |n| n.cpu_seconds());
+    let sender = std::thread::spawn(move || send_paced(&datagrams, to, total, rate));
+    let mut r = Round::default();
+    while !sender.is_finished() {
+        let m = scrape_text(http);
+        r.backlog_max = r
+            .backlog_max
+            .max(support::metric(&m, "emspool_jetstream_backlog", None));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    r.sent_for = sender.join().expect("sender");
+    let send_end = Instant::now();
+    while send_end.elapsed() < Duration::from_secs(60) {
+        let m = scrape_text(http);
+        r.backlog_max = r
+            .backlog_max
+            .max(support::metric(&m, "emspool_jetstream_backlog", None));
+        if support::metric(&m, "emspool_traps_applied_total", None) as u64 >= total {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.drained = send_end.elapsed();
+    if nats.is_some() {
+        while send_end.elapsed() < Duration::from_secs(300) {
+            let m = scrape_text(http);
+            let backlog = support::metric(&m, "emspool_jetstream_backlog", None);
+            r.backlog_max = r.backlog_max.max(backlog);
+            if backlog == 0.0
+                && support::metric(&m, "emspool_jetstream_acknowledged_total", None) > 0.0
+            {
+                r.published_after = Some(send_end.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    r.cpu = support::cpu_seconds(serve.pid).unwrap_or(0.0) - cpu0;
+    r.nats_cpu = nats.map_or(0.0, |n| n.cpu_seconds()) - nats_cpu0;
+    let m = scrape_text(http);
+    r.received = support::metric(&m, "emspool_traps_received_total", None) as u64;
+    r.applied = support::metric(&m, "emspool_traps_applied_total", None) as u64;
+    r.written_total = support::metric(&m, "emspool_events_written_total", None) as u64;
+    r.written = r.written_total - before;
+    r.drops = support::metric(&m, "emspool_traps_socket_drops_total", None) as u64;
+    r.published = support::metric(&m, "emspool_jetstream_published_total", None);
+    r.acked = support::metric(&m, "emspool_jetstream_acknowledged_total", None);
+    r.failed = support::metric(&m, "emspool_jetstream_failed_total", None);
+    r.duplicates = support::metric(&m, "emspool_jetstream_duplicates_total", None);
+    r.delay = quantiles(&m, "emspool_jetstream_delay_seconds");
+    r.ack = quantiles(&m, "emspool_jetstream_ack_seconds");
+    if let Some(n) = nats {
+        r.stream = rt.block_on(n.messages("BENCH"));
+    }
+    drop(serve);
+    r
+}
+
+/// JetStream off, then on, for the same traps into one `emspool serve` process. Zero loss end
+/// to end means: every trap received and applied, one event written per trap, and (on) as
+/// many messages in the stream as events in the log (all of them: the server's own start and
+/// element events too).
+fn run_jetstream(rt: &tokio::runtime::Runtime, secs: u64, rate: u64) -> bool {
+    let total = secs * rate;
+    println!("{}", support::machine());
+    println!(
+        "traps bench (jetstream): {total} SNMPv2c traps at {rate}/s for {secs} s into one \
+         `emspool serve`, JetStream off, then on (R3 stream on a 3-node nats-server cluster)"
+    );
+    let off = jetstream_round(rt, secs, rate, None);
+    let nats = support::nats::NatsCluster::start(3);
+    let on = jetstream_round(rt, secs, rate, Some(&nats));
+    let mut ok = true;
+    for (name, r) in [("off", &off), ("on", &on)] {
+        let lossless = r.received == total
+            && r.applied == total
+            && r.written == total
+            && r.drops == 0
+            && (name == "off" || r.stream == r.written_total);
+        ok &= lossless;
+        println!(
+            "jetstream {name:>3}: sent in {:.2} s; received {}, applied {}, events written {} \
+             ({} in the log), kernel drops {}; applied {:.0} ms after the last send; emspool CPU \
+             {:.1} s ({:.2} cores over send+drain)",
+            r.sent_for.as_secs_f64(),
+            r.received,
+            r.applied,
+            r.written,
+            r.written_total,
+            r.drops,
+            r.drained.as_secs_f64() * 1000.0,
+            r.cpu,
+            r.cpu / (r.sent_for + r.published_after.unwrap_or(r.drained)).as_secs_f64(),
+        );
+        if name == "on" {
+            println!(
+                "jetstream  on: stream holds {} messages (log {}); published {}, acknowledged \
+                 {}, failed {}, duplicates {}; backlog max {}; backlog 0 {} after the last \
+                 send; event->ack delay p50 {:.3} s p99 {:.3} s p99.9 {:.3} s; publish->ack \
+                 p50 {:.4} s p99 {:.4} s; nats-server CPU {:.1} s (3 nodes)",
+                r.stream,
+                r.written_total,
+                r.published,
+                r.acked,
+                r.failed,
+                r.duplicates,
+                r.backlog_max,
+                r.published_after
+                    .map_or("never (300 s)".to_owned(), |d| format!(
+                        "{:.1} s",
+                        d.as_secs_f64()
+                    )),
+                r.delay.0,
+                r.delay.1,
+                r.delay.2,
+                r.ack.0,
+                r.ack.1,
+                r.nats_cpu,
+            );
+        }
+        println!(
+            "{}: JetStream {name}",
+            if lossless { "LOSSLESS" } else { "LOSS" }
+        );
+    }
+    ok
 }

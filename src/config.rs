@@ -235,12 +235,15 @@ pub struct EventsSection {
     /// Events older than this are deleted; `0s` keeps them forever.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// `[events.jetstream]`: also publish every event to NATS JetStream (absent: redb only).
+    pub(crate) jetstream: Option<crate::northbound::jetstream::JetStreamSection>,
 }
 
 impl Default for EventsSection {
     fn default() -> Self {
         EventsSection {
             retention: Duration::from_secs(30 * 24 * 3600),
+            jetstream: None,
         }
     }
 }
@@ -417,6 +420,9 @@ impl Config {
         validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
         if let Some(t) = &self.traps {
             validate_traps(t).map_err(|(k, m)| invalid(&k, &m))?;
+        }
+        if let Some(j) = &self.events.jetstream {
+            j.validate().map_err(|(k, m)| invalid(&k, &m))?;
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ pub(crate) mod logging;
 pub(crate) mod metrics;
 pub mod model;
 pub(crate) mod netconf;
+pub(crate) mod northbound;
 pub(crate) mod poll;
 pub(crate) mod resolve;
 pub(crate) mod rules;

@@ -395,6 +395,11 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+
+    /// For subsystems that register their own metrics (`northbound::jetstream`).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
 }
 
 /// Counters must only go up; the log keeps the authoritative totals.

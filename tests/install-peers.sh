@@ -46,6 +46,8 @@ need openssh-server test -x /usr/sbin/sshd
 need openssh-client command -v ssh
 need dpkg-dev       command -v dpkg-shlibdeps
 need systemd        command -v systemd-analyze
+# NATS with JetStream (tests/jetstream.rs, benches/traps.rs TRAPS_BENCH_JETSTREAM=1).
+need nats-server    command -v nats-server
 
 apt_updated=0
 apt_update() {

@@ -2,6 +2,8 @@
 //! by pid on drop, free ports, /proc readings, Prometheus text parsing, machine description.
 #![allow(dead_code)]
 
+pub mod nats;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

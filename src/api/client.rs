@@ -45,6 +45,9 @@ pub(crate) struct EventsAnswer {
     pub(crate) partial: bool,
     #[serde(default)]
     pub(crate) missing: Vec<ServerId>,
+    /// Members that did not answer whose events were read from JetStream instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) from_stream: Vec<ServerId>,
 }
 
 pub(crate) fn bad_query(e: QueryRejection) -> ApiError {

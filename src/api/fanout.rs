@@ -18,12 +18,6 @@ pub(crate) struct Gathered<R> {
     pub(crate) missing: Vec<ServerId>,
 }
 
-impl<R> Gathered<R> {
-    pub(crate) fn partial(&self) -> bool {
-        !self.missing.is_empty()
-    }
-}
-
 /// GETs `path` from every other configured member believed alive; dead ones are missing at
 /// once, without waiting.
 pub(crate) async fn get<R: DeserializeOwned + Send + 'static>(

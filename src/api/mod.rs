@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) protect_metrics: bool,
     pub(crate) ready: AtomicBool,
     pub(crate) traps: Arc<crate::traps::TrapService>,
+    /// Reads dead members' events from JetStream (`[events.jetstream]`), if configured.
+    pub(crate) jetstream: Option<Arc<crate::northbound::jetstream::Reader>>,
 }
 
 pub(crate) type Shared = Arc<AppState>;

@@ -222,5 +222,6 @@ async fn local_events(
         next: page.next.map(|c| c.to_string()),
         partial: false,
         missing: vec![],
+        from_stream: vec![],
     }))
 }

@@ -205,20 +205,26 @@ pub(crate) async fn events(
     let Query(params) = params.map_err(bad_query)?;
     let q = params.query()?;
     let limit = q.limit;
-    let page = local::events(&s, q).await?;
+    let page = local::events(&s, q.clone()).await?;
     if is_local(&params.scope)? {
         return Ok(Json(EventsAnswer {
             events: page.events,
             next: page.next.map(|c| c.to_string()),
             partial: false,
             missing: vec![],
+            from_stream: vec![],
         }));
     }
     let path = with_query("/peer/v1/local/events", &raw);
     let gathered = fanout::get::<EventsAnswer>(&s, &path).await;
-    let partial = gathered.partial();
-    let mut more = page.next.is_some();
+    let mut missing = gathered.missing;
+    // Members that did not answer: their events from JetStream, when it is configured.
+    let filled =
+        crate::northbound::jetstream::fill_missing(s.jetstream.as_deref(), &q, &mut missing).await;
+    let partial = !missing.is_empty();
+    let mut more = page.next.is_some() || filled.more;
     let mut all = page.events;
+    all.extend(filled.events);
     for (_, a) in gathered.answers {
         more |= a.next.is_some();
         all.extend(a.events);
@@ -235,6 +241,7 @@ pub(crate) async fn events(
         events: all,
         next,
         partial,
-        missing: gathered.missing,
+        missing,
+        from_stream: filled.from_stream,
     }))
 }

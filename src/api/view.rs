@@ -173,14 +173,18 @@ async fn pool_events(s: &Shared, kind: &str) -> Result<(Vec<Event>, Vec<ServerId
         limit: 10_000,
         ..EventQuery::default()
     };
-    let mut all = local::events(s, q).await?.events;
+    let mut all = local::events(s, q.clone()).await?.events;
     let path = format!("/peer/v1/local/events?kind={kind}&limit=10000");
     let gathered = fanout::get::<EventsAnswer>(s, &path).await;
     for (_, a) in gathered.answers {
         all.extend(a.events);
     }
+    let mut missing = gathered.missing;
+    let filled =
+        crate::northbound::jetstream::fill_missing(s.jetstream.as_deref(), &q, &mut missing).await;
+    all.extend(filled.events);
     all.sort_by_key(|e| std::cmp::Reverse(EventCursor::from(e)));
-    Ok((all, gathered.missing))
+    Ok((all, missing))
 }
 
 /// `element.state` texts read `up -> down: why` or `still unknown: why`.

@@ -10,7 +10,7 @@
 //! mapped to its key space with the id of the server that opened it.
 
 use crate::model::{Event, NewEvent, ServerId, UnixMillis, now_millis};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::ops::Bound;
@@ -25,6 +25,9 @@ use tokio::sync::oneshot;
 const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("events");
 /// `(element, ts, id)` -> (): element queries without scanning every event.
 const BY_ELEMENT: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("events_by_element");
+/// id -> ts: followers of the log (the JetStream outbox) read it in id order, which the
+/// time-ordered `EVENTS` key cannot give when clocks step back.
+const BY_ID: TableDefinition<u64, i64> = TableDefinition::new("events_by_id");
 /// Our own bookkeeping, kept apart from `META` so that no caller key can clobber it.
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("eventlog_state");
 /// Small durable values for other subsystems (cluster term, assignment).
@@ -234,9 +237,17 @@ impl EventLog {
         // Creating every table up front lets read transactions assume they exist.
         let txn = db.begin_write()?;
         let next_id = {
-            txn.open_table(EVENTS)?;
+            let events = txn.open_table(EVENTS)?;
             txn.open_table(BY_ELEMENT)?;
             txn.open_table(META)?;
+            let mut by_id = txn.open_table(BY_ID)?;
+            // A log written before the id index existed gets it once.
+            if by_id.is_empty()? {
+                for entry in events.iter()? {
+                    let (ts, id) = entry?.0.value();
+                    by_id.insert(id, ts)?;
+                }
+            }
             let state = txn.open_table(STATE)?;
             let stored = state.get(NEXT_ID)?.map(|g| g.value());
             stored.unwrap_or(1)
@@ -405,6 +416,38 @@ impl EventLog {
         Ok(EventPage { events: out, next })
     }
 
+    /// Up to `limit` events with ids above `after`, in id (append) order. Ids that are missing
+    /// (pruned, or never committed) are skipped. Blocking.
+    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, EventLogError> {
+        let txn = self.inner.db.begin_read()?;
+        let by_id = txn.open_table(BY_ID)?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let Some(first) = after.checked_add(1) else {
+            return Ok(out);
+        };
+        for entry in by_id.range(first..)?.take(limit) {
+            let (k, v) = entry?;
+            let (id, ts) = (k.value(), v.value());
+            let Some(bytes) = events.get((ts, id))? else {
+                continue;
+            };
+            match decode(bytes.value(), ts, id) {
+                Ok(ev) => out.push(ev),
+                Err(e) => tracing::error!(error = %e, "skipping unreadable event"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The id of the newest committed event (0 when none ever was).
+    pub fn last_id(&self) -> Result<u64, EventLogError> {
+        let txn = self.inner.db.begin_read()?;
+        let state = txn.open_table(STATE)?;
+        let next = state.get(NEXT_ID)?.map_or(1, |g| g.value());
+        Ok(next.saturating_sub(1))
+    }
+
     /// Exclusive upper bound in this file's `(ts, id)` key space for events strictly before `c`
     /// in the pool-wide `(ts, server, id)` order; `None` when nothing is excluded.
     fn key_bound_before(&self, c: EventCursor) -> Option<(i64, u64)> {
@@ -449,7 +492,7 @@ impl EventLog {
     }
 }
 
-fn kind_matches(pattern: &str, kind: &str) -> bool {
+pub(crate) fn kind_matches(pattern: &str, kind: &str) -> bool {
     if let Some(prefix) = pattern.strip_suffix('*') {
         kind.starts_with(prefix)
     } else if pattern.ends_with('.') {
@@ -474,6 +517,7 @@ fn prune_chunk(
     let (removed, more) = {
         let mut events = txn.open_table(EVENTS)?;
         let mut index = txn.open_table(BY_ELEMENT)?;
+        let mut by_id = txn.open_table(BY_ID)?;
         let mut victims = Vec::new();
         let mut more = false;
         for entry in events.range(..(cutoff, 0u64))? {
@@ -491,6 +535,7 @@ fn prune_chunk(
         }
         for (ts, id, element) in &victims {
             events.remove((*ts, *id))?;
+            by_id.remove(*id)?;
             if let Some(el) = element {
                 index.remove((el.as_str(), *ts, *id))?;
             }
@@ -663,10 +708,12 @@ impl Writer {
         {
             let mut table = txn.open_table(EVENTS)?;
             let mut index = txn.open_table(BY_ELEMENT)?;
+            let mut by_id = txn.open_table(BY_ID)?;
             for (ev, _) in events {
                 self.buf.clear();
                 serde_json::to_writer(&mut self.buf, ev)?;
                 table.insert((ev.ts, ev.id), self.buf.as_slice())?;
+                by_id.insert(ev.id, ev.ts)?;
             }
             // In key order, so that consecutive inserts hit the same (already copied) leaf.
             let mut keys: Vec<_> = events

@@ -293,3 +293,40 @@ fn log_is_clone_send_sync() {
     fn check<T: Clone + Send + Sync + 'static>() {}
     check::<EventLog>();
 }
+
+#[tokio::test]
+async fn read_after_follows_ids_not_clocks_and_skips_pruned_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&dir, Duration::from_millis(100));
+    // The clock steps back between appends: id order is not ts order.
+    for ts in [5_000, 900, 3_000, 10, 4_000] {
+        log.append(ev(ts, Some("r1"), "k"));
+    }
+    log.flush().await.expect("flush");
+    assert_eq!(log.last_id().expect("last"), 5);
+    let got: Vec<(u64, i64)> = log
+        .read_after(0, 100)
+        .expect("read")
+        .iter()
+        .map(|e| (e.id, e.ts))
+        .collect();
+    assert_eq!(got, [(1, 5_000), (2, 900), (3, 3_000), (4, 10), (5, 4_000)]);
+    let ids: Vec<u64> = log
+        .read_after(2, 2)
+        .expect("read")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, [3, 4]);
+    // Cutoff 3_100 - 100: ids 2 (ts 900) and 4 (ts 10) go; the follower jumps the gaps.
+    assert_eq!(log.prune(3_100).expect("prune"), 2);
+    let ids: Vec<u64> = log
+        .read_after(1, 100)
+        .expect("read")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, [3, 5]);
+    assert!(log.read_after(u64::MAX, 10).expect("read").is_empty());
+    log.close().await;
+}

@@ -60,6 +60,7 @@ pub(crate) struct Started {
     listener: tokio::net::TcpListener,
     scheduler: tokio::task::JoinHandle<()>,
     trap_tasks: Vec<tokio::task::JoinHandle<()>>,
+    jetstream: Option<crate::northbound::jetstream::Northbound>,
     element_count: usize,
 }
 
@@ -78,6 +79,20 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     let events = EventLog::open(&db_path, id, config.events.retention)
         .with_context(|| format!("cannot open event log {}", db_path.display()))?;
     let metrics = Metrics::new().context("metrics registry")?;
+    let jetstream = match &config.events.jetstream {
+        Some(js) => Some(
+            crate::northbound::jetstream::start(
+                js,
+                id,
+                config.events.retention,
+                events.clone(),
+                metrics.registry(),
+            )
+            .await
+            .context("cannot start the JetStream publisher")?,
+        ),
+        None => None,
+    };
     let alarms = Arc::new(AlarmTable::new(id, events.clone()));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -136,12 +151,14 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         protect_metrics: config.api.protect_metrics,
         ready: Default::default(),
         traps,
+        jetstream: jetstream.as_ref().map(|j| j.reader.clone()),
     });
     Ok(Started {
         state,
         listener,
         scheduler,
         trap_tasks,
+        jetstream,
         element_count: config.elements.len(),
     })
 }
@@ -163,6 +180,7 @@ impl Started {
             listener,
             scheduler,
             trap_tasks,
+            jetstream,
             element_count,
         } = self;
         let id = state.id;
@@ -199,6 +217,9 @@ impl Started {
         }
         state.poller.set_elements(Vec::new()).await;
         scheduler.abort();
+        if let Some(j) = jetstream {
+            j.stop().await;
+        }
         state.events.append(NewEvent::now(
             None,
             "server.stop",

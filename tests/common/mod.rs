@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod child;
 pub mod emspool;
+pub mod nats;
 pub mod netconf;
 pub mod pool;
 pub mod ports;
