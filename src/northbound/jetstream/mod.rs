@@ -7,12 +7,11 @@
 //! When a member is dead, pool-wide event queries read its events back from the stream
 //! ([`reader`]).
 
-mod config;
 mod metrics;
 mod publisher;
 mod reader;
 
-pub(crate) use config::JetStreamSection;
+pub(crate) use crate::config::JetStreamSection;
 pub(crate) use reader::{Reader, fill_missing};
 
 use crate::eventlog::{EventLog, EventLogError};

@@ -1,6 +1,9 @@
 //! The TOML configuration file: parsed strictly, validated at load, secrets kept out of output.
 
+mod jetstream;
+
 use crate::model::{Element, Protocol, ServerId};
+pub(crate) use jetstream::JetStreamSection;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -236,7 +239,7 @@ pub struct EventsSection {
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
     /// `[events.jetstream]`: also publish every event to NATS JetStream (absent: redb only).
-    pub(crate) jetstream: Option<crate::northbound::jetstream::JetStreamSection>,
+    pub(crate) jetstream: Option<JetStreamSection>,
 }
 
 impl Default for EventsSection {
@@ -1020,7 +1023,7 @@ credential = "nc"
         let e = err(&format!("{GOOD}\n[traps]\nqueue = 0\n"));
         assert!(e.contains("traps.queue"), "{e}");
     }
-    const SHIPPED: &str = include_str!("../packaging/emspool.toml");
+    const SHIPPED: &str = include_str!("../../packaging/emspool.toml");
 
     #[test]
     fn shipped_example_config_is_valid() {
