@@ -71,7 +71,7 @@ pub fn evaluate(
         ..prev.clone()
     };
     match outcome {
-        Outcome::Answered(data) => {
+        Outcome::Answered(mut data) => {
             next.state = ElementState::Up;
             next.reason = None;
             effects.push(Effect::Clear {
@@ -95,6 +95,10 @@ pub fn evaluate(
             next.capabilities = data.capabilities;
             next.sys_name = data.sys_name;
             next.sys_descr = data.sys_descr;
+            let restarted = effects
+                .iter()
+                .any(|e| matches!(e, Effect::Raise { kind: REBOOT, .. }));
+            crate::interface::carry_wraps(&prev.interfaces, &mut data.interfaces, restarted);
             next.interfaces = data.interfaces;
         }
         Outcome::Unreachable(why) => {
