@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod northbound;
 pub mod notify;
 pub mod poll;
 pub mod render;

@@ -55,7 +55,13 @@ pub fn router(state: Shared) -> Router {
         .route("/pool", get(client::pool))
         .route("/view", get(view::view))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // After the token layer, so it follows the metrics rule (`protect_metrics`) instead.
+        .route(
+            "/sd/devices",
+            get(crate::northbound::sd::devices)
+                .layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        );
     Router::new()
         .nest("/api/v1", api)
         .nest("/peer/v1", peer::router(state.clone()))
@@ -64,6 +70,11 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/metrics",
             get(metrics).layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        )
+        .route(
+            "/metrics/devices",
+            get(crate::northbound::devices::scrape)
+                .layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
         )
         .layer(middleware::from_fn_with_state(
             state.clone(),
