@@ -13,6 +13,7 @@ pub mod emspool;
 pub mod netconf;
 pub mod pool;
 pub mod ports;
+pub mod prometheus;
 pub mod pynetconf;
 pub mod snmpcli;
 pub mod snmpd;
