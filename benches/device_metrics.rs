@@ -15,10 +15,14 @@
 //!    the scrape (the render copies the poller's state in chunks, so polls go on), plain and
 //!    gzip, whole and one shard of 4.
 //!
-//!     apt-get install -y --no-install-recommends prometheus-snmp-exporter
-//!     cargo bench --bench device_metrics
-//!     EMSPOOL_BENCH_AGENTS=2000 EMSPOOL_BENCH_INTERVAL_S=20 EMSPOOL_BENCH_WINDOW_S=60 \
-//!         EMSPOOL_BENCH_SCRAPE_ELEMENTS=10000 cargo bench --bench device_metrics
+//! Commands:
+//!
+//! ```text
+//! apt-get install -y --no-install-recommends prometheus-snmp-exporter
+//! cargo bench --bench device_metrics
+//! EMSPOOL_BENCH_AGENTS=2000 EMSPOOL_BENCH_INTERVAL_S=20 EMSPOOL_BENCH_WINDOW_S=60 \
+//!     EMSPOOL_BENCH_SCRAPE_ELEMENTS=10000 cargo bench --bench device_metrics
+//! ```
 //!
 //! Results go to BENCHMARKS.md ("Device metrics").
 

@@ -177,11 +177,12 @@ impl Snapshot {
         let up = st.state == ElementState::Up;
         let first_if = self.ifs.len();
         if up {
+            let element = a[label.clone()].to_owned();
             let mut num = itoa::Buffer::new();
             for i in &st.interfaces {
                 let a = &mut self.arena;
                 let start = a.len();
-                a.extend_from_within(label.clone());
+                a.push_str(&element);
                 a.push_str(",ifindex=\"");
                 a.push_str(num.format(i.index));
                 a.push_str("\",ifname=\"");

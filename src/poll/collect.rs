@@ -227,8 +227,10 @@ fn build_interfaces(cols: &[Vec<(Vec<u32>, OwnedValue)>]) -> Vec<Interface> {
 mod tests {
     use super::*;
 
+    type Rows = Vec<(Vec<u32>, OwnedValue)>;
+
     /// Walk results in [`COLUMNS`] order from `(column, rows)` pairs.
-    fn walked(given: Vec<(Col, Vec<(Vec<u32>, OwnedValue)>)>) -> Vec<Vec<(Vec<u32>, OwnedValue)>> {
+    fn walked(given: Vec<(Col, Rows)>) -> Vec<Rows> {
         let mut cols = vec![Vec::new(); COLUMNS.len()];
         for (col, rows) in given {
             let n = COLUMNS.iter().position(|c| c.0 == col).unwrap();
