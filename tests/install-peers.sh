@@ -3,7 +3,8 @@
 # snmpsim (in a venv readable by `nobody`), netconfd + a private sshd, and the system
 # libraries the crate links against (ssh2 -> libssl, zlib). Also the packaging and operations
 # tools: cargo-deb (builds the .deb), dpkg-dev (its dependency computation), systemd-analyze
-# (unit checks), systemd-sysusers/tmpfiles, and promtool (metrics and alert rules).
+# (unit checks), systemd-sysusers/tmpfiles, promtool (metrics and alert rules), and the
+# Prometheus server (device metrics through fail-over, tests/prometheus.rs).
 #
 # Idempotent and fast when everything is present: apt-get runs (with one `update`) only when
 # something is missing; pip runs only when the venv lacks snmpsim/pysmi.
@@ -48,6 +49,9 @@ need dpkg-dev       command -v dpkg-shlibdeps
 need systemd        command -v systemd-analyze
 # NATS with JetStream (tests/jetstream.rs, benches/traps.rs TRAPS_BENCH_JETSTREAM=1).
 need nats-server    command -v nats-server
+# The Prometheus server of tests/prometheus.rs (Debian 12: 2.42). No systemd in CI, so the
+# package's unit does not start; the test runs its own on loopback.
+need prometheus     test -x /usr/bin/prometheus
 
 apt_updated=0
 apt_update() {

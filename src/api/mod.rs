@@ -1,6 +1,7 @@
 //! The HTTP API: client endpoints under `/api/v1`, operations endpoints at the root.
 
 pub(crate) mod client;
+mod devices;
 pub(crate) mod error;
 pub(crate) mod fanout;
 pub(crate) mod inventory;
@@ -58,7 +59,12 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/pool", get(client::pool))
         .route("/view", get(view::view))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // After the token layer, so it follows the metrics rule (`protect_metrics`) instead.
+        .route(
+            "/sd/devices",
+            get(devices::sd).layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        );
     Router::new()
         .nest("/api/v1", api)
         .nest("/peer/v1", peer::router(state.clone()))
@@ -67,6 +73,11 @@ pub(crate) fn router(state: Shared) -> Router {
         .route(
             "/metrics",
             get(metrics).layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
+        )
+        .route(
+            "/metrics/devices",
+            get(devices::scrape)
+                .layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
         )
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -20,7 +20,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +43,18 @@ pub(crate) fn router(state: Shared) -> Router<Shared> {
         .route("/traps", post(traps))
         .fallback(|| async { ApiError::NotFound("no such peer endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, require_secret))
+}
+
+/// The `endpoint` label of a peer request: its route template below `/peer/v1`
+/// (`local/elements/{name}`), never the request path, whose parameters (element names,
+/// ids) would make one series per value. Requests that match no route share one value.
+pub(crate) fn endpoint_label(matched: Option<&MatchedPath>) -> &str {
+    matched
+        .map(|m| m.as_str())
+        .map(|p| p.strip_prefix("/peer/v1").unwrap_or(p))
+        .map(|p| p.trim_start_matches('/'))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("unmatched")
 }
 
 async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Response {
@@ -71,11 +83,8 @@ async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Re
         return ApiError::Unavailable(format!("server {from} is cut off (fault injection)"))
             .into_response();
     }
-    let endpoint = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
-    s.metrics
-        .peer_requests
-        .with_label_values(&[endpoint.as_str()])
-        .inc();
+    let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
+    s.metrics.peer_requests.with_label_values(&[endpoint]).inc();
     next.run(req).await
 }
 
@@ -224,4 +233,52 @@ async fn local_events(
         missing: vec![],
         from_stream: vec![],
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_label;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::{MatchedPath, Request};
+    use axum::http::StatusCode;
+    use axum::middleware::{self, Next};
+    use axum::response::Response;
+    use axum::routing::get;
+    use std::sync::{Arc, Mutex};
+    use tower::ServiceExt;
+
+    /// The label comes from the template even in a layer of a nested router, where
+    /// `require_secret` sits; an element name in the path never becomes a label value.
+    #[tokio::test]
+    async fn endpoint_label_is_the_route_template() {
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
+        let peer = Router::new()
+            .route("/local/elements/{name}", get(|| async { "ok" }))
+            .route("/heartbeat", get(|| async { "ok" }))
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                let record = record.clone();
+                async move {
+                    let label = endpoint_label(req.extensions().get::<MatchedPath>()).to_owned();
+                    record.lock().unwrap().push(label);
+                    let r: Response = next.run(req).await;
+                    r
+                }
+            }));
+        let app = Router::new().nest("/peer/v1", peer);
+        for path in [
+            "/peer/v1/local/elements/sim-03",
+            "/peer/v1/heartbeat",
+            "/peer/v1/no/such/sim-03",
+        ] {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            app.clone().oneshot(req).await.unwrap();
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["local/elements/{name}", "heartbeat", "unmatched"]
+        );
+    }
 }

@@ -266,6 +266,13 @@ impl Cluster {
         v
     }
 
+    pub(crate) fn member_url(&self, id: ServerId) -> Option<String> {
+        self.members
+            .iter()
+            .find(|m| m.id == id.0)
+            .map(|m| m.url.clone())
+    }
+
     fn my_heartbeat(&self) -> Heartbeat {
         let st = self.lock();
         Heartbeat {

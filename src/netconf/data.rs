@@ -5,12 +5,13 @@
 //!   yuma123's netconfd fills `/system-state/yuma` (yuma123-system) instead of `platform` and
 //!   `clock`: `sysName`, `sysBootDateTime`, `sysCurrentDateTime` and `uname` are read too.
 //! - ietf-interfaces (RFC 7223 `interfaces-state`, and RFC 8343 NMDA `interfaces` where the
-//!   state leaves sit next to the config): name, admin/oper status, if-index, octet counters;
-//!   `enabled` from the config when `admin-status` is absent.
+//!   state leaves sit next to the config): name, admin/oper status, if-index, speed, the
+//!   `statistics` counters (octets, unicast packets, errors, discards), `description` as the
+//!   alias; `enabled` from the config when `admin-status` is absent.
 
 use super::xml::{DataVisit, NS_INTERFACES, NS_SYSTEM, Node};
 use crate::model::PollData;
-use crate::model::interface::status_byte;
+use crate::model::interface::{Counters, has, status_byte};
 use crate::model::{Interface, UnixMillis};
 use std::collections::BTreeMap;
 
@@ -116,8 +117,48 @@ struct IfRow {
     oper: Option<i64>,
     enabled: Option<bool>,
     if_index: Option<u32>,
-    in_octets: Option<u64>,
-    out_octets: Option<u64>,
+    description: Option<String>,
+    /// ietf-interfaces `statistics` and `speed`; `present` says which leaves came.
+    counters: Counters,
+}
+
+impl IfRow {
+    fn stat(&mut self, leaf: &str, text: &str) {
+        let c = &mut self.counters;
+        let (slot64, slot32, bit): (Option<&mut u64>, Option<&mut u32>, u16) = match leaf {
+            "in-octets" => (Some(&mut c.in_octets), None, has::IN_OCTETS),
+            "out-octets" => (Some(&mut c.out_octets), None, has::OUT_OCTETS),
+            "in-unicast-pkts" => (Some(&mut c.in_ucast), None, has::IN_UCAST),
+            "out-unicast-pkts" => (Some(&mut c.out_ucast), None, has::OUT_UCAST),
+            "speed" => (Some(&mut c.speed_bps), None, has::SPEED),
+            "in-errors" => (None, Some(&mut c.in_errors), has::IN_ERRORS),
+            "out-errors" => (None, Some(&mut c.out_errors), has::OUT_ERRORS),
+            "in-discards" => (None, Some(&mut c.in_discards), has::IN_DISCARDS),
+            "out-discards" => (None, Some(&mut c.out_discards), has::OUT_DISCARDS),
+            _ => return,
+        };
+        let text = text.trim();
+        let ok = match (slot64, slot32) {
+            (Some(s), _) => text.parse().map(|v| *s = v).is_ok(),
+            (_, Some(s)) => text.parse().map(|v| *s = v).is_ok(),
+            _ => false,
+        };
+        if ok {
+            c.present |= bit;
+        }
+    }
+
+    /// Fills what `self` lacks from `other` (the same interface seen in the other tree).
+    fn merge(&mut self, other: IfRow) {
+        self.admin = self.admin.or(other.admin);
+        self.oper = self.oper.or(other.oper);
+        self.enabled = self.enabled.or(other.enabled);
+        self.if_index = self.if_index.or(other.if_index);
+        self.description = self.description.take().or(other.description);
+        if self.counters.present == 0 {
+            self.counters = other.counters;
+        }
+    }
 }
 
 /// Interfaces by name, from `interfaces` and `interfaces-state`.
@@ -154,8 +195,9 @@ impl DataVisit for InterfacesData {
             ["admin-status"] => row.admin = Some(admin_status(text)),
             ["oper-status"] => row.oper = Some(oper_status(text)),
             ["if-index"] => row.if_index = text.parse().ok(),
-            ["statistics", "in-octets"] => row.in_octets = text.parse().ok(),
-            ["statistics", "out-octets"] => row.out_octets = text.parse().ok(),
+            ["description"] => row.description = Some(text.to_owned()),
+            ["speed"] => row.stat("speed", text),
+            ["statistics", leaf] => row.stat(leaf, text),
             _ => {}
         }
     }
@@ -166,13 +208,7 @@ impl InterfacesData {
         if let Some((Some(name), row)) = self.current.take()
             && (self.rows.len() < MAX_INTERFACES || self.rows.contains_key(&name))
         {
-            let slot = self.rows.entry(name).or_default();
-            slot.admin = slot.admin.or(row.admin);
-            slot.oper = slot.oper.or(row.oper);
-            slot.enabled = slot.enabled.or(row.enabled);
-            slot.if_index = slot.if_index.or(row.if_index);
-            slot.in_octets = slot.in_octets.or(row.in_octets);
-            slot.out_octets = slot.out_octets.or(row.out_octets);
+            self.rows.entry(name).or_default().merge(row);
         }
     }
 
@@ -202,9 +238,9 @@ impl InterfacesData {
                 _ => 1,
             });
             out.push(
-                Interface::new(index, &name, Some(&name))
+                Interface::with_labels(index, &name, Some(&name), r.description.as_deref())
                     .with_status(status_byte(admin), status_byte(oper))
-                    .with_octets(r.in_octets, r.out_octets),
+                    .with_counters(r.counters),
             );
         }
         out.sort_by_key(|i| i.index);
@@ -381,13 +417,15 @@ mod tests {
     fn interfaces_state_and_nmda_merge_by_name() {
         let xml = r#"<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><data>
 <interfaces xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces">
-  <interface><name>eth0</name><enabled>true</enabled></interface>
+  <interface><name>eth0</name><enabled>true</enabled><description>to core</description></interface>
   <interface><name>eth1</name><enabled>false</enabled></interface>
   <interface><name>cfg-only</name><enabled>true</enabled></interface>
 </interfaces>
 <interfaces-state xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces">
   <interface><oper-status>up</oper-status><name>eth0</name><if-index>3</if-index>
-    <statistics><in-octets>10</in-octets><out-octets>20</out-octets></statistics></interface>
+    <speed>1000000000</speed>
+    <statistics><in-octets>10</in-octets><out-octets>20</out-octets><in-unicast-pkts>4</in-unicast-pkts>
+      <in-errors>2</in-errors><out-discards>1</out-discards><out-errors>x</out-errors></statistics></interface>
   <interface><name>eth1</name><oper-status>down</oper-status></interface>
   <interface><name>eth2</name><admin-status>up</admin-status><oper-status>lower-layer-down</oper-status></interface>
 </interfaces-state></data></rpc-reply>"#;
@@ -397,6 +435,13 @@ mod tests {
         assert_eq!(ifs.len(), 3, "{ifs:?}");
         assert_eq!((ifs[0].index, ifs[0].descr()), (3, "eth0"));
         assert_eq!(ifs[0].in_octets(), Some(10));
+        assert_eq!(ifs[0].alias(), Some("to core"));
+        let c = ifs[0].counters().unwrap();
+        assert_eq!((c.in_ucast, c.in_errors, c.out_discards), (4, 2, 1));
+        assert_eq!(c.speed_bps, 1_000_000_000);
+        assert!(!c.has(has::OUT_ERRORS), "unparsable leaf is absent");
+        assert!(!c.has(has::NARROW_OCTETS));
+        assert!(ifs[1].counters().is_none());
         assert_eq!(
             (ifs[1].index, ifs[1].admin_status, ifs[1].oper_status),
             (4, 2, 2)

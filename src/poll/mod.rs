@@ -129,6 +129,28 @@ impl Poller {
         m
     }
 
+    /// Names of the elements this server polls now (cheap: no clone of their statuses).
+    pub(crate) fn owned_names(&self) -> Vec<Arc<str>> {
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        status.keys().cloned().collect()
+    }
+
+    /// Calls `f` with the status of each of `names` that is still owned, under one read lock.
+    /// Callers pass small chunks and only copy inside `f`: a poll finishing meanwhile waits
+    /// for at most one chunk, never for a whole scrape.
+    pub(crate) fn visit_statuses(
+        &self,
+        names: &[Arc<str>],
+        mut f: impl FnMut(&Arc<str>, &ElementStatus),
+    ) {
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        for name in names {
+            if let Some((_, st)) = status.get(name) {
+                f(name, st);
+            }
+        }
+    }
+
     /// The elements this server polls now.
     pub(crate) fn owned(&self) -> Vec<Element> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());

@@ -44,7 +44,7 @@ pub(crate) fn evaluate(
         ..prev.clone()
     };
     match outcome {
-        Outcome::Answered(data) => {
+        Outcome::Answered(mut data) => {
             next.state = ElementState::Up;
             next.reason = None;
             effects.push(Change::clear(NODE_DOWN, None, CONDITION_ENDED));
@@ -65,6 +65,10 @@ pub(crate) fn evaluate(
             next.capabilities = data.capabilities;
             next.sys_name = data.sys_name;
             next.sys_descr = data.sys_descr;
+            let restarted = effects
+                .iter()
+                .any(|e| matches!(e, Change::Raise { kind, .. } if kind == REBOOT));
+            crate::model::interface::carry_wraps(&prev.interfaces, &mut data.interfaces, restarted);
             next.interfaces = data.interfaces;
         }
         Outcome::Unreachable(why) => {

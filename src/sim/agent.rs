@@ -391,6 +391,7 @@ fn device(shared: &Shared, index: usize, elapsed: Duration) -> Device<'_> {
         index,
         uptime: cfg.outage.map_or(elapsed, |o| o.uptime(index, elapsed)),
         link_down: cfg.flap.is_some_and(|f| f.is_down(index, elapsed)),
+        traffic: cfg.traffic,
     }
 }
 

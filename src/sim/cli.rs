@@ -57,6 +57,10 @@ pub struct SimArgs {
     /// Also answer SNMPv3 from this user, noAuthNoPriv only (single-port: context = device name)
     #[arg(long, value_name = "USER")]
     pub v3_user: Option<String>,
+    /// Counters advance with time (interface octets 1-8 Mbit/s, packets, errors), as on a
+    /// device that carries traffic; without it they keep the data file's values
+    #[arg(long)]
+    pub traffic: bool,
 }
 
 impl SimArgs {
@@ -74,6 +78,7 @@ impl SimArgs {
         cfg.name_prefix = self.name_prefix.clone();
         cfg.max_msg_size = self.max_msg_size;
         cfg.v3_user = self.v3_user.clone();
+        cfg.traffic = self.traffic;
         if let (Some(period), Some(down_for)) = (self.flap_every, self.flap_for) {
             cfg.flap = Some(FlapSchedule {
                 every: self.flap_agents,
@@ -166,7 +171,7 @@ mod tests {
             (outage.every, outage.down_for),
             (10, Duration::from_secs(90))
         );
-        assert_eq!(cfg.data.len(), 392);
+        assert_eq!(cfg.data.len(), 536);
 
         assert!(
             parse(&["--flap-every", "2m"]).is_err(),

@@ -8,12 +8,35 @@ use rasn::types::OctetString;
 use rasn_snmp::v2::VarBindValue;
 
 use super::respond::MibView;
-use super::snmprec::{Dataset, ticks_syntax};
+use super::snmprec::{Dataset, Value, ticks_syntax, to_wire};
 
 const SYS_UPTIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
 const SYS_NAME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 5, 0];
 const IF_OPER_STATUS: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 8];
 const OPER_DOWN: i32 = 2;
+const IF_TABLE: [u32; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
+const IFX_TABLE: [u32; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
+
+/// How fast a counter of the dataset advances with traffic on, per second of uptime: the
+/// interface tables' octets by 1-8 Mbit/s (in) and half that (out), varying with ifIndex and
+/// agent so that graphs and top-N differ; unicast packets at 500 bytes each; errors and
+/// discards by 1/s on every fourth interface; any other counter by 1/s.
+pub(crate) fn traffic_rate(oid: &[u32], agent: usize) -> u64 {
+    let (col, index) = match oid {
+        [head @ .., col, index] if head == IF_TABLE => (Some((false, *col)), *index),
+        [head @ .., col, index] if head == IFX_TABLE => (Some((true, *col)), *index),
+        _ => (None, 0),
+    };
+    let k = 1 + (u64::from(index) + agent as u64) % 8;
+    match col {
+        Some((false, 10) | (true, 6)) => 125_000 * k,
+        Some((false, 16) | (true, 10)) => 62_500 * k,
+        Some((false, 11) | (true, 7)) => 250 * k,
+        Some((false, 17) | (true, 11)) => 125 * k,
+        Some((false, 13 | 14 | 19 | 20)) => u64::from(index % 4 == 0),
+        _ => 1,
+    }
+}
 
 /// Agents whose index is a multiple of `every` see ifOperStatus.`if_index` go down(2) for the
 /// last `down_for` of every `period` (counted from simulator start), so a poller raises and then
@@ -145,6 +168,9 @@ pub(crate) struct Device<'a> {
     pub index: usize,
     pub uptime: Duration,
     pub link_down: bool,
+    /// Counters advance with uptime ([`traffic_rate`]); they restart with it, as a real
+    /// agent's do after a reboot.
+    pub traffic: bool,
 }
 
 impl MibView for Device<'_> {
@@ -164,14 +190,78 @@ impl MibView for Device<'_> {
         } else if self.link_down && m.flap_oper == Some(idx) {
             VarBindValue::Value(OPER_DOWN.into())
         } else {
-            self.data.entries()[idx].wire().clone()
+            let entry = &self.data.entries()[idx];
+            // Counters wrap like an agent's: Counter32 modulo 2^32, Counter64 modulo 2^64.
+            let moved = match (self.traffic, entry.value()) {
+                (true, Value::Counter32(base)) => Some(Value::Counter32(
+                    u64::from(*base).wrapping_add(self.grown(entry.oid())) as u32,
+                )),
+                (true, Value::Counter64(base)) => {
+                    Some(Value::Counter64(base.wrapping_add(self.grown(entry.oid()))))
+                }
+                _ => None,
+            };
+            moved
+                .as_ref()
+                .and_then(to_wire)
+                .unwrap_or_else(|| entry.wire().clone())
         }
+    }
+}
+
+impl Device<'_> {
+    /// How far a counter moved since the agent (re)started.
+    fn grown(&self, oid: &[u32]) -> u64 {
+        let ms = u64::try_from(self.uptime.as_millis()).unwrap_or(u64::MAX);
+        traffic_rate(oid, self.index).wrapping_mul(ms) / 1000
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_advance_with_uptime_when_traffic_is_on() {
+        let data = Dataset::router24().unwrap();
+        let hc_in = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6, 3];
+        let in32 = [1, 3, 6, 1, 2, 1, 2, 2, 1, 10, 3];
+        let at = |traffic: bool, secs: u64, oid: &[u32]| {
+            let d = Device {
+                data: &data,
+                marks: Marks::find(&data, None),
+                name_prefix: "sim",
+                index: 0,
+                uptime: Duration::from_secs(secs),
+                link_down: false,
+                traffic,
+            };
+            d.value(data.find(oid).unwrap())
+        };
+        let base = 10_000_000_000 + 3000;
+        let rate = traffic_rate(&hc_in, 0);
+        let want = |v| to_wire(&Value::Counter64(v)).unwrap();
+        assert_eq!(at(true, 10, &hc_in), want(base + 10 * rate));
+        assert_eq!(at(false, 10, &hc_in), want(base));
+        // Counter32 wraps modulo 2^32.
+        let secs = 10_000;
+        let wrapped = (300_000 + secs * rate) % (1 << 32);
+        assert_eq!(
+            at(true, secs, &in32),
+            to_wire(&Value::Counter32(wrapped as u32)).unwrap()
+        );
+    }
+
+    #[test]
+    fn traffic_rates_by_column() {
+        let hc_in = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6, 3];
+        assert_eq!(traffic_rate(&hc_in, 0), 125_000 * 4);
+        let in32 = [1, 3, 6, 1, 2, 1, 2, 2, 1, 10, 3];
+        assert_eq!(traffic_rate(&in32, 0), traffic_rate(&hc_in, 0));
+        assert_eq!(traffic_rate(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 14, 4], 9), 1);
+        assert_eq!(traffic_rate(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 14, 3], 9), 0);
+        assert_eq!(traffic_rate(&[1, 3, 6, 1, 4, 1, 9], 0), 1);
+    }
 
     const S: Duration = Duration::from_secs(1);
 

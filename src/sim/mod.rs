@@ -48,6 +48,9 @@ pub struct SimConfig {
     pub track_requesters: bool,
     /// Accept SNMPv3 from this user at noAuthNoPriv (no authentication, no privacy).
     pub v3_user: Option<String>,
+    /// Counters advance with time (interface octets, packets, errors; see
+    /// `device::traffic_rate`), so that rates are not zero. Off: the dataset's values exactly.
+    pub traffic: bool,
 }
 
 impl SimConfig {
@@ -66,6 +69,7 @@ impl SimConfig {
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
             track_requesters: false,
             v3_user: None,
+            traffic: false,
         }
     }
 }

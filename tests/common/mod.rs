@@ -14,6 +14,7 @@ pub mod nats;
 pub mod netconf;
 pub mod pool;
 pub mod ports;
+pub mod prometheus;
 pub mod pynetconf;
 pub mod snmpcli;
 pub mod snmpd;

@@ -3,6 +3,8 @@
 
 snmpsim and emspool's own simulator both read it. Interfaces 23 and 24 are admin up / oper down
 so that a poll raises LinkDown on every device; 21 and 22 are admin down.
+Counters (octets, unicast packets, errors, discards) hold start values; emspool's simulator
+advances them with time when asked to (`emspool simulate --traffic`, `SimConfig::traffic`).
 """
 import sys
 
@@ -37,10 +39,16 @@ for i in range(1, 25):
         f"{ift}.8.{i}|2|{oper}",
         f"{ift}.9.{i}|67|{1000 * i}",
         f"{ift}.10.{i}|65|{100000 * i}",
+        f"{ift}.13.{i}|65|{i}",
+        f"{ift}.14.{i}|65|{2 * i}",
         f"{ift}.16.{i}|65|{200000 * i}",
+        f"{ift}.19.{i}|65|{3 * i}",
+        f"{ift}.20.{i}|65|{4 * i}",
         f"{ifx}.1.{i}|4|Gi0/{i}",
         f"{ifx}.6.{i}|70|{10_000_000_000 + 1000 * i}",
+        f"{ifx}.7.{i}|70|{10_000_000 + 10 * i}",
         f"{ifx}.10.{i}|70|{20_000_000_000 + 1000 * i}",
+        f"{ifx}.11.{i}|70|{20_000_000 + 10 * i}",
         f"{ifx}.15.{i}|66|1000",
         f"{ifx}.18.{i}|4|port {i}",
     ]
