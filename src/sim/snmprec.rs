@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn template_parses() {
         let d = Dataset::router24().expect("embedded template parses");
-        assert_eq!(d.len(), 392);
+        assert_eq!(d.len(), 536);
         assert_eq!(
             d.get(&[1, 3, 6, 1, 2, 1, 1, 5, 0]),
             Some(&Value::OctetString(b"router24".to_vec()))
