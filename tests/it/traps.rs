@@ -5,11 +5,11 @@
 //! Elements sit on distinct loopback addresses (127.0.0.N) and the tools send from those
 //! addresses (`--clientaddr`), which is how the receiver tells elements apart.
 
-mod common;
+use crate::common;
 
 use common::emspool::Emspool;
 use common::pool::{Pool, SECRET};
-use common::{free_tcp_port, free_udp_port, snmp_tool, wait_until};
+use common::{free_port, snmp_tool, wait_until};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -253,7 +253,7 @@ fn wait_owned(s: &Emspool, names: &[&str]) {
 
 #[test]
 fn v1_v2c_v3_traps_and_informs_raise_and_clear_alarms() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let s = Emspool::start(
         1,
@@ -351,7 +351,7 @@ fn v1_v2c_v3_traps_and_informs_raise_and_clear_alarms() {
 /// boots/time) by itself, or is given it with `-e` and learns the time from a report.
 #[test]
 fn v3_informs_are_acknowledged_with_discovery_and_without() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let s = Emspool::start(4, &body(port, &[("i1", "127.0.0.31")], ""));
     wait_owned(&s, &["i1"]);
@@ -477,7 +477,7 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
 
 #[test]
 fn garbage_wrong_keys_and_unknown_senders_are_counted_and_logged_once() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     // dns1 is addressed by name: its resolved address (127.0.0.1) matches too.
     let s = Emspool::start(
@@ -548,7 +548,7 @@ fn garbage_wrong_keys_and_unknown_senders_are_counted_and_logged_once() {
 
 #[test]
 fn link_flap_within_the_window_is_one_event_not_an_alarm() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let s = Emspool::start(
         3,
@@ -578,8 +578,8 @@ fn link_flap_within_the_window_is_one_event_not_an_alarm() {
 #[test]
 fn pool_forwards_traps_to_the_owner() {
     let ids = [1u32, 2, 3];
-    let http: Vec<u16> = ids.iter().map(|_| free_tcp_port()).collect();
-    let udp: Vec<u16> = ids.iter().map(|_| free_udp_port()).collect();
+    let http: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    let udp: Vec<u16> = ids.iter().map(|_| free_port()).collect();
     let elements = [
         ("p1", "127.0.0.21"),
         ("p2", "127.0.0.22"),

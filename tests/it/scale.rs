@@ -1,11 +1,12 @@
 //! One server polls 1,000 simulated elements within one 10 s interval (debug build). The
 //! 10,000-element measurement is `cargo bench --bench poll_scale` (BENCHMARKS.md).
 
-mod common;
+use crate::common;
 
 use common::emspool::Emspool;
-use common::{free_udp_port_range, wait_until};
-use emspool::sim::{self, Dataset, SimConfig};
+use common::wait_until;
+use emspool::sim::{Dataset, SimConfig};
+use emspool::testing::support::start_sim;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,10 @@ fn one_server_polls_1000_elements_within_one_interval() {
         .enable_all()
         .build()
         .expect("runtime");
-    let base = free_udp_port_range(N);
     let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template")));
     cfg.agents = N;
-    cfg.base_port = base;
-    let sim = rt.block_on(sim::start(cfg)).expect("simulator");
+    let sim = rt.block_on(start_sim(cfg)).expect("simulator");
+    let base = sim.addr(0).expect("agent 0").port();
 
     let mut body = String::from(
         "[poll]\ninterval = \"10s\"\ntimeout = \"2s\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
