@@ -1,4 +1,4 @@
-//! Proves the test helpers in tests/common work against the real peers. These fail (never
+//! Proves the test helpers in tests/it/common work against the real peers. These fail (never
 //! skip) when a peer is missing: run tests/install-peers.sh.
 
 use crate::common;
