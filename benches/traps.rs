@@ -11,6 +11,9 @@
 //! drop counter for the socket. Exits non-zero on any loss.
 
 use emspool::testing::{Config, Server};
+use rasn::types::{ObjectIdentifier, OctetString};
+use rasn_snmp::v2::{ObjectSyntax, Pdu, Pdus, TimeTicks, Trap, VarBind, VarBindValue};
+use rasn_snmp::v2c::Message;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -24,64 +27,45 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend([0x81, n as u8]);
-    } else {
-        out.extend([0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(content);
-    out
+fn oid(arcs: &[u32]) -> ObjectIdentifier {
+    ObjectIdentifier::new(arcs.to_vec()).expect("valid OID")
 }
 
-fn int(v: i64) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    let mut i = 0;
-    while i < 7
-        && ((bytes[i] == 0 && bytes[i + 1] & 0x80 == 0)
-            || (bytes[i] == 0xff && bytes[i + 1] & 0x80 != 0))
-    {
-        i += 1;
-    }
-    tlv(0x02, &bytes[i..])
+/// The Trap-PDU: sysUpTime.0, snmpTrapOID.0 = linkDown/linkUp, ifIndex.N = N (rasn-snmp, the
+/// encoder emspool's simulator uses too).
+fn link_trap_pdu(req_id: i32, up: bool, if_index: u32) -> Pdus {
+    let vb = |name: &[u32], value: ObjectSyntax| VarBind {
+        name: oid(name),
+        value: VarBindValue::Value(value),
+    };
+    #[allow(clippy::init_numbered_fields)] // TimeTicks is a type alias: no constructor call
+    let uptime = TimeTicks { 0: 256 };
+    Pdus::Trap(Trap(Pdu {
+        request_id: req_id,
+        error_status: 0,
+        error_index: 0,
+        variable_bindings: vec![
+            vb(&[1, 3, 6, 1, 2, 1, 1, 3, 0], uptime.into()),
+            vb(
+                &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0],
+                oid(&[1, 3, 6, 1, 6, 3, 1, 1, 5, if up { 4 } else { 3 }]).into(),
+            ),
+            vb(
+                &[1, 3, 6, 1, 2, 1, 2, 2, 1, 1, if_index],
+                i64::from(if_index).into(),
+            ),
+        ],
+    }))
 }
 
-fn oid(arcs: &[u32]) -> Vec<u8> {
-    let mut c = vec![(arcs[0] * 40 + arcs[1]) as u8];
-    for &a in &arcs[2..] {
-        let mut stack = vec![(a & 0x7f) as u8];
-        let mut v = a >> 7;
-        while v > 0 {
-            stack.push((v & 0x7f) as u8 | 0x80);
-            v >>= 7;
-        }
-        c.extend(stack.iter().rev());
-    }
-    tlv(0x06, &c)
-}
-
-/// An SNMPv2c Trap-PDU: sysUpTime.0, snmpTrapOID.0 = linkDown/linkUp, ifIndex.N = N.
+/// An SNMPv2c message (community "public") carrying [`link_trap_pdu`].
 fn v2c_link_trap(req_id: i32, up: bool, if_index: u32) -> Vec<u8> {
-    let vb = |name: Vec<u8>, value: Vec<u8>| tlv(0x30, &[name, value].concat());
-    let uptime = vb(oid(&[1, 3, 6, 1, 2, 1, 1, 3, 0]), tlv(0x43, &[0x01, 0x00]));
-    let trap = vb(
-        oid(&[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0]),
-        oid(&[1, 3, 6, 1, 6, 3, 1, 1, 5, if up { 4 } else { 3 }]),
-    );
-    let index = vb(
-        oid(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 1, if_index]),
-        int(i64::from(if_index)),
-    );
-    let varbinds = tlv(0x30, &[uptime, trap, index].concat());
-    let pdu = tlv(
-        0xa7,
-        &[int(i64::from(req_id)), int(0), int(0), varbinds].concat(),
-    );
-    tlv(0x30, &[int(1), tlv(0x04, b"public"), pdu].concat())
+    let msg = Message {
+        version: 1.into(),
+        community: OctetString::from_static(b"public"),
+        data: link_trap_pdu(req_id, up, if_index),
+    };
+    rasn::ber::encode(&msg).expect("encode trap")
 }
 
 const V3_ENGINE: &str = "8000000001020304";
@@ -105,17 +89,15 @@ fn v3_sender(
     (engine, user)
 }
 
-/// The v2c trap's PDU re-sent as an SNMPv3 authPriv message from the sender's engine.
-fn v3_wrap(
-    v2c: &[u8],
+/// [`link_trap_pdu`] sent as an SNMPv3 authPriv message from the sender's engine.
+fn v3_link_trap(
+    (req_id, up, if_index): (i32, bool, u32),
     msg_id: i64,
     engine: &emspool::testing::snmp::LocalEngine,
     user: &emspool::testing::snmp::InformUser,
 ) -> Vec<u8> {
-    // The PDU is what follows version and community in the v2c message.
-    let pdu_at = v2c.iter().position(|&b| b == 0xa7).expect("trap PDU");
-    emspool::testing::snmp::encode_as_engine(engine, user, msg_id, v2c[pdu_at..].to_vec())
-        .expect("encode")
+    let pdu = rasn::ber::encode(&link_trap_pdu(req_id, up, if_index)).expect("encode PDU");
+    emspool::testing::snmp::encode_as_engine(engine, user, msg_id, pdu).expect("encode")
 }
 
 /// `drops` of the UDP socket bound to `port` in /proc/net/udp (kernel buffer overflows).
@@ -215,10 +197,10 @@ priv_password = "privpass123"
     let sender_engine = v3.then(|| v3_sender(&config));
     let datagrams: Vec<Vec<u8>> = (0..2 * INTERFACES)
         .map(|k| {
-            let d = v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1);
+            let trap = (k as i32, k >= INTERFACES, k % INTERFACES + 1);
             match &sender_engine {
-                Some((engine, user)) => v3_wrap(&d, k as i64, engine, user),
-                None => d,
+                Some((engine, user)) => v3_link_trap(trap, k as i64, engine, user),
+                None => v2c_link_trap(trap.0, trap.1, trap.2),
             }
         })
         .collect();
