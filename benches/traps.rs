@@ -134,15 +134,11 @@ fn main() {
     }
 }
 
-async fn run(secs: u64, rate: u64) -> bool {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
+/// The polling and inventory part of both benches' configurations: one element, `bench1`,
+/// at the sender's address, polled once an hour (its polls fail; only traps matter).
+fn inventory() -> String {
+    format!(
         r#"
-[server]
-id = 1
-listen = "127.0.0.1:0"
-data_dir = "{}"
-
 [poll]
 interval = "3600s"
 timeout = "1s"
@@ -156,7 +152,19 @@ community = "public"
 name = "bench1"
 address = "{SENDER_IP}:9"
 credential = "c"
+"#
+    )
+}
 
+async fn run(secs: u64, rate: u64) -> bool {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+[server]
+id = 1
+listen = "127.0.0.1:0"
+data_dir = "{}"
+{}
 [traps]
 listen = "127.0.0.1:0"
 
@@ -168,7 +176,8 @@ auth_password = "authpass123"
 priv_protocol = "aes"
 priv_password = "privpass123"
 "#,
-        dir.path().display()
+        dir.path().display(),
+        inventory(),
     );
     let config = Config::parse(&text, "bench.toml").expect("config");
     let server = Server::start(&config).await.expect("server");
@@ -270,13 +279,6 @@ fn send_paced(datagrams: &[Vec<u8>], to: SocketAddr, total: u64, rate: u64) -> D
     start.elapsed()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A counter from a server's `/metrics` (0 when absent).
 async fn scrape(http: &reqwest::Client, port: u16, name: &str) -> u64 {
     let Ok(resp) = http
@@ -306,6 +308,7 @@ async fn run_forward(secs: u64, rate: u64) -> bool {
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
     ];
+    let free_port = || emspool::testing::support::free_port().expect("free port");
     let http_ports = [free_port(), free_port()];
     let trap_ports = [free_port(), free_port()];
     let mut stops = Vec::new();
@@ -325,21 +328,7 @@ url = "http://127.0.0.1:{h1}"
 [[pool.members]]
 id = 2
 url = "http://127.0.0.1:{h2}"
-
-[poll]
-interval = "3600s"
-timeout = "1s"
-retries = 0
-
-[credentials.c]
-version = "v2c"
-community = "public"
-
-[[elements]]
-name = "bench1"
-address = "{SENDER_IP}:9"
-credential = "c"
-pin = 1
+{inventory}pin = 1
 
 [traps]
 listen = "127.0.0.1:{trap}"
@@ -350,6 +339,7 @@ listen = "127.0.0.1:{trap}"
             h1 = http_ports[0],
             h2 = http_ports[1],
             trap = trap_ports[i],
+            inventory = inventory(),
         );
         let config = Config::parse(&text, "bench.toml").expect("config");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

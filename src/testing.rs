@@ -16,12 +16,12 @@ pub mod snmp {
     pub use crate::snmp::usm::{InformUser, LocalEngine, encode_as_engine};
 }
 
-/// Free ports, the simulator on a free port run, temp dirs and child processes: the one
-/// implementation that `emspool demo`, the integration tests and the benches share.
+/// Free ports, the simulator on a free port run, temp dirs, child processes, `/metrics`
+/// samples: the one implementation that `emspool demo`, the integration tests and the benches share.
 pub mod support {
     pub use crate::support::{
-        ChildGuard, TempDir, file_tail, free_port, free_port_run, reserve_port_run, signal_pid,
-        start_sim,
+        ChildGuard, TempDir, file_tail, free_port, free_port_run, metric, reserve_port_run,
+        signal_pid, start_sim,
     };
 }
 

@@ -2,9 +2,9 @@
 //! Prometheus text parsing, machine description, and panicking wrappers around emspool's one
 //! implementation of free ports, temp dirs and guarded child processes
 //! (`emspool::testing::support`, shared with the tests and `emspool demo`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-pub use emspool::testing::support::{self, ChildGuard, TempDir};
+pub use emspool::testing::support::{self, ChildGuard, TempDir, metric};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -118,19 +118,6 @@ pub fn http_get(url: &str, timeout: Duration) -> Option<String> {
         .limit(1 << 30)
         .read_to_string()
         .ok()
-}
-
-/// Sum of the samples of `name` whose labels contain `label` (all when None).
-pub fn metric(text: &str, name: &str, label: Option<&str>) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter(|l| label.is_none_or(|lb| l.contains(lb)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Cumulative histogram buckets `(le, count)` of `name`, ascending.

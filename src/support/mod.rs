@@ -1,6 +1,7 @@
 //! Dev-side support shared by `emspool demo`, the integration tests and the benchmarks: free
 //! loopback ports, the simulator started on a free port run, temporary directories, and (for
-//! tests and benches only) child processes that are always stopped.
+//! tests and benches only) child processes that are always stopped and a reader of the
+//! Prometheus text that `/metrics` answers.
 //!
 //! One implementation so that the three callers agree on where ports come from: a port handed
 //! out here is never handed out again by this process, whether it went to an `emspool serve`
@@ -20,6 +21,21 @@ pub use ports::{free_port_run, reserve_port_run};
 pub use tempdir::TempDir;
 
 use std::path::Path;
+
+/// Sum of the samples of metric `name` in a Prometheus text exposition whose labels contain
+/// `label` (all of its samples when `None`).
+#[cfg(feature = "testing")]
+pub fn metric(text: &str, name: &str, label: Option<&str>) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter(|l| label.is_none_or(|lb| l.contains(lb)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
 
 /// The last `lines` lines of a text file, or a note when it cannot be read (for error
 /// messages that show a child's log).
