@@ -444,16 +444,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
     let p50_hist = histogram_quantile(0.5, &before, &after);
     let p99_hist = histogram_quantile(0.99, &before, &after);
 
-    let body =
-        http_get(&format!("{url}/api/v1/elements"), Duration::from_secs(60)).expect("elements");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("elements JSON");
-    let els = v["elements"].as_array().cloned().unwrap_or_default();
-    let mut d: Vec<f64> = els
-        .iter()
-        .filter_map(|e| e["status"]["last_duration_ms"].as_f64())
-        .collect();
-    d.sort_by(f64::total_cmp);
-    let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
+    let (els, d, up) = elements_polled(&url);
     // How bunched the polls are: the spread of the elements' last poll times.
     let last: Vec<f64> = els
         .iter()

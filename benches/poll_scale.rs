@@ -185,16 +185,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
 
     // Exact latencies of every element's last poll (after the CPU measurement: this answer
     // is large and costs the server some CPU).
-    let body =
-        http_get(&format!("{url}/api/v1/elements"), Duration::from_secs(60)).expect("elements");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("elements JSON");
-    let els = v["elements"].as_array().cloned().unwrap_or_default();
-    let mut d: Vec<f64> = els
-        .iter()
-        .filter_map(|e| e["status"]["last_duration_ms"].as_f64())
-        .collect();
-    d.sort_by(f64::total_cmp);
-    let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
+    let (_, d, up) = elements_polled(&url);
     let st = serve.terminate_within(Duration::from_secs(20));
     assert!(
         st.success(),

@@ -120,6 +120,22 @@ pub fn http_get(url: &str, timeout: Duration) -> Option<String> {
         .ok()
 }
 
+/// Every element of the server at `url` (`GET /api/v1/elements`), the durations of their last
+/// polls in ms (sorted), and how many are up.
+pub fn elements_polled(url: &str) -> (Vec<serde_json::Value>, Vec<f64>, usize) {
+    let body =
+        http_get(&format!("{url}/api/v1/elements"), Duration::from_secs(60)).expect("elements");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("elements JSON");
+    let els = v["elements"].as_array().cloned().unwrap_or_default();
+    let mut d: Vec<f64> = els
+        .iter()
+        .filter_map(|e| e["status"]["last_duration_ms"].as_f64())
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
+    (els, d, up)
+}
+
 /// Cumulative histogram buckets `(le, count)` of `name`, ascending.
 pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{");

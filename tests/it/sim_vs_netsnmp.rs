@@ -23,6 +23,13 @@ async fn start_sim(agents: usize) -> SimHandle {
     start_sim_with(agents, |_| {}).await
 }
 
+/// One agent (`sim00000`), its port, and the rows a walk of it must show.
+async fn one_agent() -> (SimHandle, u16, Vec<(String, Option<String>)>) {
+    let sim = start_sim(1).await;
+    let port = sim.addr(0).expect("agent 0").port();
+    (sim, port, expected("sim00000"))
+}
+
 async fn start_sim_with(agents: usize, tweak: impl Fn(&mut SimConfig)) -> SimHandle {
     let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template parses")));
     cfg.agents = agents;
@@ -165,9 +172,7 @@ fn strip_end_of_view<'a>(what: &str, rows: &'a [(String, String)]) -> &'a [(Stri
 
 #[tokio::test]
 async fn bulkwalk_returns_the_template_with_small_and_large_repetitions() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     for reps in ["-Cr5", "-Cr50"] {
         let rows = query("snmpbulkwalk", port, &["-v2c", "-c", "public", reps, ".1"]).await;
         assert_same(reps, strip_end_of_view(reps, &rows), &want);
@@ -177,9 +182,7 @@ async fn bulkwalk_returns_the_template_with_small_and_large_repetitions() {
 
 #[tokio::test]
 async fn getnext_walks_v2c_and_v1() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     let rows = query("snmpwalk", port, &["-v2c", "-c", "public", ".1"]).await;
     assert_same("v2c walk", strip_end_of_view("v2c walk", &rows), &want);
 
@@ -197,9 +200,7 @@ async fn getnext_walks_v2c_and_v1() {
 
 #[tokio::test]
 async fn subtree_walks_stop_at_the_subtree_end() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     for root in [
         ".1.3.6.1.2.1.2.2.1.8",
         ".1.3.6.1.2.1.1",
@@ -308,9 +309,7 @@ async fn get_reports_no_such_object_and_no_such_instance() {
 
 #[tokio::test]
 async fn bulkget_returns_the_requested_repetitions() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     let after = |oid: &str, n: usize| -> Vec<(String, Option<String>)> {
         let a = arcs(oid);
         want.iter()

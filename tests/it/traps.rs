@@ -378,14 +378,17 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         rest.extend_from_slice(vb);
         send("snmpinform", &auth, "127.0.0.31", to, &rest)
     };
+    let acked = |what: &str, out: Result<String, String>| {
+        assert!(
+            out.is_ok(),
+            "v3 {what} not acknowledged: {out:?}\n{}",
+            s.log_tail()
+        );
+    };
     let [o, t, v] = if_index(4);
     // Discovery of the engine id, then the authenticated, encrypted inform and its Response.
     let out = inform("informuser", "SHA", "AES", None, LINK_DOWN, &[&o, &t, &v]);
-    assert!(
-        out.is_ok(),
-        "v3 inform (discovery) not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("inform (discovery)", out);
     wait_alarm(&s, "LinkDown:i1:4");
     // Engine id given: boots/time 0 are not in the time window, a report tells the right ones.
     let out = inform(
@@ -396,19 +399,11 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         LINK_UP,
         &[&o, &t, &v],
     );
-    assert!(
-        out.is_ok(),
-        "v3 inform (-e) not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("inform (-e)", out);
     wait_no_alarm(&s, "LinkDown:i1:4");
     // MD5 + DES.
     let out = inform("desuser", "MD5", "DES", None, COLD_START, &[]);
-    assert!(
-        out.is_ok(),
-        "v3 MD5/DES inform not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("MD5/DES inform", out);
     wait_alarm(&s, "Reboot:i1");
     // AES-192 with MD5: the key is longer than the hash (Blumenthal extension).
     let out = inform(
@@ -419,11 +414,7 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         LINK_DOWN,
         &[&o, &t, &v],
     );
-    assert!(
-        out.is_ok(),
-        "v3 AES-192 inform not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("AES-192 inform", out);
     wait_alarm(&s, "LinkDown:i1:4");
     // A v3 trap with AES-256 (SHA-1: extended key too) from the same element.
     let auth = [
