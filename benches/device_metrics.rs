@@ -99,7 +99,7 @@ fn serve_config(n: usize, base: u16, port: u16, dir: &TempDir, interval: Duratio
         "[server]\nid = 1\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
          [poll]\ninterval = \"{}s\"\ntimeout = \"2s\"\nretries = 1\nconcurrency = 256\n\n\
          [credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-        dir.0.join("data").display(),
+        dir.path().join("data").display(),
         interval.as_secs()
     );
     for i in 0..n {
@@ -112,21 +112,21 @@ fn serve_config(n: usize, base: u16, port: u16, dir: &TempDir, interval: Duratio
 }
 
 struct Serve {
-    proc: Proc,
+    proc: ChildGuard,
     url: String,
     _dir: TempDir,
 }
 
 fn start_serve(n: usize, base: u16, interval: Duration) -> Serve {
-    let dir = TempDir::new("devmetrics");
+    let dir = TempDir::new("devmetrics").expect("temp dir");
     let port = free_tcp_port();
     let url = format!("http://127.0.0.1:{port}");
-    let cfg = dir.0.join("emspool.toml");
+    let cfg = dir.path().join("emspool.toml");
     std::fs::write(&cfg, serve_config(n, base, port, &dir, interval)).expect("config");
     let proc = spawn_serve(
         "serve",
         &cfg,
-        dir.0.join("serve.log"),
+        dir.path(),
         &url,
         Duration::from_millis(100),
         600,
@@ -136,7 +136,7 @@ fn start_serve(n: usize, base: u16, interval: Duration) -> Serve {
         let m = http_get(&format!("{url}/metrics"), Duration::from_secs(10)).unwrap_or_default();
         metric(&m, "emspool_elements", Some("state=\"up\"")) as usize == n
     });
-    assert!(up, "not all {n} elements up:\n{}", tail(&proc.log, 20));
+    assert!(up, "not all {n} elements up:\n{}", proc.log_tail_lines(20));
     Serve {
         proc,
         url,
@@ -211,7 +211,7 @@ fn emspool_collect(
             http_get(&format!("{}/metrics", s.url), Duration::from_secs(10)).unwrap_or_default();
         let mut next_scrape = Instant::now();
         let mut scrape_times = Vec::new();
-        let (cpu, wall, mut rss) = window(s.proc.pid, win, || {
+        let (cpu, wall, mut rss) = window(s.proc.pid(), win, || {
             if scrape && Instant::now() >= next_scrape {
                 next_scrape += interval;
                 match get_raw(rt, &format!("{}/metrics/devices", s.url), true) {
@@ -252,21 +252,25 @@ fn emspool_collect(
 }
 
 fn exporter_collect(n: usize, base: u16, interval: Duration, win: Duration) -> Collect {
-    let dir = TempDir::new("snmp-exporter");
-    let yml = dir.0.join("snmp.yml");
+    let dir = TempDir::new("snmp-exporter").expect("temp dir");
+    let yml = dir.path().join("snmp.yml");
     std::fs::write(&yml, snmp_yml()).expect("snmp.yml");
     let port = free_tcp_port();
     let mut cmd = std::process::Command::new("prometheus-snmp-exporter");
     cmd.arg(format!("--config.file={}", yml.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.level=warn");
-    let exporter = Proc::spawn("snmp_exporter", cmd, dir.0.join("exporter.log"), false);
+    let exporter = spawn("snmp_exporter", cmd, dir.path(), false);
     let url = format!("http://127.0.0.1:{port}");
     let ready = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         http_get(&format!("{url}/"), Duration::from_secs(1)).is_some()
     });
-    assert!(ready, "snmp_exporter not up:\n{}", tail(&exporter.log, 20));
+    assert!(
+        ready,
+        "snmp_exporter not up:\n{}",
+        exporter.log_tail_lines(20)
+    );
     // Prometheus-like: each agent once per interval on its own phase, 8 scrapers.
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
@@ -308,7 +312,7 @@ fn exporter_collect(n: usize, base: u16, interval: Duration, win: Duration) -> C
     // First round is the warm-up.
     std::thread::sleep(interval);
     let (ok0, bad0) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-    let (cpu, wall, mut rss) = window(exporter.pid, win, || {});
+    let (cpu, wall, mut rss) = window(exporter.pid(), win, || {});
     let (ok1, bad1) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -342,7 +346,7 @@ fn scrape_cost(rt: &tokio::runtime::Runtime, m: usize, base: u16) -> (Vec<Scrape
     let interval = Duration::from_secs(60);
     let s = start_serve(m, base, interval);
     std::thread::sleep(Duration::from_secs(5));
-    let rss = proc_status_field(s.proc.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
+    let rss = proc_status_field(s.proc.pid(), "VmRSS").unwrap_or(0) as f64 / 1024.0;
     let mut out = Vec::new();
     for (what, query, gzip) in [
         ("whole, plain", "", false),
@@ -353,12 +357,12 @@ fn scrape_cost(rt: &tokio::runtime::Runtime, m: usize, base: u16) -> (Vec<Scrape
     ] {
         let murl = format!("{}/metrics", s.url);
         let m0 = http_get(&murl, Duration::from_secs(10)).unwrap_or_default();
-        let hwm_before = proc_status_field(s.proc.pid, "VmHWM").unwrap_or(0);
-        let cpu0 = cpu_seconds(s.proc.pid).unwrap_or(0.0);
+        let hwm_before = proc_status_field(s.proc.pid(), "VmHWM").unwrap_or(0);
+        let cpu0 = cpu_seconds(s.proc.pid()).unwrap_or(0.0);
         let (status, body, wall) =
             get_raw(rt, &format!("{}/metrics/devices{query}", s.url), gzip).expect("scrape");
-        let cpu = cpu_seconds(s.proc.pid).unwrap_or(0.0) - cpu0;
-        let hwm_after = proc_status_field(s.proc.pid, "VmHWM").unwrap_or(0);
+        let cpu = cpu_seconds(s.proc.pid()).unwrap_or(0.0) - cpu0;
+        let hwm_after = proc_status_field(s.proc.pid(), "VmHWM").unwrap_or(0);
         let m1 = http_get(&murl, Duration::from_secs(10)).unwrap_or_default();
         assert_eq!(status, 200, "{what}");
         let text = if gzip {

@@ -34,20 +34,18 @@ struct Server {
     url: String,
     config: PathBuf,
     log_dir: PathBuf,
-    proc: Option<Proc>,
+    proc: Option<ChildGuard>,
     starts: u32,
 }
 
 impl Server {
     fn spawn(&mut self) {
         self.starts += 1;
-        let log = self
-            .log_dir
-            .join(format!("s{}-{}.log", self.id, self.starts));
+        // One log pair per start: a restart must not overwrite the log of the killed one.
         self.proc = Some(spawn_serve(
-            &format!("serve-{}", self.id),
+            &format!("serve-{}-{}", self.id, self.starts),
             &self.config,
-            log,
+            &self.log_dir,
             &self.url,
             Duration::from_millis(50),
             300,
@@ -114,7 +112,7 @@ fn main() {
         .build()
         .expect("runtime");
     let (sim, base) = start_sim(&rt, n);
-    let dir = TempDir::new("failover");
+    let dir = temp_dir("failover");
 
     let ports: Vec<u16> = {
         let mut v = Vec::new();
@@ -147,18 +145,18 @@ fn main() {
         .enumerate()
         .map(|(i, p)| {
             let id = i as u32 + 1;
-            let config = dir.0.join(format!("s{id}.toml"));
+            let config = dir.path().join(format!("s{id}.toml"));
             let text = format!(
                 "[server]\nid = {id}\nlisten = \"127.0.0.1:{p}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
                  [pool]\nsecret = \"{SECRET}\"\nheartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"\n{members}\n{inventory}",
-                dir.0.join(format!("s{id}-data")).display()
+                dir.path().join(format!("s{id}-data")).display()
             );
             std::fs::write(&config, text).expect("config");
             Server {
                 id,
                 url: format!("http://127.0.0.1:{p}"),
                 config,
-                log_dir: dir.0.clone(),
+                log_dir: dir.path().to_path_buf(),
                 proc: None,
                 starts: 0,
             }
@@ -279,7 +277,7 @@ fn main() {
     println!("failover: load average after: {}", loadavg());
     for s in &mut servers {
         if let Some(mut p) = s.proc.take() {
-            p.terminate(Duration::from_secs(10));
+            p.terminate_within(Duration::from_secs(10));
         }
     }
     rt.block_on(sim.shutdown());

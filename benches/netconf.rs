@@ -6,7 +6,7 @@
 //! `EMSPOOL_BENCH_SESSIONS=N` changes the number of elements (default 100). Results go to
 //! BENCHMARKS.md.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use criterion::{Criterion, Throughput};

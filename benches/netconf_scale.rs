@@ -8,7 +8,7 @@
 //!         cargo bench --bench netconf_scale
 //!
 //! The peers are real NETCONF servers on loopback: PyPI `netconf` 2.1 (paramiko SSH) running
-//! tests/common/ncserver.py from the test venv (tests/install-peers.sh), several processes
+//! tests/it/common/ncserver.py from the test venv (tests/install-peers.sh), several processes
 //! with `EMSPOOL_BENCH_NC_PER_PEER` listening ports each (default 100, at most 150: the
 //! library's select() fails past 1,024 descriptors); every element has its own port
 //! (`127.0.0.1:PORT`), so no two elements share an address. All listeners share one ed25519
@@ -65,12 +65,12 @@ fn venv_python() -> PathBuf {
 }
 
 fn ncserver_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/ncserver.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/common/ncserver.py")
 }
 
 /// The peer NETCONF server processes and the listening ports of all of them, in element order.
 struct Peers {
-    procs: Vec<Proc>,
+    procs: Vec<ChildGuard>,
     dirs: Vec<PathBuf>,
     ports: Vec<u16>,
 }
@@ -115,7 +115,7 @@ impl Peers {
                 .arg(count.to_string())
                 .arg("--idle-wakeup")
                 .arg(idle_wakeup.to_string());
-            let mut p = Proc::spawn(&format!("ncserver{k}"), cmd, dir.join("log"), true);
+            let mut p = spawn(&format!("ncserver{k}"), cmd, &dir, true);
             let line = p
                 .wait_line("listening ", Duration::from_secs(60))
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -164,14 +164,14 @@ impl Peers {
     fn cpu(&self) -> f64 {
         self.procs
             .iter()
-            .filter_map(|p| cpu_seconds(p.pid))
+            .filter_map(|p| cpu_seconds(p.pid()))
             .sum::<f64>()
     }
 
     fn rss_kib(&self) -> u64 {
         self.procs
             .iter()
-            .filter_map(|p| proc_status_field(p.pid, "VmRSS"))
+            .filter_map(|p| proc_status_field(p.pid(), "VmRSS"))
             .sum()
     }
 
@@ -180,8 +180,8 @@ impl Peers {
             assert!(
                 p.try_wait().is_none(),
                 "{} exited:\n{}",
-                p.name,
-                tail(&p.log, 30)
+                p.name(),
+                p.log_tail_lines(30)
             );
         }
     }
@@ -290,13 +290,13 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         "notifications off"
     };
     eprintln!("netconf_scale: {n} elements, {mode} ...");
-    let dir = TempDir::new("nc-scale");
-    let mut peers = Peers::start(&dir.0, n, per_peer);
+    let dir = temp_dir("nc-scale");
+    let mut peers = Peers::start(dir.path(), n, per_peer);
     let port_set: HashSet<u16> = peers.ports.iter().copied().collect();
-    let kh = peers.known_hosts(&dir.0);
+    let kh = peers.known_hosts(dir.path());
     let listen = free_tcp_port();
     let url = format!("http://127.0.0.1:{listen}");
-    let cfg = dir.0.join("emspool.toml");
+    let cfg = dir.path().join("emspool.toml");
     std::fs::write(
         &cfg,
         config(
@@ -304,7 +304,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
             &peers.ports,
             &kh,
             listen,
-            &dir.0,
+            dir.path(),
             interval,
             notifications,
         ),
@@ -315,7 +315,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
     let mut serve = spawn_serve(
         "serve",
         &cfg,
-        dir.0.join("serve.log"),
+        dir.path(),
         &url,
         Duration::from_millis(100),
         600,
@@ -355,7 +355,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
             eprintln!(
                 "  {:>5.1} s: {got} elements got a <get>, {up} up, {sessions} sessions, emspool {:.1} s CPU, peers {:.1} s CPU, load {}",
                 t.as_secs_f64(),
-                cpu_seconds(serve.pid).unwrap_or(0.0),
+                cpu_seconds(serve.pid()).unwrap_or(0.0),
                 peers.cpu() - peer_cpu0,
                 loadavg()
             );
@@ -370,7 +370,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
     let first_failed = metric(&m, "emspool_polls_total", None)
         - metric(&m, "emspool_polls_total", Some("result=\"up\""));
     let warm_wall = (Instant::now() - started).as_secs_f64();
-    let warmup_cores = cpu_seconds(serve.pid).unwrap_or(0.0) / warm_wall;
+    let warmup_cores = cpu_seconds(serve.pid()).unwrap_or(0.0) / warm_wall;
     let warmup_peer_cores = (peers.cpu() - peer_cpu0) / warm_wall;
     eprintln!(
         "  start-up: first <get> on all after {first_gets:?}, all up after {all_up:?}, all {sessions_expected} sessions after {all_sessions:?}"
@@ -379,7 +379,7 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
     // Windows of one interval each, back to back, from the end of the start-up.
     let mut prev_m = metrics();
     let hist_from = prev_m.clone();
-    let mut prev_cpu = cpu_seconds(serve.pid).unwrap_or(0.0);
+    let mut prev_cpu = cpu_seconds(serve.pid()).unwrap_or(0.0);
     let mut prev_peer = peers.cpu();
     let mut prev_t = Instant::now();
     let w0 = prev_t;
@@ -391,14 +391,14 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
             serve_alive(&mut serve);
             peers.check_alive();
         }
-        let cpu = cpu_seconds(serve.pid).unwrap_or(0.0);
+        let cpu = cpu_seconds(serve.pid()).unwrap_or(0.0);
         let peer_cpu = peers.cpu();
         let now = Instant::now();
         let since = unix_now() - (interval + Duration::from_secs(1)).as_secs_f64();
         let polled = peers.last_gets().iter().filter(|&&t| t >= since).count();
-        let rss_kib = proc_status_field(serve.pid, "VmRSS").unwrap_or(0);
-        let threads = proc_status_field(serve.pid, "Threads").unwrap_or(0);
-        let fds = open_files(serve.pid);
+        let rss_kib = proc_status_field(serve.pid(), "VmRSS").unwrap_or(0);
+        let threads = proc_status_field(serve.pid(), "Threads").unwrap_or(0);
+        let fds = open_files(serve.pid());
         let sessions = sessions_to(&port_set);
         let m = metrics();
         let wall = (now - prev_t).as_secs_f64();
@@ -437,23 +437,14 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         prev_peer = peer_cpu;
         prev_t = now;
     }
-    let hwm_kib = proc_status_field(serve.pid, "VmHWM").unwrap_or(0);
+    let hwm_kib = proc_status_field(serve.pid(), "VmHWM").unwrap_or(0);
     let peer_rss_kib = peers.rss_kib();
     let name = "emspool_poll_duration_seconds";
     let (before, after) = (buckets(&hist_from, name), buckets(&prev_m, name));
     let p50_hist = histogram_quantile(0.5, &before, &after);
     let p99_hist = histogram_quantile(0.99, &before, &after);
 
-    let body =
-        http_get(&format!("{url}/api/v1/elements"), Duration::from_secs(60)).expect("elements");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("elements JSON");
-    let els = v["elements"].as_array().cloned().unwrap_or_default();
-    let mut d: Vec<f64> = els
-        .iter()
-        .filter_map(|e| e["status"]["last_duration_ms"].as_f64())
-        .collect();
-    d.sort_by(f64::total_cmp);
-    let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
+    let (els, d, up) = elements_polled(&url);
     // How bunched the polls are: the spread of the elements' last poll times.
     let last: Vec<f64> = els
         .iter()
@@ -461,8 +452,12 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
         .collect();
     let spread_s = last.iter().copied().fold(f64::NAN, f64::max)
         - last.iter().copied().fold(f64::NAN, f64::min);
-    let st = serve.terminate(Duration::from_secs(30));
-    assert!(st.success(), "serve exit {st:?}:\n{}", tail(&serve.log, 30));
+    let st = serve.terminate_within(Duration::from_secs(30));
+    assert!(
+        st.success(),
+        "serve exit {st:?}:\n{}",
+        serve.log_tail_lines(30)
+    );
     let n_peers = peers.procs.len();
     drop(peers);
     Run {
@@ -492,11 +487,11 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
     }
 }
 
-fn serve_alive(serve: &mut Proc) {
+fn serve_alive(serve: &mut ChildGuard) {
     assert!(
         serve.try_wait().is_none(),
         "serve exited:\n{}",
-        tail(&serve.log, 30)
+        serve.log_tail_lines(30)
     );
 }
 

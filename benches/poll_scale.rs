@@ -66,7 +66,7 @@ fn config(n: usize, base: u16, port: u16, dir: &TempDir, interval: Duration) -> 
         "[server]\nid = 1\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
          [poll]\ninterval = \"{}s\"\ntimeout = \"2s\"\nretries = 1\nconcurrency = {concurrency}\n\n\
          [credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-        dir.0.join("data").display(),
+        dir.path().join("data").display(),
         interval.as_secs()
     );
     for i in 0..n {
@@ -79,17 +79,17 @@ fn config(n: usize, base: u16, port: u16, dir: &TempDir, interval: Duration) -> 
 }
 
 fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usize) -> Run {
-    let dir = TempDir::new("poll-scale");
+    let dir = temp_dir("poll-scale");
     let (sim, base) = start_sim(rt, n);
     let port = free_tcp_port();
     let url = format!("http://127.0.0.1:{port}");
-    let cfg = dir.0.join("emspool.toml");
+    let cfg = dir.path().join("emspool.toml");
     std::fs::write(&cfg, config(n, base, port, &dir, interval)).expect("config");
     let started = Instant::now();
     let mut serve = spawn_serve(
         "serve",
         &cfg,
-        dir.0.join("serve.log"),
+        dir.path(),
         &url,
         Duration::from_millis(100),
         600,
@@ -103,7 +103,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
     // (every element is due within 500 ms of readiness).
     let mut first_round = None;
     let mut prev_m = metrics();
-    let mut prev_cpu = cpu_seconds(serve.pid).unwrap_or(0.0);
+    let mut prev_cpu = cpu_seconds(serve.pid()).unwrap_or(0.0);
     let mut prev_sim = cpu_seconds(std::process::id()).unwrap_or(0.0);
     let mut prev_t = Instant::now();
     let mut hist_from = None;
@@ -113,17 +113,17 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
         let mut samples = Vec::new();
         while Instant::now() < end {
             std::thread::sleep(Duration::from_secs(1).min(end - Instant::now()));
-            samples.extend(proc_status_field(serve.pid, "VmRSS"));
+            samples.extend(proc_status_field(serve.pid(), "VmRSS"));
             if first_round.is_none() && polled_since(&sim, Duration::ZERO) == n {
                 first_round = Some(t0.elapsed());
             }
             assert!(
                 serve.try_wait().is_none(),
                 "serve exited:\n{}",
-                tail(&serve.log, 30)
+                serve.log_tail_lines(30)
             );
         }
-        let cpu = cpu_seconds(serve.pid).unwrap_or(0.0);
+        let cpu = cpu_seconds(serve.pid()).unwrap_or(0.0);
         let sim_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0);
         let now = Instant::now();
         // Every agent polled within the last interval (plus 1 s of slack for queueing)?
@@ -133,7 +133,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
                 .saturating_sub(interval + Duration::from_secs(1)),
         );
         // RSS before this window's scrape: a scrape copies every element's status.
-        let rss_kib = proc_status_field(serve.pid, "VmRSS").unwrap_or(0);
+        let rss_kib = proc_status_field(serve.pid(), "VmRSS").unwrap_or(0);
         samples.sort_unstable();
         let m = metrics();
         let wall = (now - prev_t).as_secs_f64();
@@ -169,7 +169,7 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
         prev_sim = sim_cpu;
         prev_t = now;
     }
-    let hwm_kib = proc_status_field(serve.pid, "VmHWM").unwrap_or(0);
+    let hwm_kib = proc_status_field(serve.pid(), "VmHWM").unwrap_or(0);
     let last = prev_m;
     let name = "emspool_poll_duration_seconds";
     let before = if windows > 1 {
@@ -185,18 +185,13 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
 
     // Exact latencies of every element's last poll (after the CPU measurement: this answer
     // is large and costs the server some CPU).
-    let body =
-        http_get(&format!("{url}/api/v1/elements"), Duration::from_secs(60)).expect("elements");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("elements JSON");
-    let els = v["elements"].as_array().cloned().unwrap_or_default();
-    let mut d: Vec<f64> = els
-        .iter()
-        .filter_map(|e| e["status"]["last_duration_ms"].as_f64())
-        .collect();
-    d.sort_by(f64::total_cmp);
-    let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
-    let st = serve.terminate(Duration::from_secs(20));
-    assert!(st.success(), "serve exit {st:?}:\n{}", tail(&serve.log, 30));
+    let (_, d, up) = elements_polled(&url);
+    let st = serve.terminate_within(Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "serve exit {st:?}:\n{}",
+        serve.log_tail_lines(30)
+    );
     rt.block_on(sim.shutdown());
     Run {
         n,

@@ -7,12 +7,12 @@
 //! go round-robin to the 5 servers: the first page (limit 1000, the default) and everything
 //! (limit 100000). Env: EMSPOOL_BENCH_AGENTS (default 4200), EMSPOOL_BENCH_QUERIES (200).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use common::pool::Pool;
 use common::wait_until;
-use emspool::sim::{self, Dataset, SimConfig};
+use emspool::sim::{Dataset, SimConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,13 +66,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let base = common::free_udp_port_range(agents);
     let mut cfg = SimConfig::new(Arc::new(all_down()));
     cfg.agents = agents;
-    cfg.base_port = base;
     let sim = rt
-        .block_on(sim::start(cfg))
+        .block_on(emspool::testing::support::start_sim(cfg))
         .expect("simulator (raise ulimit -n?)");
+    let base = sim.addr(0).expect("agent 0").port();
 
     let mut body = String::from(
         "[poll]\ninterval = \"60s\"\ntimeout = \"2s\"\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",

@@ -13,8 +13,13 @@
 //! drop counter for the socket. Exits non-zero on any loss.
 
 use emspool::testing::{Config, Server};
-mod support;
+use rasn::types::{ObjectIdentifier, OctetString};
+use rasn_snmp::v2::{ObjectSyntax, Pdu, Pdus, TimeTicks, Trap, VarBind, VarBindValue};
+use rasn_snmp::v2c::Message;
 
+#[path = "../tests/it/common/mod.rs"]
+mod common;
+mod support;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -28,64 +33,45 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend([0x81, n as u8]);
-    } else {
-        out.extend([0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(content);
-    out
+fn oid(arcs: &[u32]) -> ObjectIdentifier {
+    ObjectIdentifier::new(arcs.to_vec()).expect("valid OID")
 }
 
-fn int(v: i64) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    let mut i = 0;
-    while i < 7
-        && ((bytes[i] == 0 && bytes[i + 1] & 0x80 == 0)
-            || (bytes[i] == 0xff && bytes[i + 1] & 0x80 != 0))
-    {
-        i += 1;
-    }
-    tlv(0x02, &bytes[i..])
+/// The Trap-PDU: sysUpTime.0, snmpTrapOID.0 = linkDown/linkUp, ifIndex.N = N (rasn-snmp, the
+/// encoder emspool's simulator uses too).
+fn link_trap_pdu(req_id: i32, up: bool, if_index: u32) -> Pdus {
+    let vb = |name: &[u32], value: ObjectSyntax| VarBind {
+        name: oid(name),
+        value: VarBindValue::Value(value),
+    };
+    #[allow(clippy::init_numbered_fields)] // TimeTicks is a type alias: no constructor call
+    let uptime = TimeTicks { 0: 256 };
+    Pdus::Trap(Trap(Pdu {
+        request_id: req_id,
+        error_status: 0,
+        error_index: 0,
+        variable_bindings: vec![
+            vb(&[1, 3, 6, 1, 2, 1, 1, 3, 0], uptime.into()),
+            vb(
+                &[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0],
+                oid(&[1, 3, 6, 1, 6, 3, 1, 1, 5, if up { 4 } else { 3 }]).into(),
+            ),
+            vb(
+                &[1, 3, 6, 1, 2, 1, 2, 2, 1, 1, if_index],
+                i64::from(if_index).into(),
+            ),
+        ],
+    }))
 }
 
-fn oid(arcs: &[u32]) -> Vec<u8> {
-    let mut c = vec![(arcs[0] * 40 + arcs[1]) as u8];
-    for &a in &arcs[2..] {
-        let mut stack = vec![(a & 0x7f) as u8];
-        let mut v = a >> 7;
-        while v > 0 {
-            stack.push((v & 0x7f) as u8 | 0x80);
-            v >>= 7;
-        }
-        c.extend(stack.iter().rev());
-    }
-    tlv(0x06, &c)
-}
-
-/// An SNMPv2c Trap-PDU: sysUpTime.0, snmpTrapOID.0 = linkDown/linkUp, ifIndex.N = N.
+/// An SNMPv2c message (community "public") carrying [`link_trap_pdu`].
 fn v2c_link_trap(req_id: i32, up: bool, if_index: u32) -> Vec<u8> {
-    let vb = |name: Vec<u8>, value: Vec<u8>| tlv(0x30, &[name, value].concat());
-    let uptime = vb(oid(&[1, 3, 6, 1, 2, 1, 1, 3, 0]), tlv(0x43, &[0x01, 0x00]));
-    let trap = vb(
-        oid(&[1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0]),
-        oid(&[1, 3, 6, 1, 6, 3, 1, 1, 5, if up { 4 } else { 3 }]),
-    );
-    let index = vb(
-        oid(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 1, if_index]),
-        int(i64::from(if_index)),
-    );
-    let varbinds = tlv(0x30, &[uptime, trap, index].concat());
-    let pdu = tlv(
-        0xa7,
-        &[int(i64::from(req_id)), int(0), int(0), varbinds].concat(),
-    );
-    tlv(0x30, &[int(1), tlv(0x04, b"public"), pdu].concat())
+    let msg = Message {
+        version: 1.into(),
+        community: OctetString::from_static(b"public"),
+        data: link_trap_pdu(req_id, up, if_index),
+    };
+    rasn::ber::encode(&msg).expect("encode trap")
 }
 
 const V3_ENGINE: &str = "8000000001020304";
@@ -109,17 +95,15 @@ fn v3_sender(
     (engine, user)
 }
 
-/// The v2c trap's PDU re-sent as an SNMPv3 authPriv message from the sender's engine.
-fn v3_wrap(
-    v2c: &[u8],
+/// [`link_trap_pdu`] sent as an SNMPv3 authPriv message from the sender's engine.
+fn v3_link_trap(
+    (req_id, up, if_index): (i32, bool, u32),
     msg_id: i64,
     engine: &emspool::testing::snmp::LocalEngine,
     user: &emspool::testing::snmp::InformUser,
 ) -> Vec<u8> {
-    // The PDU is what follows version and community in the v2c message.
-    let pdu_at = v2c.iter().position(|&b| b == 0xa7).expect("trap PDU");
-    emspool::testing::snmp::encode_as_engine(engine, user, msg_id, v2c[pdu_at..].to_vec())
-        .expect("encode")
+    let pdu = rasn::ber::encode(&link_trap_pdu(req_id, up, if_index)).expect("encode PDU");
+    emspool::testing::snmp::encode_as_engine(engine, user, msg_id, pdu).expect("encode")
 }
 
 /// `drops` of the UDP socket bound to `port` in /proc/net/udp (kernel buffer overflows).
@@ -159,15 +143,11 @@ fn main() {
     }
 }
 
-async fn run(secs: u64, rate: u64) -> bool {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
+/// The polling and inventory part of both benches' configurations: one element, `bench1`,
+/// at the sender's address, polled once an hour (its polls fail; only traps matter).
+fn inventory() -> String {
+    format!(
         r#"
-[server]
-id = 1
-listen = "127.0.0.1:0"
-data_dir = "{}"
-
 [poll]
 interval = "3600s"
 timeout = "1s"
@@ -181,7 +161,19 @@ community = "public"
 name = "bench1"
 address = "{SENDER_IP}:9"
 credential = "c"
+"#
+    )
+}
 
+async fn run(secs: u64, rate: u64) -> bool {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+[server]
+id = 1
+listen = "127.0.0.1:0"
+data_dir = "{}"
+{}
 [traps]
 listen = "127.0.0.1:0"
 
@@ -193,7 +185,8 @@ auth_password = "authpass123"
 priv_protocol = "aes"
 priv_password = "privpass123"
 "#,
-        dir.path().display()
+        dir.path().display(),
+        inventory(),
     );
     let config = Config::parse(&text, "bench.toml").expect("config");
     let server = Server::start(&config).await.expect("server");
@@ -222,10 +215,10 @@ priv_password = "privpass123"
     let sender_engine = v3.then(|| v3_sender(&config));
     let datagrams: Vec<Vec<u8>> = (0..2 * INTERFACES)
         .map(|k| {
-            let d = v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1);
+            let trap = (k as i32, k >= INTERFACES, k % INTERFACES + 1);
             match &sender_engine {
-                Some((engine, user)) => v3_wrap(&d, k as i64, engine, user),
-                None => d,
+                Some((engine, user)) => v3_link_trap(trap, k as i64, engine, user),
+                None => v2c_link_trap(trap.0, trap.1, trap.2),
             }
         })
         .collect();
@@ -295,13 +288,6 @@ fn send_paced(datagrams: &[Vec<u8>], to: SocketAddr, total: u64, rate: u64) -> D
     start.elapsed()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A counter from a server's `/metrics` (0 when absent).
 async fn scrape(http: &reqwest::Client, port: u16, name: &str) -> u64 {
     let Ok(resp) = http
@@ -331,6 +317,7 @@ async fn run_forward(secs: u64, rate: u64) -> bool {
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
     ];
+    let free_port = || emspool::testing::support::free_port().expect("free port");
     let http_ports = [free_port(), free_port()];
     let trap_ports = [free_port(), free_port()];
     let mut stops = Vec::new();
@@ -350,21 +337,7 @@ url = "http://127.0.0.1:{h1}"
 [[pool.members]]
 id = 2
 url = "http://127.0.0.1:{h2}"
-
-[poll]
-interval = "3600s"
-timeout = "1s"
-retries = 0
-
-[credentials.c]
-version = "v2c"
-community = "public"
-
-[[elements]]
-name = "bench1"
-address = "{SENDER_IP}:9"
-credential = "c"
-pin = 1
+{inventory}pin = 1
 
 [traps]
 listen = "127.0.0.1:{trap}"
@@ -375,6 +348,7 @@ listen = "127.0.0.1:{trap}"
             h1 = http_ports[0],
             h2 = http_ports[1],
             trap = trap_ports[i],
+            inventory = inventory(),
         );
         let config = Config::parse(&text, "bench.toml").expect("config");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -514,9 +488,10 @@ fn jetstream_round(
     rt: &tokio::runtime::Runtime,
     secs: u64,
     rate: u64,
-    nats: Option<&support::nats::NatsCluster>,
+    nats: Option<&common::nats::NatsCluster>,
 ) -> Round {
-    let dir = support::TempDir::new(if nats.is_some() { "js-on" } else { "js-off" });
+    let dir =
+        support::TempDir::new(if nats.is_some() { "js-on" } else { "js-off" }).expect("temp dir");
     let http = support::free_tcp_port();
     let trap = loop {
         let p = support::free_tcp_port();
@@ -558,15 +533,15 @@ credential = "c"
 [traps]
 listen = "127.0.0.1:{trap}"
 "#,
-        dir.0.join("data").display()
+        dir.path().join("data").display()
     );
-    let config = dir.0.join("emspool.toml");
+    let config = dir.path().join("emspool.toml");
     std::fs::write(&config, text).expect("config");
     let url = format!("http://127.0.0.1:{http}");
     let serve = support::spawn_serve(
         "emspool",
         &config,
-        dir.0.join("serve.log"),
+        dir.path(),
         &url,
         Duration::from_millis(100),
         300,
@@ -592,7 +567,7 @@ listen = "127.0.0.1:{trap}"
         .map(|k| v2c_link_trap(k as i32, k >= INTERFACES, k % INTERFACES + 1))
         .collect();
     let to: SocketAddr = format!("127.0.0.1:{trap}").parse().expect("addr");
-    let cpu0 = support::cpu_seconds(serve.pid).unwrap_or(0.0);
+    let cpu0 = support::cpu_seconds(serve.pid()).unwrap_or(0.0);
     let nats_cpu0 = nats.map_or(0.0, |n| n.cpu_seconds());
     let sender = std::thread::spawn(move || send_paced(&datagrams, to, total, rate));
     let mut r = Round::default();
@@ -631,7 +606,7 @@ listen = "127.0.0.1:{trap}"
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    r.cpu = support::cpu_seconds(serve.pid).unwrap_or(0.0) - cpu0;
+    r.cpu = support::cpu_seconds(serve.pid()).unwrap_or(0.0) - cpu0;
     r.nats_cpu = nats.map_or(0.0, |n| n.cpu_seconds()) - nats_cpu0;
     let m = scrape_text(http);
     r.received = support::metric(&m, "emspool_traps_received_total", None) as u64;
@@ -664,7 +639,7 @@ fn run_jetstream(rt: &tokio::runtime::Runtime, secs: u64, rate: u64) -> bool {
          `emspool serve`, JetStream off, then on (R3 stream on a 3-node nats-server cluster)"
     );
     let off = jetstream_round(rt, secs, rate, None);
-    let nats = support::nats::NatsCluster::start(3);
+    let nats = common::nats::NatsCluster::start(3);
     let on = jetstream_round(rt, secs, rate, Some(&nats));
     let mut ok = true;
     for (name, r) in [("off", &off), ("on", &on)] {

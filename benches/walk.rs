@@ -52,7 +52,7 @@ fn dotted(arcs: &[u32]) -> String {
 }
 
 struct Snmpd {
-    _proc: Proc,
+    _proc: ChildGuard,
     port: u16,
 }
 
@@ -60,21 +60,21 @@ fn start_snmpd(dir: &TempDir) -> Snmpd {
     let snmpd = find("snmpd");
     for attempt in 0..5 {
         let port = free_tcp_port(); // also free for UDP in practice; checked by snmpd's bind
-        let conf = dir.0.join("snmpd.conf");
+        let conf = dir.path().join("snmpd.conf");
         std::fs::write(
             &conf,
             format!("agentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n"),
         )
         .expect("snmpd.conf");
-        let persist = dir.0.join("persist");
+        let persist = dir.path().join("persist");
         std::fs::create_dir_all(&persist).expect("persist dir");
         let mut cmd = Command::new(&snmpd);
         cmd.args(["-f", "-C", "-c"])
             .arg(&conf)
             .arg(format!("--persistentDir={}", persist.display()))
             .arg("-Lf")
-            .arg(dir.0.join(format!("snmpd-{attempt}.log")));
-        let mut p = Proc::spawn("snmpd", cmd, dir.0.join("snmpd.stderr"), false);
+            .arg(dir.path().join(format!("snmpd-{attempt}.log")));
+        let mut p = spawn(&format!("snmpd-{attempt}"), cmd, dir.path(), false);
         for _ in 0..100 {
             std::thread::sleep(Duration::from_millis(100));
             if p.try_wait().is_some() {
@@ -167,7 +167,7 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let runs = env_or("EMSPOOL_BENCH_RUNS", 31usize).max(3);
-    let dir = TempDir::new("walk");
+    let dir = temp_dir("walk");
 
     // 10,000 bound UDP sockets make the rows of snmpd's udpTable.
     let mut sim = None;
@@ -183,12 +183,7 @@ fn main() {
         ])
         .arg("--base-port")
         .arg(base.to_string());
-        let mut p = Proc::spawn(
-            "simulate",
-            cmd,
-            dir.0.join(format!("sim-{attempt}.log")),
-            true,
-        );
+        let mut p = spawn(&format!("simulate-{attempt}"), cmd, dir.path(), true);
         if p.wait_line("simulating", Duration::from_secs(60)).is_ok() {
             sim = Some(p);
             break;

@@ -43,6 +43,7 @@ pub(crate) mod rules;
 pub(crate) mod server;
 pub mod sim;
 pub(crate) mod snmp;
+pub(crate) mod support;
 pub(crate) mod traps;
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Counters and histograms are updated where things happen; gauges that mirror a table
 //! (alarms, element states) are set from that table at scrape time, so they cannot drift.
 //!
-//! Conventions (checked by `promtool check metrics` in tests/operations.rs): base units
+//! Conventions (checked by `promtool check metrics` in tests/it/operations.rs): base units
 //! (`_seconds`), counters end in `_total`, every metric has HELP text, label values that are
 //! known in advance are created at zero so that `rate()` and alerts see them from the start.
 

@@ -23,6 +23,15 @@ pub mod snmp {
     pub use crate::snmp::usm::{InformUser, LocalEngine, encode_as_engine};
 }
 
+/// Free ports, the simulator on a free port run, temp dirs, child processes, `/metrics`
+/// samples: the one implementation that `emspool demo`, the integration tests and the benches share.
+pub mod support {
+    pub use crate::support::{
+        ChildGuard, TempDir, cpu_seconds, file_tail, free_port, free_port_run, metric,
+        reserve_port_run, signal_pid, start_sim,
+    };
+}
+
 pub use crate::config::{
     Config, Credential, NetconfCredential, NetconfSection, Secret, parse_engine_id,
 };

@@ -14,7 +14,7 @@
 #   EMSPOOL_TEST_VENV   venv path (default /opt/emspool-test/venv). The test helpers read the
 #                       same variable, so keep them in sync when overriding.
 #   EMSPOOL_PROMTOOL    promtool path (default /opt/emspool-test/bin/promtool, or promtool on
-#                       PATH when there is one). tests/operations.rs reads the same variable.
+#                       PATH when there is one). tests/it/operations.rs reads the same variable.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -96,7 +96,7 @@ else
     log "snmpsim venv ready in $((SECONDS - t0)) s"
 fi
 
-# The scriptable NETCONF server of tests/netconf.rs (PyPI netconf 2.1 needs paramiko < 4), in
+# The scriptable NETCONF server of tests/it/netconf.rs (PyPI netconf 2.1 needs paramiko < 4), in
 # the same venv.
 NETCONF_SPECS=("netconf==2.1.*" "paramiko<4")
 if "$VENV/bin/python" -c 'import netconf.server, paramiko, sys; sys.exit(int(paramiko.__version__.split(".")[0]) >= 4)' >/dev/null 2>&1; then
@@ -128,7 +128,7 @@ else
     log "promtool installed at $PROMTOOL in $((SECONDS - t0)) s"
 fi
 
-# cargo-deb builds the Debian package (tests/packaging.rs, README). From crates.io, once.
+# cargo-deb builds the Debian package (tests/it/packaging.rs, README). From crates.io, once.
 CARGO_DEB_SPEC="${EMSPOOL_CARGO_DEB_SPEC:-^3.8}"
 if cargo deb --version >/dev/null 2>&1; then
     log "cargo-deb present ($(cargo deb --version 2>/dev/null | head -1))"

@@ -1,15 +1,13 @@
-//! Helpers shared by the process-level benchmarks (`harness = false`): child processes killed
-//! by pid on drop, free ports, /proc readings, Prometheus text parsing, machine description.
-#![allow(dead_code)]
+//! Helpers shared by the process-level benchmarks (`harness = false`): /proc readings,
+//! Prometheus text parsing, machine description, and panicking wrappers around emspool's one
+//! implementation of free ports, temp dirs and guarded child processes
+//! (`emspool::testing::support`, shared with the tests and `emspool demo`).
+#![allow(dead_code, unused_imports)]
 
-pub mod nats;
-
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+pub use emspool::testing::support::{self, ChildGuard, TempDir, cpu_seconds, metric};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// `cargo bench` passes `--bench`; `cargo test --benches` does not: then only say so and exit,
 /// as criterion does, so that the test suite never runs a minutes-long measurement.
@@ -31,189 +29,27 @@ pub fn with_raised_nofile(program: &Path) -> Command {
     cmd
 }
 
-/// A child process: SIGTERM then SIGKILL on drop, by its pid, only while it is unreaped.
-pub struct Proc {
-    pub name: String,
-    child: Child,
-    pub pid: u32,
-    pub log: PathBuf,
-    status: Option<ExitStatus>,
+/// Spawns a guarded child (SIGTERM then SIGKILL on drop, by its pid, only while unreaped)
+/// logging to `<name>.stdout`/`<name>.stderr` in `log_dir`; with `piped`, stdout is read by
+/// [`ChildGuard::wait_line`] instead. Panics when it cannot start.
+pub fn spawn(name: &str, cmd: Command, log_dir: &Path, piped: bool) -> ChildGuard {
+    let spawned = if piped {
+        ChildGuard::spawn_piped(name, cmd, log_dir)
+    } else {
+        ChildGuard::spawn(name, cmd, log_dir)
+    };
+    spawned.unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Proc {
-    /// Spawns with stdout piped (see [`Proc::wait_line`]) and stderr to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf, stdout: bool) -> Proc {
-        let err = std::fs::File::create(&log).expect("log file");
-        cmd.stdin(Stdio::null()).stderr(err);
-        if stdout {
-            cmd.stdout(Stdio::piped());
-        } else {
-            let out = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&log)
-                .expect("log file");
-            cmd.stdout(out);
-        }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc {
-            name: name.into(),
-            pid: child.id(),
-            child,
-            log,
-            status: None,
-        }
-    }
-
-    /// Waits up to `timeout` for a stdout line containing `needle`; returns it.
-    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        let out = self.child.stdout.take().ok_or("stdout not piped")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return Ok(l),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(format!(
-                        "{}: no line with {needle:?} within {timeout:?}; stderr:\n{}",
-                        self.name,
-                        tail(&self.log, 20)
-                    ));
-                }
-            }
-        }
-    }
-
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
-    }
-
-    pub fn signal(&mut self, sig: &str) -> bool {
-        if self.try_wait().is_some() {
-            return false;
-        }
-        Command::new("/bin/sh")
-            .args(["-c", "kill -s \"$0\" \"$1\"", sig, &self.pid.to_string()])
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    pub fn kill9(&mut self) -> ExitStatus {
-        if let Some(st) = self.try_wait() {
-            return st;
-        }
-        let _ = self.child.kill();
-        let st = self.child.wait().expect("wait");
-        self.status = Some(st);
-        st
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn terminate(&mut self, grace: Duration) -> ExitStatus {
-        self.signal("TERM");
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(st) = self.try_wait() {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.kill9()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.try_wait().is_none() {
-            self.terminate(Duration::from_secs(5));
-        }
-    }
-}
-
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn ephemeral_low() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-        .unwrap_or(32_768)
-}
-
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// A TCP port free on 127.0.0.1, from 10000..12000 (below any simulator range used here).
+/// A port free on 127.0.0.1 (TCP and UDP), never handed out before by this process.
 pub fn free_tcp_port() -> u16 {
-    for _ in 0..1000 {
-        let p = 10_000 + (random() % 2_000) as u16;
-        if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free TCP port in 10000..12000");
+    support::free_port().unwrap_or_else(|e| panic!("free port: {e}"))
 }
 
-/// A random base for `n` consecutive UDP ports in 12000..(ephemeral low); the simulator
-/// checks them by binding all (a taken port fails its start, then try another base).
+/// A base for `n` consecutive UDP ports for a simulator child, which checks them by binding
+/// all (a taken port fails its start: then ask again).
 pub fn udp_base(n: usize) -> u16 {
-    let hi = usize::from(ephemeral_low()).saturating_sub(n);
-    assert!(
-        hi > 12_000,
-        "no room for {n} UDP ports below the ephemeral range"
-    );
-    (12_000 + random() as usize % (hi - 12_000)) as u16
-}
-
-/// Checks that `n` UDP ports from `base` are free now (binds them one at a time).
-pub fn udp_run_free(base: u16, n: usize) -> bool {
-    (0..n).all(|i| UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, base + i as u16)).is_ok())
-}
-
-/// utime + stime of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14, stime 15.
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clk_tck())
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    support::reserve_port_run(n).unwrap_or_else(|e| panic!("port run: {e}"))
 }
 
 /// The number on a line of /proc/PID/status (VmRSS and VmHWM in KiB, Threads...).
@@ -227,24 +63,25 @@ pub fn proc_status_field(pid: u32, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Starts `emspool serve --config CONFIG` (this build's binary) and waits until `URL/readyz`
-/// answers, checking every `step` up to `tries` times; panics with the log's tail otherwise.
+/// Starts `emspool serve --config CONFIG` (this build's binary, logging in `log_dir`) and
+/// waits until `URL/readyz` answers, checking every `step` up to `tries` times; panics with
+/// the log's tail otherwise.
 pub fn spawn_serve(
     name: &str,
-    config: &std::path::Path,
-    log: PathBuf,
+    config: &Path,
+    log_dir: &Path,
     url: &str,
     step: Duration,
     tries: u32,
-) -> Proc {
+) -> ChildGuard {
     let mut cmd = Command::new(emspool_bin());
     cmd.arg("serve").arg("--config").arg(config);
-    let serve = Proc::spawn(name, cmd, log, false);
+    let serve = spawn(name, cmd, log_dir, false);
     let ready = (0..tries).any(|_| {
         std::thread::sleep(step);
         http_get(&format!("{url}/readyz"), Duration::from_secs(1)).is_some()
     });
-    assert!(ready, "{name} not ready:\n{}", tail(&serve.log, 30));
+    assert!(ready, "{name} not ready:\n{}", serve.log_tail_lines(30));
     serve
 }
 
@@ -262,17 +99,20 @@ pub fn http_get(url: &str, timeout: Duration) -> Option<String> {
         .ok()
 }
 
-/// Sum of the samples of `name` whose labels contain `label` (all when None).
-pub fn metric(text: &str, name: &str, label: Option<&str>) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter(|l| label.is_none_or(|lb| l.contains(lb)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// Every element of the server at `url` (`GET /api/v1/elements`), the durations of their last
+/// polls in ms (sorted), and how many are up.
+pub fn elements_polled(url: &str) -> (Vec<serde_json::Value>, Vec<f64>, usize) {
+    let body =
+        http_get(&format!("{url}/api/v1/elements"), Duration::from_secs(60)).expect("elements");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("elements JSON");
+    let els = v["elements"].as_array().cloned().unwrap_or_default();
+    let mut d: Vec<f64> = els
+        .iter()
+        .filter_map(|e| e["status"]["last_duration_ms"].as_f64())
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let up = els.iter().filter(|e| e["status"]["state"] == "up").count();
+    (els, d, up)
 }
 
 /// Cumulative histogram buckets `(le, count)` of `name`, ascending.
@@ -376,27 +216,11 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// A temp dir removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "emspool-bench-{prefix}-{}-{:x}",
-            std::process::id(),
-            random() as u32
-        ));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("EMSPOOL_BENCH_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// A temp dir removed on drop (kept when `EMSPOOL_BENCH_KEEP` is set).
+pub fn temp_dir(prefix: &str) -> TempDir {
+    TempDir::new(&format!("bench-{prefix}"))
+        .unwrap_or_else(|e| panic!("temp dir: {e}"))
+        .keep(std::env::var_os("EMSPOOL_BENCH_KEEP").is_some())
 }
 
 pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -447,17 +271,14 @@ pub fn raise_nofile_or_reexec(need: usize) {
 /// which server's requests reach each agent.
 pub fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (emspool::sim::SimHandle, u16) {
     use emspool::sim::{Dataset, SimConfig};
-    let data = std::sync::Arc::new(Dataset::router24().expect("embedded template"));
-    for _ in 0..20 {
-        let base = udp_base(n);
-        let mut cfg = SimConfig::new(data.clone());
-        cfg.agents = n;
-        cfg.base_port = base;
-        cfg.track_requesters = true;
-        match rt.block_on(emspool::sim::start(cfg)) {
-            Ok(h) => return (h, base),
-            Err(e) => eprintln!("simulator start (base {base}) failed, retrying: {e}"),
-        }
-    }
-    panic!("simulator did not start");
+    let mut cfg = SimConfig::new(std::sync::Arc::new(
+        Dataset::router24().expect("embedded template"),
+    ));
+    cfg.agents = n;
+    cfg.track_requesters = true;
+    let sim = rt
+        .block_on(support::start_sim(cfg))
+        .unwrap_or_else(|e| panic!("simulator: {e:#}"));
+    let base = sim.addr(0).expect("agent 0").port();
+    (sim, base)
 }

@@ -9,12 +9,12 @@
 
 use crate::cluster::PoolView;
 use crate::model::{Alarm, ElementState, ElementView, Event, Severity, format_millis};
-use crate::sim::{self, Dataset, FlapSchedule, OutageSchedule, SimConfig, SimError, SimHandle};
+use crate::sim::{Dataset, FlapSchedule, OutageSchedule, SimConfig, SimHandle};
+use crate::support::{TempDir, file_tail, free_port, signal_pid};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -70,10 +70,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the demo until `shutdown` resolves or `--duration` has passed.
 pub(crate) async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     validate(&args)?;
-    let dir = TempDir::create(args.keep)?;
+    let dir = TempDir::new("demo")
+        .context("cannot create a temporary directory")?
+        .keep(args.keep);
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let sim = start_simulator(&args).await?;
-    let ports = free_tcp_ports(args.servers as usize)?;
+    let ports = (0..args.servers)
+        .map(|_| free_port())
+        .collect::<Result<Vec<u16>, _>>()
+        .context("cannot find free TCP ports on 127.0.0.1")?;
     let urls: Vec<String> = ports
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
@@ -114,9 +119,9 @@ pub(crate) async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> a
     };
     let result = demo.drive(shutdown).await;
     demo.stop().await;
-    let Demo { sim, .. } = demo;
+    let Demo { sim, args, .. } = demo;
     sim.shutdown().await;
-    if dir.keep {
+    if args.keep {
         println!("kept {}", dir.path().display());
     }
     drop(dir);
@@ -243,7 +248,7 @@ impl Demo {
                 bail!(
                     "server {} exited at start ({st}); its log:\n{}",
                     self.servers[i].id,
-                    tail(&self.servers[i].log, 20)
+                    file_tail(&self.servers[i].log, 20)
                 );
             }
             if let Ok(r) = self.http.get(&url).send().await
@@ -256,7 +261,7 @@ impl Demo {
         bail!(
             "server {} not ready within {READY_TIMEOUT:?}; its log:\n{}",
             self.servers[i].id,
-            tail(&self.servers[i].log, 20)
+            file_tail(&self.servers[i].log, 20)
         )
     }
 
@@ -506,7 +511,7 @@ impl Demo {
             if let Some(child) = s.child.as_mut()
                 && matches!(child.try_wait(), Ok(None))
             {
-                terminate(s.pid);
+                signal_pid(s.pid, "TERM");
             }
         }
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -527,19 +532,6 @@ impl Demo {
             }
         }
     }
-}
-
-/// Sends SIGTERM to our own (unreaped) child `pid` with the shell's `kill` builtin.
-fn terminate(pid: u32) {
-    if pid == 0 {
-        return;
-    }
-    let _ = std::process::Command::new("/bin/sh")
-        .args(["-c", "kill -s TERM \"$0\"", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// What one server answers for the summary; a request that fails leaves its part empty.
@@ -602,61 +594,9 @@ async fn start_simulator(args: &DemoArgs) -> anyhow::Result<SimHandle> {
         period: args.outage_every,
         down_for: args.outage_for,
     });
-    // Consecutive free UDP ports below the kernel's ephemeral range, so that no client socket
-    // takes one of them meanwhile; a taken port fails the whole start, so try another base.
-    let low = ephemeral_low();
-    let (lo, hi) = if usize::from(low) > 20_000 + args.agents {
-        (20_000, usize::from(low) - args.agents)
-    } else {
-        (1024, 65_535 - args.agents)
-    };
-    let mut last = None;
-    for _ in 0..30 {
-        let base = lo + (rand::random::<u64>() as usize % (hi - lo));
-        cfg.base_port = u16::try_from(base).context("port")?;
-        match sim::start(cfg.clone()).await {
-            Ok(h) => return Ok(h),
-            Err(e @ SimError::Bind { .. }) if is_addr_in_use(&e) => last = Some(e),
-            Err(e) => return Err(e).context("cannot start the simulated agents"),
-        }
-    }
-    Err(anyhow::anyhow!(
-        "no run of {} free UDP ports found: {last:?}",
-        args.agents
-    ))
-}
-
-fn is_addr_in_use(e: &SimError) -> bool {
-    matches!(e, SimError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse)
-}
-
-fn ephemeral_low() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-        .unwrap_or(32_768)
-}
-
-/// Free TCP ports on 127.0.0.1 from 10000..20000 (below the simulator's range and the
-/// ephemeral range).
-fn free_tcp_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let mut ports = Vec::new();
-    for _ in 0..1000 {
-        if ports.len() == n {
-            break;
-        }
-        let p = 10_000 + (rand::random::<u16>() % 10_000);
-        if ports.contains(&p) {
-            continue;
-        }
-        if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p)).is_ok() {
-            ports.push(p);
-        }
-    }
-    if ports.len() < n {
-        bail!("cannot find {n} free TCP ports on 127.0.0.1");
-    }
-    Ok(ports)
+    crate::support::start_sim(cfg)
+        .await
+        .context("cannot start the simulated agents")
 }
 
 fn server_config(
@@ -705,49 +645,4 @@ fn toml_path(p: &Path) -> String {
         .to_string()
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The demo's directory under the system temp dir; removed on drop unless kept.
-struct TempDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl TempDir {
-    fn create(keep: bool) -> anyhow::Result<TempDir> {
-        let base = std::env::temp_dir();
-        for _ in 0..100 {
-            let path = base.join(format!(
-                "emspool-demo-{}-{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(TempDir { path, keep }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create {}", path.display()));
-                }
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }

@@ -107,7 +107,7 @@ impl Session {
         // The server's hello is read before ours is written. Servers that send it as soon as
         // the channel opens (paramiko-based ones: before answering the subsystem request)
         // lost it about one time in three when we wrote first (libssh2 1.11, measured with
-        // tests/common/ncserver.py); reading first lost none in 150 tries. RFC 6241 has both
+        // tests/it/common/ncserver.py); reading first lost none in 150 tries. RFC 6241 has both
         // sides send at once, so no server waits for ours.
         let deadline = Instant::now() + t.timeout;
         let raw = s.read_message(deadline, "the server <hello>")?;

@@ -1,41 +1,20 @@
 //! One server polls 1,000 simulated elements within one 10 s interval (debug build). The
 //! 10,000-element measurement is `cargo bench --bench poll_scale` (BENCHMARKS.md).
 
-mod common;
+use crate::common;
 
+use common::agents::Agents;
 use common::emspool::Emspool;
-use common::{free_udp_port_range, wait_until};
-use emspool::sim::{self, Dataset, SimConfig};
-use std::sync::Arc;
+use common::wait_until;
+use emspool::testing::support::metric;
 use std::time::{Duration, Instant};
 
 const N: usize = 1000;
 
-/// Sum of the samples of `name` (all label sets) in a Prometheus text exposition.
-fn metric(text: &str, name: &str, label: Option<&str>) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter(|l| label.is_none_or(|lb| l.contains(lb)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn one_server_polls_1000_elements_within_one_interval() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let base = free_udp_port_range(N);
-    let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template")));
-    cfg.agents = N;
-    cfg.base_port = base;
-    let sim = rt.block_on(sim::start(cfg)).expect("simulator");
+    let agents = Agents::start(N);
+    let base = agents.base;
 
     let mut body = String::from(
         "[poll]\ninterval = \"10s\"\ntimeout = \"2s\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
@@ -69,7 +48,7 @@ fn one_server_polls_1000_elements_within_one_interval() {
             "not all {N} polled within 10 s of readiness: {e}; up {}, polls {}, sim {:?}\n{}",
             metric(&last, "emspool_elements", Some("state=\"up\"")),
             metric(&last, "emspool_polls_total", None),
-            sim.stats(),
+            agents.sim().stats(),
             server.log_tail()
         )
     });
@@ -87,5 +66,5 @@ fn one_server_polls_1000_elements_within_one_interval() {
         "some polls failed"
     );
     drop(server);
-    rt.block_on(sim.shutdown());
+    drop(agents);
 }

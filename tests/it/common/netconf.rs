@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ChildGuard, wait_until};
+use super::{ChildGuard, TempDir, wait_until};
 
 /// Local account the tests log in as (created by the helper or tests/install-peers.sh).
 pub const NETCONF_USER: &str = "emspoolnc";
@@ -43,7 +43,7 @@ pub struct Netconfd {
     netconfd: Option<ChildGuard>,
     port: u16,
     starts: u32,
-    dir: tempfile::TempDir,
+    dir: TempDir,
 }
 
 impl Netconfd {
@@ -75,7 +75,7 @@ impl Netconfd {
         };
         let mut last_err = String::new();
         for _ in 0..3 {
-            s.port = super::free_tcp_port();
+            s.port = super::free_port();
             match s.launch() {
                 Ok(()) => return s,
                 Err(e) => {
@@ -109,7 +109,7 @@ impl Netconfd {
             // directory on <commit>: keep both in the temp dir.
             .env("HOME", d.join("home"))
             .current_dir(&d);
-        let mut nc = ChildGuard::spawn(&format!("netconfd.{n}"), cmd, &d);
+        let mut nc = super::spawn(&format!("netconfd.{n}"), cmd, &d);
         nc.add_log(&log);
         self.netconfd = Some(nc);
 
@@ -140,7 +140,7 @@ impl Netconfd {
         .map_err(|e| format!("write sshd_config: {e}"))?;
         let mut cmd = Command::new(super::find_tool("sshd"));
         cmd.arg("-D").arg("-e").arg("-f").arg(&config);
-        self.sshd = Some(ChildGuard::spawn(&format!("sshd.{n}"), cmd, &d));
+        self.sshd = Some(super::spawn(&format!("sshd.{n}"), cmd, &d));
 
         let addr = self.addr();
         let res = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {

@@ -2,9 +2,8 @@
 //! client, route and monitoring port and store dir; stopped by PID when dropped. Nodes can be
 //! killed and started again on the same ports and store (as a crashed server comes back).
 
-use super::child::ChildGuard;
-use super::ports::free_tcp_port;
 use super::wait::wait_until;
+use super::{ChildGuard, TempDir, free_port as free_tcp_port};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -20,7 +19,7 @@ pub struct NatsNode {
 }
 
 pub struct NatsCluster {
-    pub dir: tempfile::TempDir,
+    pub dir: TempDir,
     pub nodes: Vec<NatsNode>,
     bin: PathBuf,
 }
@@ -63,6 +62,29 @@ impl NatsCluster {
         format!("[{}]", quoted.join(", "))
     }
 
+    /// CPU seconds of the running nodes so far (for benchmarks).
+    pub fn cpu_seconds(&self) -> f64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref())
+            .filter_map(|c| ::emspool::testing::support::cpu_seconds(c.pid()))
+            .sum()
+    }
+
+    /// Messages stored in `stream` (0 when it does not exist), from the stream's info.
+    pub async fn messages(&self, stream: &str) -> u64 {
+        let addrs: Vec<async_nats::ServerAddr> =
+            self.urls().iter().filter_map(|u| u.parse().ok()).collect();
+        let Ok(client) = async_nats::connect(addrs).await else {
+            return 0;
+        };
+        let js = async_nats::jetstream::new(client);
+        match js.get_stream(stream).await {
+            Ok(mut s) => s.info().await.map_or(0, |i| i.state.messages),
+            Err(_) => 0,
+        }
+    }
+
     pub fn start_node(&mut self, i: usize) {
         let routes: Vec<String> = self
             .nodes
@@ -84,7 +106,7 @@ impl NatsCluster {
             .args(["-m", &node.monitor_port.to_string()]);
         node.starts += 1;
         let name = format!("nats-{}-{}", node.name, node.starts);
-        node.child = Some(ChildGuard::spawn(&name, cmd, self.dir.path()));
+        node.child = Some(super::spawn(&name, cmd, self.dir.path()));
         let url = format!("http://127.0.0.1:{}/varz", node.monitor_port);
         let name = node.name.clone();
         if let Err(e) = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {

@@ -5,11 +5,11 @@
 //! Elements sit on distinct loopback addresses (127.0.0.N) and the tools send from those
 //! addresses (`--clientaddr`), which is how the receiver tells elements apart.
 
-mod common;
+use crate::common;
 
 use common::emspool::Emspool;
 use common::pool::{Pool, SECRET};
-use common::{free_tcp_port, free_udp_port, snmp_tool, wait_until};
+use common::{free_port, snmp_tool, wait_until};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -253,7 +253,7 @@ fn wait_owned(s: &Emspool, names: &[&str]) {
 
 #[test]
 fn v1_v2c_v3_traps_and_informs_raise_and_clear_alarms() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let s = Emspool::start(
         1,
@@ -351,7 +351,7 @@ fn v1_v2c_v3_traps_and_informs_raise_and_clear_alarms() {
 /// boots/time) by itself, or is given it with `-e` and learns the time from a report.
 #[test]
 fn v3_informs_are_acknowledged_with_discovery_and_without() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let s = Emspool::start(4, &body(port, &[("i1", "127.0.0.31")], ""));
     wait_owned(&s, &["i1"]);
@@ -378,14 +378,17 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         rest.extend_from_slice(vb);
         send("snmpinform", &auth, "127.0.0.31", to, &rest)
     };
+    let acked = |what: &str, out: Result<String, String>| {
+        assert!(
+            out.is_ok(),
+            "v3 {what} not acknowledged: {out:?}\n{}",
+            s.log_tail()
+        );
+    };
     let [o, t, v] = if_index(4);
     // Discovery of the engine id, then the authenticated, encrypted inform and its Response.
     let out = inform("informuser", "SHA", "AES", None, LINK_DOWN, &[&o, &t, &v]);
-    assert!(
-        out.is_ok(),
-        "v3 inform (discovery) not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("inform (discovery)", out);
     wait_alarm(&s, "LinkDown:i1:4");
     // Engine id given: boots/time 0 are not in the time window, a report tells the right ones.
     let out = inform(
@@ -396,19 +399,11 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         LINK_UP,
         &[&o, &t, &v],
     );
-    assert!(
-        out.is_ok(),
-        "v3 inform (-e) not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("inform (-e)", out);
     wait_no_alarm(&s, "LinkDown:i1:4");
     // MD5 + DES.
     let out = inform("desuser", "MD5", "DES", None, COLD_START, &[]);
-    assert!(
-        out.is_ok(),
-        "v3 MD5/DES inform not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("MD5/DES inform", out);
     wait_alarm(&s, "Reboot:i1");
     // AES-192 with MD5: the key is longer than the hash (Blumenthal extension).
     let out = inform(
@@ -419,11 +414,7 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
         LINK_DOWN,
         &[&o, &t, &v],
     );
-    assert!(
-        out.is_ok(),
-        "v3 AES-192 inform not acknowledged: {out:?}\n{}",
-        s.log_tail()
-    );
+    acked("AES-192 inform", out);
     wait_alarm(&s, "LinkDown:i1:4");
     // A v3 trap with AES-256 (SHA-1: extended key too) from the same element.
     let auth = [
@@ -477,7 +468,7 @@ fn v3_informs_are_acknowledged_with_discovery_and_without() {
 
 #[test]
 fn garbage_wrong_keys_and_unknown_senders_are_counted_and_logged_once() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     // dns1 is addressed by name: its resolved address (127.0.0.1) matches too.
     let s = Emspool::start(
@@ -548,7 +539,7 @@ fn garbage_wrong_keys_and_unknown_senders_are_counted_and_logged_once() {
 
 #[test]
 fn link_flap_within_the_window_is_one_event_not_an_alarm() {
-    let port = free_udp_port();
+    let port = free_port();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let s = Emspool::start(
         3,
@@ -578,8 +569,8 @@ fn link_flap_within_the_window_is_one_event_not_an_alarm() {
 #[test]
 fn pool_forwards_traps_to_the_owner() {
     let ids = [1u32, 2, 3];
-    let http: Vec<u16> = ids.iter().map(|_| free_tcp_port()).collect();
-    let udp: Vec<u16> = ids.iter().map(|_| free_udp_port()).collect();
+    let http: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    let udp: Vec<u16> = ids.iter().map(|_| free_port()).collect();
     let elements = [
         ("p1", "127.0.0.21"),
         ("p2", "127.0.0.22"),

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: free ports, child processes that are always
-//! cleaned up, bounded waits, and the real peers (Net-SNMP `snmpd`, `snmpsim`, and
+//! cleaned up and temp dirs (emspool's one implementation, `emspool::testing::support`, here
+//! with panics that say what failed), bounded waits, and the real peers (Net-SNMP `snmpd`, `snmpsim`, and
 //! `netconfd` behind a private `sshd`).
 //!
 //! Use from a test file with `mod common;`. Everything binds 127.0.0.1 only. Peers are
@@ -8,12 +9,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agents;
-pub mod child;
 pub mod emspool;
 pub mod nats;
 pub mod netconf;
 pub mod pool;
-pub mod ports;
 pub mod prometheus;
 pub mod pynetconf;
 pub mod snmpcli;
@@ -22,14 +21,29 @@ pub mod snmpsim;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-pub use child::ChildGuard;
+pub use ::emspool::testing::support::{ChildGuard, TempDir, file_tail};
 pub use netconf::{NETCONF_PASSWORD, NETCONF_USER, NcAuth, Netconfd};
-pub use ports::{free_tcp_port, free_udp_port, free_udp_port_range};
 pub use snmpcli::{SnmpAuth, snmp_get, snmp_get_with, snmp_responds, snmp_tool};
 pub use snmpd::Snmpd;
 pub use snmpsim::Snmpsim;
 pub use wait::{wait_until, wait_until_async};
+
+/// Spawns `cmd` as a [`ChildGuard`] logging to `log_dir`; panics when it cannot start.
+pub fn spawn(name: &str, cmd: Command, log_dir: &Path) -> ChildGuard {
+    ChildGuard::spawn(name, cmd, log_dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP, not handed out before by this process.
+pub fn free_port() -> u16 {
+    ::emspool::testing::support::free_port().unwrap_or_else(|e| panic!("free port: {e}"))
+}
+
+/// The first of `n` consecutive ports free for UDP and TCP: `start..start + n`.
+pub fn free_port_run(n: usize) -> u16 {
+    ::emspool::testing::support::free_port_run(n).unwrap_or_else(|e| panic!("free port run: {e}"))
+}
 
 /// The `emspool` binary built by cargo for this test run.
 pub fn emspool_bin() -> PathBuf {
@@ -82,7 +96,7 @@ pub fn is_root() -> bool {
 
 /// A temp dir for a peer, traversable by other users (`nobody` must reach files in it).
 /// Kept after the test when `EMSPOOL_TEST_KEEP` is set.
-pub fn peer_tempdir(prefix: &str) -> tempfile::TempDir {
+pub fn peer_tempdir(prefix: &str) -> TempDir {
     let keep = std::env::var_os("EMSPOOL_TEST_KEEP").is_some();
     // snmpsim runs as `nobody`: every ancestor must be traversable by others.
     let base = std::env::temp_dir();
@@ -91,11 +105,9 @@ pub fn peer_tempdir(prefix: &str) -> tempfile::TempDir {
     } else {
         PathBuf::from("/tmp")
     };
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("emspool-{prefix}-"))
-        .disable_cleanup(keep)
-        .tempdir_in(&base)
-        .expect("create temp dir");
+    let dir = TempDir::new_in(&base, prefix)
+        .unwrap_or_else(|e| panic!("temp dir in {}: {e}", base.display()))
+        .keep(keep);
     set_mode(dir.path(), 0o755);
     if keep {
         eprintln!("[common] keeping {}", dir.path().display());
@@ -114,16 +126,4 @@ pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
-}
-
-/// The last `lines` lines of a text file, or a note when it cannot be read.
-pub fn file_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("<cannot read {}: {e}>", path.display()),
-    }
 }

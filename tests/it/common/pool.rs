@@ -1,7 +1,7 @@
 //! A pool of `emspool serve` processes on loopback, ids 1..=n, sharing one inventory.
 
 use super::emspool::Emspool;
-use super::ports::free_tcp_port;
+use super::free_port;
 use std::time::Duration;
 
 pub const SECRET: &str = "test-pool-secret";
@@ -14,7 +14,7 @@ pub struct Pool {
 impl Pool {
     /// `body` holds poll settings, credentials and elements; `pool_extra` more `[pool]` keys.
     pub fn start(n: usize, body: &str, pool_extra: &str) -> Pool {
-        let ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut members = String::new();
         for (i, p) in ports.iter().enumerate() {
             members.push_str(&format!(

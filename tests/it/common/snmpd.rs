@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::snmpcli::snmp_responds;
-use super::{ChildGuard, SnmpAuth, wait_until};
+use super::{ChildGuard, SnmpAuth, TempDir, wait_until};
 
 /// `snmpd -f` with its own config, persistent dir and log in a temp dir.
 ///
@@ -19,7 +19,7 @@ pub struct Snmpd {
     port: u16,
     starts: u32,
     config: PathBuf,
-    dir: tempfile::TempDir,
+    dir: TempDir,
 }
 
 impl Snmpd {
@@ -50,7 +50,7 @@ impl Snmpd {
         // A port can be taken between picking and binding; try a few.
         let mut last_err = String::new();
         for _ in 0..3 {
-            let port = super::free_udp_port();
+            let port = super::free_port();
             std::fs::write(&config, Self::config_text(port, extra_config))
                 .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
             let mut s = Snmpd {
@@ -110,7 +110,7 @@ impl Snmpd {
             .arg(&log)
             .env("MIBS", "")
             .env("MIBDIRS", "/nonexistent");
-        let mut child = ChildGuard::spawn(&format!("snmpd.{}", self.starts), cmd, self.dir.path());
+        let mut child = super::spawn(&format!("snmpd.{}", self.starts), cmd, self.dir.path());
         child.add_log(&log);
         self.child = Some(child);
         let addr = self.addr();

@@ -1,21 +1,28 @@
-//! A child process that is always cleaned up.
+//! A child process that is always stopped (tests and benches).
 
+use super::{file_tail, signal_pid};
 use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Grace between SIGTERM and SIGKILL when a guard is dropped.
 const DROP_GRACE: Duration = Duration::from_secs(3);
 /// Grace between SIGTERM and SIGKILL for [`ChildGuard::terminate`].
 const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// The raw wait status of a process killed by SIGKILL.
+const KILLED: i32 = 9;
 
 /// A spawned process whose stdout/stderr go to `<name>.stdout` / `<name>.stderr` in a log
-/// dir. On drop (also when the test panics) it gets SIGTERM, then SIGKILL after a grace
-/// period, and is reaped.
+/// dir. On drop (also when a test panics) it gets SIGTERM, then SIGKILL after a grace period,
+/// and is reaped.
 ///
 /// Signals go only to the PID this guard spawned, and only while that child has not been
 /// reaped (so the PID cannot have been reused by another process).
+#[derive(Debug)]
 pub struct ChildGuard {
     name: String,
     child: Child,
@@ -27,29 +34,43 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    /// Spawn `cmd` with stdin from /dev/null and stdout/stderr to files in `log_dir`.
-    /// Panics when it cannot be spawned (e.g. the program is missing).
-    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> ChildGuard {
-        let stdout_log = log_dir.join(format!("{name}.stdout"));
-        let stderr_log = log_dir.join(format!("{name}.stderr"));
-        let out = File::create(&stdout_log)
-            .unwrap_or_else(|e| panic!("create {}: {e}", stdout_log.display()));
-        let err = File::create(&stderr_log)
-            .unwrap_or_else(|e| panic!("create {}: {e}", stderr_log.display()));
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    /// Spawns `cmd` with stdin from /dev/null and stdout/stderr to files in `log_dir`.
+    pub fn spawn(name: &str, cmd: Command, log_dir: &Path) -> io::Result<ChildGuard> {
+        ChildGuard::spawn_with(name, cmd, log_dir, false)
+    }
+
+    /// Like [`ChildGuard::spawn`], but stdout is a pipe for [`ChildGuard::wait_line`].
+    pub fn spawn_piped(name: &str, cmd: Command, log_dir: &Path) -> io::Result<ChildGuard> {
+        ChildGuard::spawn_with(name, cmd, log_dir, true)
+    }
+
+    fn spawn_with(name: &str, mut cmd: Command, dir: &Path, piped: bool) -> io::Result<Self> {
+        let stdout_log = dir.join(format!("{name}.stdout"));
+        let stderr_log = dir.join(format!("{name}.stderr"));
+        let create = |p: &Path| {
+            File::create(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", p.display())))
+        };
+        let out = if piped {
+            Stdio::piped()
+        } else {
+            create(&stdout_log)?.into()
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(create(&stderr_log)?);
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        let pid = child.id();
-        ChildGuard {
+            .map_err(|e| io::Error::new(e.kind(), format!("spawn {name} ({cmd:?}): {e}")))?;
+        Ok(ChildGuard {
             name: name.to_string(),
+            pid: child.id(),
             child,
-            pid,
             status: None,
             stdout_log,
             stderr_log,
             extra_logs: Vec::new(),
-        }
+        })
     }
 
     /// Also show this file (e.g. a daemon's own log file) in [`ChildGuard::log_tail`].
@@ -76,10 +97,8 @@ impl ChildGuard {
     /// The exit status if it has exited (reaps it), `None` while running.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .unwrap_or_else(|e| panic!("try_wait {}: {e}", self.name));
+            // An error means it is not our unreaped child any more: nothing to wait for.
+            self.status = self.child.try_wait().ok().flatten();
         }
         self.status
     }
@@ -88,7 +107,7 @@ impl ChildGuard {
         self.try_wait().is_none()
     }
 
-    /// Wait up to `timeout` for it to exit on its own.
+    /// Waits up to `timeout` for it to exit on its own.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -102,33 +121,44 @@ impl ChildGuard {
         }
     }
 
-    /// Send a signal by name (`"TERM"`, `"INT"`, `"HUP"`, `"STOP"`, `"CONT"`, `"KILL"`...).
-    /// Returns false (and sends nothing) when the child has already exited.
-    pub fn signal(&mut self, sig: &str) -> bool {
-        if self.status.is_some() {
-            return false;
-        }
-        match self.child.try_wait() {
-            Ok(None) => {}
-            Ok(Some(st)) => {
-                self.status = Some(st);
-                return false;
+    /// Waits up to `timeout` for a stdout line containing `needle` (the child must have been
+    /// started by [`ChildGuard::spawn_piped`]; lines after it are no longer read).
+    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let out = self.child.stdout.take().ok_or("stdout not piped")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-            Err(_) => return false,
+        });
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return Ok(l),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(format!(
+                        "{}: no line with {needle:?} within {timeout:?}:\n{}",
+                        self.name,
+                        self.log_tail_lines(20)
+                    ));
+                }
+            }
         }
-        // `kill` builtin of /bin/sh: no libc needed. The PID is still our unreaped child.
-        let ok = Command::new("/bin/sh")
-            .args(["-c", "kill -s \"$0\" \"$1\"", sig, &self.pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        // A failure here means it exited meanwhile; the caller sees that via try_wait.
-        ok
     }
 
-    /// SIGTERM, then wait for it to exit (SIGKILL after 10 s). Returns its exit status: use
+    /// Sends a signal by name (`"TERM"`, `"INT"`, `"HUP"`, `"STOP"`, `"CONT"`, `"KILL"`...).
+    /// Returns false (and sends nothing) when the child has already exited.
+    pub fn signal(&mut self, sig: &str) -> bool {
+        // Checked right before: the PID is still our unreaped child.
+        self.try_wait().is_none() && signal_pid(self.pid, sig)
+    }
+
+    /// SIGTERM, then waits for it to exit (SIGKILL after 10 s). Returns its exit status: use
     /// it to check a graceful shutdown (`status.code() == Some(0)`). A process that had to be
     /// SIGKILLed shows no exit code.
     pub fn terminate(&mut self) -> ExitStatus {
@@ -146,7 +176,7 @@ impl ChildGuard {
             return st;
         }
         eprintln!(
-            "[common] {} (pid {}) ignored SIGTERM for {grace:?}: SIGKILL",
+            "[support] {} (pid {}) ignored SIGTERM for {grace:?}: SIGKILL",
             self.name, self.pid
         );
         self.kill9()
@@ -158,10 +188,11 @@ impl ChildGuard {
             return st;
         }
         let _ = self.child.kill();
+        // wait() fails only for a child already reaped, which try_wait above rules out.
         let st = self
             .child
             .wait()
-            .unwrap_or_else(|e| panic!("wait {}: {e}", self.name));
+            .unwrap_or_else(|_| ExitStatus::from_raw(KILLED));
         self.status = Some(st);
         st
     }
@@ -179,8 +210,9 @@ impl ChildGuard {
         for p in [&self.stdout_log, &self.stderr_log]
             .into_iter()
             .chain(self.extra_logs.iter())
+            .filter(|p| p.exists())
         {
-            let tail = super::file_tail(p, lines);
+            let tail = file_tail(p, lines);
             if !tail.trim().is_empty() {
                 s.push_str(&format!("\n[{}]\n{tail}", p.display()));
             }

@@ -2,7 +2,7 @@
 //! and partitions, checked from every server's view and from the agents' side (which server's
 //! requests each simulated agent actually received).
 
-mod common;
+use crate::common;
 
 use common::agents::Agents;
 use common::pool::Pool;

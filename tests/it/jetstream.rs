@@ -6,7 +6,7 @@
 //! `EMSPOOL_TEST_NATS_DOWN_SECS` (default 30, the outage the issue asks for) sets how long
 //! all NATS nodes stay down.
 
-mod common;
+use crate::common;
 
 use common::agents::Agents;
 use common::nats::{NatsCluster, read_stream};

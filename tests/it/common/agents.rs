@@ -1,8 +1,8 @@
 //! Simulated SNMP agents (emspool's own simulator, in-process) on consecutive loopback ports,
 //! recording which server polled each of them.
 
-use super::ports::free_udp_port_range;
-use emspool::sim::{self, Dataset, SimConfig, SimHandle};
+use emspool::sim::{Dataset, SimConfig, SimHandle};
+use emspool::testing::support::start_sim;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +22,11 @@ impl Agents {
             .enable_all()
             .build()
             .expect("runtime");
-        let base = free_udp_port_range(n);
         let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template")));
         cfg.agents = n;
-        cfg.base_port = base;
         cfg.track_requesters = true;
-        let sim = rt.block_on(sim::start(cfg)).expect("simulator");
+        let sim = rt.block_on(start_sim(cfg)).expect("simulator");
+        let base = sim.addr(0).expect("agent 0").port();
         Agents {
             rt,
             sim: Some(sim),

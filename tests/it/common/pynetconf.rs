@@ -1,8 +1,8 @@
-//! A scriptable NETCONF server: PyPI `netconf` 2.1 (paramiko) running tests/common/ncserver.py
+//! A scriptable NETCONF server: PyPI `netconf` 2.1 (paramiko) running tests/it/common/ncserver.py
 //! from the test venv, on a free loopback port. The test steers it through `state.json` (see
 //! the script's docstring) and pushes notifications as files.
 
-use super::{ChildGuard, wait_until};
+use super::{ChildGuard, TempDir, wait_until};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ pub struct PyNetconf {
     child: Option<ChildGuard>,
     port: u16,
     base10: bool,
-    dir: tempfile::TempDir,
+    dir: TempDir,
 }
 
 /// The venv python with `netconf` and `paramiko<4` (tests/install-peers.sh).
@@ -58,7 +58,7 @@ impl PyNetconf {
         if let Some(v) = std::env::var_os("NCSERVER_DEBUG") {
             cmd.env("NCSERVER_DEBUG", v);
         }
-        cmd.arg(super::repo_root().join("tests/common/ncserver.py"))
+        cmd.arg(super::repo_root().join("tests/it/common/ncserver.py"))
             .arg(d)
             .arg(PY_USER)
             .arg(PY_PASSWORD)
@@ -66,7 +66,7 @@ impl PyNetconf {
         if self.base10 {
             cmd.arg("--base10");
         }
-        let child = ChildGuard::spawn("ncserver", cmd, d);
+        let child = super::spawn("ncserver", cmd, d);
         let stdout = child.stdout_path().to_path_buf();
         self.child = Some(child);
         let port = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {

@@ -1,7 +1,7 @@
-//! Proves the test helpers in tests/common work against the real peers. These fail (never
+//! Proves the test helpers in tests/it/common work against the real peers. These fail (never
 //! skip) when a peer is missing: run tests/install-peers.sh.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    ChildGuard, NcAuth, Netconfd, SnmpAuth, Snmpd, Snmpsim, free_tcp_port, free_udp_port,
-    free_udp_port_range, snmp_get, snmp_responds, wait_until, wait_until_async,
+    ChildGuard, NcAuth, Netconfd, SnmpAuth, Snmpd, Snmpsim, free_port, free_port_run, snmp_get,
+    snmp_responds, wait_until, wait_until_async,
 };
 
 fn proc_alive(pid: u32) -> bool {
@@ -118,7 +118,7 @@ fn snmpsim_serves_50_devices_from_the_template() {
 fn sleeper(dir: &Path) -> ChildGuard {
     let mut cmd = Command::new("sleep");
     cmd.arg("300");
-    ChildGuard::spawn("sleep", cmd, dir)
+    common::spawn("sleep", cmd, dir)
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn child_guard_terminate_reports_exit_status() {
         "-c",
         "trap 'kill $!; echo bye; exit 0' TERM; echo up; sleep 300 & wait",
     ]);
-    let mut g = ChildGuard::spawn("graceful", cmd, dir.path());
+    let mut g = common::spawn("graceful", cmd, dir.path());
     wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         std::fs::read_to_string(g.stdout_path())
             .ok()
@@ -170,7 +170,7 @@ fn child_guard_terminate_reports_exit_status() {
     // Ignores SIGTERM: terminate_within falls back to SIGKILL.
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"]);
-    let mut g = ChildGuard::spawn("stubborn", cmd, dir.path());
+    let mut g = common::spawn("stubborn", cmd, dir.path());
     wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         std::fs::read_to_string(g.stdout_path())
             .ok()
@@ -192,18 +192,18 @@ fn child_guard_terminate_reports_exit_status() {
 
 #[test]
 fn ports_are_free_and_loopback_bindable() {
-    let u = free_udp_port();
-    let t = free_tcp_port();
+    let u = free_port();
+    let t = free_port();
     assert_ne!(u, t);
     UdpSocket::bind(("127.0.0.1", u)).expect("udp port free");
     std::net::TcpListener::bind(("127.0.0.1", t)).expect("tcp port free");
-    let start = free_udp_port_range(16);
+    let start = free_port_run(16);
     let socks: Vec<UdpSocket> = (start..start + 16)
         .map(|p| UdpSocket::bind(("127.0.0.1", p)).expect("range port free"))
         .collect();
     assert_eq!(socks.len(), 16);
     // Not handed out twice by one process.
-    let again = free_udp_port_range(16);
+    let again = free_port_run(16);
     assert!(again + 16 <= start || again >= start + 16);
 }
 

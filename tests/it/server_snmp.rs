@@ -1,6 +1,6 @@
 //! One emspool server against real agents: Net-SNMP's snmpd (v2c, v3 authPriv) and snmpsim.
 
-mod common;
+use crate::common;
 
 use common::emspool::Emspool;
 use common::{Snmpd, Snmpsim, snmp_get, wait_until};

@@ -1,15 +1,15 @@
 //! `emspool serve` processes for integration tests: config in a temp dir, HTTP helpers.
 
-use super::child::ChildGuard;
-use super::ports::free_tcp_port;
+use super::free_port;
 use super::wait::wait_until;
+use super::{ChildGuard, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 /// One server process with its own data dir; dropped -> stopped.
 pub struct Emspool {
-    pub dir: tempfile::TempDir,
+    pub dir: TempDir,
     pub url: String,
     pub port: u16,
     id: u32,
@@ -21,7 +21,7 @@ pub struct Emspool {
 impl Emspool {
     /// `body` is the config after the `[server]` table (credentials, elements, poll...).
     pub fn start(id: u32, body: &str) -> Emspool {
-        let mut e = Emspool::configure(id, free_tcp_port(), body);
+        let mut e = Emspool::configure(id, free_port(), body);
         e.spawn();
         e
     }
@@ -92,7 +92,7 @@ impl Emspool {
         cmd.arg("serve").arg("--config").arg(&self.config);
         self.starts += 1;
         let name = format!("emspool-{}", self.starts);
-        self.child = Some(ChildGuard::spawn(&name, cmd, self.dir.path()));
+        self.child = Some(super::spawn(&name, cmd, self.dir.path()));
         let url = format!("{}/readyz", self.url);
         let ready = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
             ureq::get(&url).call().ok().map(|_| ())

@@ -1,16 +1,15 @@
 //! A real Prometheus server (Debian's `prometheus` package) on loopback with a temp TSDB,
 //! queried through its HTTP API. Installed by tests/install-peers.sh.
 
-use super::child::ChildGuard;
-use super::ports::free_tcp_port;
 use super::wait::wait_until;
+use super::{ChildGuard, free_port as free_tcp_port};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 pub struct Prometheus {
     pub url: String,
-    pub dir: tempfile::TempDir,
+    pub dir: super::TempDir,
     child: ChildGuard,
 }
 
@@ -95,7 +94,7 @@ impl Prometheus {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=1h")
             .arg("--log.level=warn");
-        let child = ChildGuard::spawn("prometheus", cmd, dir.path());
+        let child = super::spawn("prometheus", cmd, dir.path());
         let p = Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             dir,

@@ -1,11 +1,11 @@
 //! Operating a server: Prometheus metrics (promtool), alert rules, the Grafana dashboard,
 //! configuration reload on SIGHUP, systemd readiness notification, journald/JSON logging.
 
-mod common;
+use crate::common;
 
 use common::agents::Agents;
 use common::emspool::Emspool;
-use common::{ChildGuard, free_tcp_port, peer_tempdir, repo_root, wait_until};
+use common::{ChildGuard, free_port, peer_tempdir, repo_root, wait_until};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
@@ -432,7 +432,7 @@ fn recv_notify(sock: &UnixDatagram, child: &ChildGuard) -> String {
 #[test]
 fn notifies_systemd_ready_reloading_and_stopping() {
     let dir = peer_tempdir("notify");
-    let port = free_tcp_port();
+    let port = free_port();
     let config = write_config(dir.path(), port, "");
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
@@ -441,7 +441,7 @@ fn notifies_systemd_ready_reloading_and_stopping() {
     let mut cmd = serve_cmd(&config);
     cmd.env("NOTIFY_SOCKET", &sock_path);
     let started = Instant::now();
-    let mut child = ChildGuard::spawn("emspool", cmd, dir.path());
+    let mut child = common::spawn("emspool", cmd, dir.path());
 
     let ready = recv_notify(&sock, &child);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
@@ -478,7 +478,7 @@ fn notifies_systemd_ready_reloading_and_stopping() {
 /// it is ready, then stops it.
 fn log_of_run(server_extra: &str, env: impl FnOnce(&Path) -> Vec<(String, String)>) -> String {
     let dir = peer_tempdir("logging");
-    let port = free_tcp_port();
+    let port = free_port();
     let config = write_config(dir.path(), port, server_extra);
     // ChildGuard truncates this file in place (same inode), so its identity is known now.
     let stderr = dir.path().join("emspool.stderr");
@@ -487,7 +487,7 @@ fn log_of_run(server_extra: &str, env: impl FnOnce(&Path) -> Vec<(String, String
     for (k, v) in env(&stderr) {
         cmd.env(k, v);
     }
-    let mut child = ChildGuard::spawn("emspool", cmd, dir.path());
+    let mut child = common::spawn("emspool", cmd, dir.path());
     wait_ready(port, &mut child);
     let st = child.terminate();
     assert!(st.success(), "{st:?}\n{}", child.log_tail());

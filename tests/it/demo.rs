@@ -2,9 +2,9 @@
 //! summary; alarms raised and cleared by the flap and outage schedules; fail-over when the
 //! master is killed; clean stop.
 
-mod common;
+use crate::common;
 
-use common::{ChildGuard, peer_tempdir, wait_until};
+use common::{ChildGuard, TempDir, peer_tempdir, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -29,7 +29,7 @@ const FAST: &[&str] = &[
 
 struct Demo {
     child: Option<ChildGuard>,
-    _logs: tempfile::TempDir,
+    _logs: TempDir,
     stdout: PathBuf,
 }
 
@@ -38,7 +38,7 @@ impl Demo {
         let logs = peer_tempdir("demo-test");
         let mut cmd = Command::new(common::emspool_bin());
         cmd.arg("demo").args(FAST).args(["--duration", duration]);
-        let child = ChildGuard::spawn("demo", cmd, logs.path());
+        let child = common::spawn("demo", cmd, logs.path());
         let stdout = child.stdout_path().to_path_buf();
         Demo {
             child: Some(child),

@@ -4,56 +4,40 @@
 //!
 //! The tools are required, not optional: without /usr/bin/snmpbulkwalk these tests fail.
 
-use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emspool::sim::{Dataset, SimConfig, SimError, SimHandle, start};
+use emspool::sim::{Dataset, SimConfig, SimHandle, start};
+use emspool::testing::support;
 use tokio::process::Command;
 use tokio::time::timeout;
 
-const TEMPLATE: &str = include_str!("data/router24.snmprec");
+const TEMPLATE: &str = include_str!("../data/router24.snmprec");
 const SYS_NAME: &str = ".1.3.6.1.2.1.1.5.0";
 const SYS_UPTIME: &str = ".1.3.6.1.2.1.1.3.0";
 const END_OF_VIEW: &str = "No more variables left in this MIB View";
 
-/// Picks `n` consecutive free UDP ports by binding them and letting them go again.
-fn free_ports(n: usize) -> Option<u16> {
-    let probe = UdpSocket::bind("127.0.0.1:0").ok()?;
-    let base = probe.local_addr().ok()?.port();
-    drop(probe);
-    let held: Vec<UdpSocket> = (0..n)
-        .map(|i| UdpSocket::bind(("127.0.0.1", base.checked_add(i as u16)?)).ok())
-        .collect::<Option<_>>()?;
-    drop(held);
-    Some(base)
-}
-
-/// Starts `agents` agents on consecutive loopback ports; another process may grab a port between
-/// probing and binding, so conflicts are retried.
+/// Starts `agents` agents on consecutive free loopback ports.
 async fn start_sim(agents: usize) -> SimHandle {
     start_sim_with(agents, |_| {}).await
 }
 
+/// One agent (`sim00000`), its port, and the rows a walk of it must show.
+async fn one_agent() -> (SimHandle, u16, Vec<(String, Option<String>)>) {
+    let sim = start_sim(1).await;
+    let port = sim.addr(0).expect("agent 0").port();
+    (sim, port, expected("sim00000"))
+}
+
 async fn start_sim_with(agents: usize, tweak: impl Fn(&mut SimConfig)) -> SimHandle {
-    let data = Arc::new(Dataset::router24().expect("template parses"));
-    for _ in 0..50 {
-        let Some(base) = free_ports(agents) else {
-            continue;
-        };
-        let mut cfg = SimConfig::new(data.clone());
-        cfg.agents = agents;
-        cfg.base_port = base;
-        tweak(&mut cfg);
-        match timeout(Duration::from_secs(10), start(cfg)).await {
-            Ok(Ok(handle)) => return handle,
-            Ok(Err(SimError::Bind { .. })) => continue,
-            Ok(Err(e)) => panic!("simulator failed to start: {e}"),
-            Err(_) => panic!("simulator start timed out"),
-        }
-    }
-    panic!("no {agents} consecutive free UDP ports found on 127.0.0.1");
+    let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template parses")));
+    cfg.agents = agents;
+    tweak(&mut cfg);
+    timeout(Duration::from_secs(10), support::start_sim(cfg))
+        .await
+        .expect("simulator start in time")
+        .expect("simulator starts")
 }
 
 struct Output {
@@ -188,9 +172,7 @@ fn strip_end_of_view<'a>(what: &str, rows: &'a [(String, String)]) -> &'a [(Stri
 
 #[tokio::test]
 async fn bulkwalk_returns_the_template_with_small_and_large_repetitions() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     for reps in ["-Cr5", "-Cr50"] {
         let rows = query("snmpbulkwalk", port, &["-v2c", "-c", "public", reps, ".1"]).await;
         assert_same(reps, strip_end_of_view(reps, &rows), &want);
@@ -200,9 +182,7 @@ async fn bulkwalk_returns_the_template_with_small_and_large_repetitions() {
 
 #[tokio::test]
 async fn getnext_walks_v2c_and_v1() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     let rows = query("snmpwalk", port, &["-v2c", "-c", "public", ".1"]).await;
     assert_same("v2c walk", strip_end_of_view("v2c walk", &rows), &want);
 
@@ -220,9 +200,7 @@ async fn getnext_walks_v2c_and_v1() {
 
 #[tokio::test]
 async fn subtree_walks_stop_at_the_subtree_end() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     for root in [
         ".1.3.6.1.2.1.2.2.1.8",
         ".1.3.6.1.2.1.1",
@@ -331,9 +309,7 @@ async fn get_reports_no_such_object_and_no_such_instance() {
 
 #[tokio::test]
 async fn bulkget_returns_the_requested_repetitions() {
-    let sim = start_sim(1).await;
-    let port = sim.addr(0).expect("agent 0").port();
-    let want = expected("sim00000");
+    let (sim, port, want) = one_agent().await;
     let after = |oid: &str, n: usize| -> Vec<(String, Option<String>)> {
         let a = arcs(oid);
         want.iter()

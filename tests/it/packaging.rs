@@ -8,9 +8,9 @@
 //! stripped whole (`--strip --no-separate-debug-symbols`) instead of moving its debug info to
 //! /usr/lib/debug as a release does: splitting 150 MB of debug info would take 20 s.
 
-mod common;
+use crate::common;
 
-use common::{ChildGuard, free_tcp_port, is_root, peer_tempdir, repo_root, wait_until};
+use common::{free_port, is_root, peer_tempdir, repo_root, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn build_deb(dir: &Path) -> PathBuf {
     .env("CARGO_TARGET_DIR", &target)
     .stdin(std::process::Stdio::null());
     // Bounded: cargo-deb only strips and compresses here.
-    let mut child = ChildGuard::spawn("cargo-deb", cmd, dir);
+    let mut child = common::spawn("cargo-deb", cmd, dir);
     let st = child
         .wait_timeout(Duration::from_secs(300))
         .unwrap_or_else(|| panic!("cargo deb took over 300 s\n{}", child.log_tail()));
@@ -245,7 +245,7 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
         "{out}"
     );
     // And serves with it (listen and data_dir moved into the scratch dir).
-    let port = free_tcp_port();
+    let port = free_port();
     let text = std::fs::read_to_string(&conf)
         .unwrap()
         .replace("127.0.0.1:8780", &format!("127.0.0.1:{port}"))
@@ -257,7 +257,7 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
     std::fs::write(&local, text).unwrap();
     let mut cmd = Command::new(&bin);
     cmd.arg("serve").arg("--config").arg(&local);
-    let mut server = ChildGuard::spawn("packaged-emspool", cmd, dir.path());
+    let mut server = common::spawn("packaged-emspool", cmd, dir.path());
     let url = format!("http://127.0.0.1:{port}/readyz");
     wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
         ureq::get(&url).call().ok().map(|_| ())

@@ -1,7 +1,7 @@
 //! Peered and federated services on 3 real servers: any server answers any request the same
 //! way; acknowledgements reach the owner; a dead member makes answers partial, not slow.
 
-mod common;
+use crate::common;
 
 use common::agents::Agents;
 use common::emspool::Emspool;

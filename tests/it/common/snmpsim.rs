@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::snmpcli::snmp_responds;
-use super::{ChildGuard, SnmpAuth, wait_until};
+use super::{ChildGuard, SnmpAuth, TempDir, wait_until};
 
 /// Where tests/install-peers.sh puts the snmpsim venv (override: `EMSPOOL_TEST_VENV`).
 pub fn snmpsim_venv() -> PathBuf {
@@ -23,7 +23,7 @@ pub struct Snmpsim {
     child: Option<ChildGuard>,
     port: u16,
     communities: Vec<String>,
-    dir: tempfile::TempDir,
+    dir: TempDir,
 }
 
 impl Snmpsim {
@@ -88,7 +88,7 @@ impl Snmpsim {
         };
         let wait = Duration::from_secs(60) + Duration::from_millis(50) * devices as u32;
         for _ in 0..3 {
-            s.port = super::free_udp_port();
+            s.port = super::free_port();
             let mut cmd = Command::new(&responder);
             cmd.arg(format!("--data-dir={}", data.display()))
                 .arg(format!("--cache-dir={}", cache.display()))
@@ -97,7 +97,7 @@ impl Snmpsim {
             if root {
                 cmd.args(["--process-user=nobody", "--process-group=nogroup"]);
             }
-            s.child = Some(ChildGuard::spawn("snmpsim", cmd, s.dir.path()));
+            s.child = Some(super::spawn("snmpsim", cmd, s.dir.path()));
             match s.wait_ready(wait) {
                 Ok(()) => return s,
                 Err(e) => {

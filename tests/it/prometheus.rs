@@ -7,13 +7,13 @@
 //! Grafana dashboard's queries. A second test checks the endpoint itself on one server:
 //! `promtool check metrics`, gzip, shards, the token rule.
 
-mod common;
+use crate::common;
 
-use common::child::ChildGuard;
+use common::ChildGuard;
 use common::emspool::Emspool;
 use common::pool::Pool;
 use common::prometheus::{self, Prometheus, samples, value};
-use common::{free_udp_port_range, wait_until};
+use common::{free_port_run, wait_until};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::process::Command;
@@ -33,7 +33,7 @@ fn unix_now() -> f64 {
 
 /// `emspool simulate --traffic` with `n` agents on consecutive loopback ports.
 struct Sim {
-    _dir: tempfile::TempDir,
+    _dir: common::TempDir,
     _child: ChildGuard,
     base: u16,
     n: usize,
@@ -42,11 +42,11 @@ struct Sim {
 impl Sim {
     fn start(n: usize) -> Sim {
         let dir = common::peer_tempdir("sim");
-        let base = free_udp_port_range(n);
+        let base = free_port_run(n);
         let mut cmd = Command::new(common::emspool_bin());
         cmd.args(["simulate", "--traffic", "--agents", &n.to_string()])
             .args(["--base-port", &base.to_string()]);
-        let child = ChildGuard::spawn("simulate", cmd, dir.path());
+        let child = common::spawn("simulate", cmd, dir.path());
         let out = child.stdout_path().to_owned();
         wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
             std::fs::read_to_string(&out)

@@ -1,7 +1,7 @@
 //! NETCONF over SSH against real servers: netconfd (yuma123) behind a private sshd, and a
 //! scripted server (PyPI `netconf` 2.1 on paramiko) for what netconfd cannot do.
 
-mod common;
+use crate::common;
 
 use common::emspool::Emspool;
 use common::pynetconf::{PY_PASSWORD, PY_USER, PyNetconf};

@@ -1,0 +1,24 @@
+//! The integration tests, in one binary: the helpers in `common/` (and the crate) are compiled
+//! and linked once instead of once per test file. Each module is one area; a test's name is
+//! `MODULE::TEST` (e.g. `traps::pool_member_forwards_to_the_owner`), which is what
+//! `.config/nextest.toml` selects by.
+//!
+//! Every test talks to emspool through its binary, HTTP API and files, with real peers; see
+//! `common/mod.rs`.
+
+mod common;
+
+mod demo;
+mod harness_selftest;
+mod jetstream;
+mod netconf;
+mod operations;
+mod packaging;
+mod peered;
+mod pool;
+mod prometheus;
+mod scale;
+mod server_snmp;
+mod sim_agents;
+mod sim_vs_netsnmp;
+mod traps;
