@@ -464,7 +464,10 @@ fn prometheus_sees_every_device_series_through_a_kill_9() {
             let ok = if near_gap {
                 r > 0.0 && r <= 1.5 * want
             } else {
-                (r - want).abs() <= 0.25 * want
+                // A reset would show as a spike (rate() counts the whole raw value of the new
+                // series as an increase), so the upper bound is the tight one; a poll delayed
+                // by a loaded machine only makes a window see less.
+                r >= 0.5 * want && r <= 1.25 * want
             };
             assert!(
                 ok,
