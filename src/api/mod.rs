@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod local;
 pub mod peer;
 pub mod peered;
+pub mod stream;
 pub mod view;
 
 use crate::alarms::AlarmTable;
@@ -54,11 +55,14 @@ pub fn router(state: Shared) -> Router {
         .route("/events", get(peered::events))
         .route("/pool", get(client::pool))
         .route("/view", get(view::view))
+        .route("/stream", get(stream::stream))
+        .route("/console/elements", get(crate::console::elements::summary))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
         .nest("/peer/v1", peer::router(state.clone()))
+        .merge(crate::console::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route(
@@ -68,6 +72,10 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
+            crate::console::headers::policy(&state),
+            crate::console::headers::layer,
         ))
         .with_state(state)
 }
