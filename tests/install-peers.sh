@@ -3,7 +3,8 @@
 # snmpsim (in a venv readable by `nobody`), netconfd + a private sshd, and the system
 # libraries the crate links against (ssh2 -> libssl, zlib). Also the packaging and operations
 # tools: cargo-deb (builds the .deb), dpkg-dev (its dependency computation), systemd-analyze
-# (unit checks), systemd-sysusers/tmpfiles, and promtool (metrics and alert rules).
+# (unit checks), systemd-sysusers/tmpfiles, and promtool (metrics and alert rules); Chromium,
+# Node.js and playwright-core for the web console's browser tests.
 #
 # Idempotent and fast when everything is present: apt-get runs (with one `update`) only when
 # something is missing; pip runs only when the venv lacks snmpsim/pysmi.
@@ -46,6 +47,11 @@ need openssh-server test -x /usr/sbin/sshd
 need openssh-client command -v ssh
 need dpkg-dev       command -v dpkg-shlibdeps
 need systemd        command -v systemd-analyze
+# The web console's browser tests (tests/console.rs): Debian's Chromium, driven by
+# playwright-core from npm (never `npx playwright install`: it downloads another browser).
+need chromium       test -x /usr/bin/chromium
+need nodejs         command -v node
+need npm            command -v npm
 
 apt_updated=0
 apt_update() {
@@ -131,6 +137,17 @@ else
     t0=$SECONDS
     cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_SPEC" </dev/null
     log "cargo-deb installed in $((SECONDS - t0)) s"
+fi
+
+# playwright-core for tests/browser, pinned by its package-lock.json.
+BROWSER_DIR="$(cd "$(dirname "$0")" && pwd)/browser"
+if [ -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
+    log "playwright-core present in $BROWSER_DIR/node_modules"
+else
+    log "npm ci in $BROWSER_DIR"
+    t0=$SECONDS
+    ( cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null )
+    log "npm ci done in $((SECONDS - t0)) s"
 fi
 
 # sshd refuses to start without its privilege-separation directory.
