@@ -63,7 +63,14 @@ fn simulator(dir: &Path) -> (ChildGuard, u16) {
     let mut cmd = Command::new(common::emspool_bin());
     cmd.args(["simulate", "--agents", &AGENTS.to_string()])
         .args(["--base-port", &base.to_string()])
-        .args(["--flap-every", "16s", "--flap-for", "8s", "--flap-agents", "3"]);
+        .args([
+            "--flap-every",
+            "16s",
+            "--flap-for",
+            "8s",
+            "--flap-agents",
+            "3",
+        ]);
     let child = ChildGuard::spawn("simulate", cmd, dir);
     let out = child.stdout_path().to_owned();
     wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
@@ -255,9 +262,15 @@ fn console_assets_and_headers_over_http() {
         .unwrap_or_default()
         .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
-    assert!(csp.contains(&format!("connect-src 'self' {}", s.url)), "{csp}");
+    assert!(
+        csp.contains(&format!("connect-src 'self' {}", s.url)),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert_eq!(h.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]));
+    assert_eq!(
+        h.get("x-frame-options").map(|v| v.as_bytes()),
+        Some(&b"DENY"[..])
+    );
     let html = r.body_mut().read_to_string().expect("body");
     assert!(html.contains("/assets/app.js"));
     let (code, js) = s.raw("GET", "/assets/app.js", None);
@@ -286,7 +299,12 @@ fn console_assets_and_headers_over_http() {
         .header("origin", "http://evil.example")
         .call()
         .expect("GET");
-    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 
     // The stream: hello, then the pool, as server-sent events.
     let mut st = agent

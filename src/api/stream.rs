@@ -168,7 +168,9 @@ mod tests {
     #[test]
     fn slots_are_bounded_and_given_back() {
         let before = OPEN.load(Ordering::Acquire);
-        let slots: Vec<Slot> = std::iter::from_fn(Slot::take).take(MAX_STREAMS + 5).collect();
+        let slots: Vec<Slot> = std::iter::from_fn(Slot::take)
+            .take(MAX_STREAMS + 5)
+            .collect();
         assert_eq!(slots.len(), MAX_STREAMS - before);
         assert!(Slot::take().is_none());
         drop(slots);

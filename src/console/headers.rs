@@ -142,10 +142,7 @@ mod tests {
             origin_of("HTTP://Host.Example:80/base/").as_deref(),
             Some("http://host.example")
         );
-        assert_eq!(
-            origin_of("https://h:443").as_deref(),
-            Some("https://h")
-        );
+        assert_eq!(origin_of("https://h:443").as_deref(), Some("https://h"));
         assert_eq!(origin_of("ftp://h"), None);
         assert_eq!(origin_of("no scheme"), None);
         assert_eq!(origin_of("http://"), None);

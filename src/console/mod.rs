@@ -121,7 +121,10 @@ mod tests {
         assert!(!handler, "inline event handler in index.html");
         assert!(!INDEX.contains("style="), "inline style breaks the CSP");
         for (n, _, b) in ASSETS {
-            assert!(!b.contains("innerHTML"), "{n}: build nodes, not HTML strings");
+            assert!(
+                !b.contains("innerHTML"),
+                "{n}: build nodes, not HTML strings"
+            );
             assert!(!b.contains("eval("), "{n}");
         }
     }

@@ -99,13 +99,14 @@ function onMessage(type, data) {
 
 async function start() {
   document.body.dataset.server = conn.base;
+  window.addEventListener('hashchange', route);
+  // The page's own data first: the members (needed only for fail-over) come alongside.
+  route();
   try {
     setMembers(await api('/api/v1/pool'));
   } catch (e) {
     showBanner(`Cannot reach the pool: ${e.message}`);
   }
-  window.addEventListener('hashchange', route);
-  route();
   refreshCounts();
   startStream(onMessage);
 }
