@@ -15,7 +15,7 @@ use crate::model::{ServerId, UnixMillis, now_millis};
 use axum::Json;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderValue, header};
-use axum::response::sse::{Event as Sse_, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -62,7 +62,7 @@ pub async fn stream(State(s): State<Shared>) -> Result<Response, ApiError> {
             "{MAX_STREAMS} streams are open on this server; try another member"
         ))
     })?;
-    let (tx, rx) = mpsc::channel::<Sse_>(256);
+    let (tx, rx) = mpsc::channel::<SseEvent>(256);
     tokio::spawn(tail(s, tx, slot));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
@@ -78,13 +78,13 @@ pub async fn stream(State(s): State<Shared>) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
-fn json_event(kind: &str, v: &impl serde::Serialize) -> Option<Sse_> {
+fn json_event(kind: &str, v: &impl serde::Serialize) -> Option<SseEvent> {
     serde_json::to_string(v)
         .ok()
-        .map(|d| Sse_::default().event(kind).data(d))
+        .map(|d| SseEvent::default().event(kind).data(d))
 }
 
-async fn tail(s: Shared, tx: mpsc::Sender<Sse_>, _slot: Slot) {
+async fn tail(s: Shared, tx: mpsc::Sender<SseEvent>, _slot: Slot) {
     let started = Instant::now();
     let mut sent: HashMap<(ServerId, u64), UnixMillis> = HashMap::new();
     // The console loads its pages before the stream is up: look back a little for what changed
@@ -93,10 +93,10 @@ async fn tail(s: Shared, tx: mpsc::Sender<Sse_>, _slot: Slot) {
     let mut last_pool = String::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    if let Some(e) = json_event("hello", &serde_json::json!({ "server": s.id })) {
-        if tx.send(e).await.is_err() {
-            return;
-        }
+    if let Some(e) = json_event("hello", &serde_json::json!({ "server": s.id }))
+        && tx.send(e).await.is_err()
+    {
+        return;
     }
     while started.elapsed() < MAX_LIFETIME {
         tokio::select! {
@@ -104,17 +104,17 @@ async fn tail(s: Shared, tx: mpsc::Sender<Sse_>, _slot: Slot) {
             _ = tick.tick() => {}
         }
         let pool = s.cluster.view();
-        if let Ok(text) = serde_json::to_string(&pool) {
-            if text != last_pool {
-                if tx
-                    .send(Sse_::default().event("pool").data(&text))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                last_pool = text;
+        if let Ok(text) = serde_json::to_string(&pool)
+            && text != last_pool
+        {
+            if tx
+                .send(SseEvent::default().event("pool").data(&text))
+                .await
+                .is_err()
+            {
+                return;
             }
+            last_pool = text;
         }
         let query_start = now_millis();
         let params = EventParams {
@@ -147,14 +147,13 @@ async fn tail(s: Shared, tx: mpsc::Sender<Sse_>, _slot: Slot) {
                 return;
             }
         }
-        if lagged {
-            if tx
-                .send(Sse_::default().event("lagged").data("{}"))
+        if lagged
+            && tx
+                .send(SseEvent::default().event("lagged").data("{}"))
                 .await
                 .is_err()
-            {
-                return;
-            }
+        {
+            return;
         }
         since = query_start.saturating_sub(OVERLAP_MS);
         sent.retain(|_, ts| *ts >= since);
