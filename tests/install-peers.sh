@@ -3,8 +3,9 @@
 # snmpsim (in a venv readable by `nobody`), netconfd + a private sshd, and the system
 # libraries the crate links against (ssh2 -> libssl, zlib). Also the packaging and operations
 # tools: cargo-deb (builds the .deb), dpkg-dev (its dependency computation), systemd-analyze
-# (unit checks), systemd-sysusers/tmpfiles, promtool (metrics and alert rules), and the
-# Prometheus server (device metrics through fail-over, tests/prometheus.rs).
+# (unit checks), systemd-sysusers/tmpfiles, promtool (metrics and alert rules), the
+# Prometheus server (device metrics through fail-over, tests/it/prometheus.rs), NATS, and
+# Chromium, Node.js and playwright-core for the web console's browser tests.
 #
 # Idempotent and fast when everything is present: apt-get runs (with one `update`) only when
 # something is missing; pip runs only when the venv lacks snmpsim/pysmi.
@@ -52,6 +53,11 @@ need nats-server    command -v nats-server
 # The Prometheus server of tests/prometheus.rs (Debian 12: 2.42). No systemd in CI, so the
 # package's unit does not start; the test runs its own on loopback.
 need prometheus     test -x /usr/bin/prometheus
+# The web console's browser tests (tests/it/console.rs): Debian's Chromium, driven by
+# playwright-core from npm (never `npx playwright install`: it downloads another browser).
+need chromium       test -x /usr/bin/chromium
+need nodejs         command -v node
+need npm            command -v npm
 
 apt_updated=0
 apt_update() {
@@ -137,6 +143,17 @@ else
     t0=$SECONDS
     cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_SPEC" </dev/null
     log "cargo-deb installed in $((SECONDS - t0)) s"
+fi
+
+# playwright-core for tests/browser, pinned by its package-lock.json.
+BROWSER_DIR="$(cd "$(dirname "$0")" && pwd)/browser"
+if [ -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
+    log "playwright-core present in $BROWSER_DIR/node_modules"
+else
+    log "npm ci in $BROWSER_DIR"
+    t0=$SECONDS
+    ( cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null )
+    log "npm ci done in $((SECONDS - t0)) s"
 fi
 
 # sshd refuses to start without its privilege-separation directory.

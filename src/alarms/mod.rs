@@ -266,6 +266,21 @@ impl AlarmTable {
             .count()
     }
 
+    /// Active alarms per element in one pass: `count_for` per element is O(elements x alarms)
+    /// (10,000 elements with 20,000 alarms took 4-6 s per `/api/v1/elements`).
+    pub(crate) fn counts_by_element(&self) -> HashMap<String, usize> {
+        let mut m: HashMap<String, usize> = HashMap::new();
+        for a in self.lock().by_key.values() {
+            match m.get_mut(a.element.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    m.insert(a.element.clone(), 1);
+                }
+            }
+        }
+        m
+    }
+
     pub(crate) fn counts_by_severity(&self) -> HashMap<Severity, usize> {
         let mut m = HashMap::new();
         for a in self.lock().by_key.values() {

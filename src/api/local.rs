@@ -8,11 +8,12 @@ use crate::eventlog::{EventPage, EventQuery};
 use crate::model::{Alarm, ElementView};
 
 pub(crate) fn elements(s: &Shared) -> Vec<ElementView> {
+    let counts = s.alarms.counts_by_element();
     s.poller
         .statuses()
         .into_iter()
         .map(|(element, status)| ElementView {
-            active_alarms: s.alarms.count_for(&element.name),
+            active_alarms: counts.get(&*element.name).copied().unwrap_or(0),
             element,
             owner: Some(s.id),
             status,

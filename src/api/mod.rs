@@ -1,6 +1,7 @@
 //! The HTTP API: client endpoints under `/api/v1`, operations endpoints at the root.
 
 pub(crate) mod client;
+mod console;
 mod devices;
 pub(crate) mod error;
 pub(crate) mod fanout;
@@ -8,6 +9,7 @@ pub(crate) mod inventory;
 pub(crate) mod local;
 pub(crate) mod peer;
 pub(crate) mod peered;
+pub(crate) mod stream;
 pub(crate) mod view;
 
 use crate::alarms::AlarmTable;
@@ -58,6 +60,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/events", get(peered::events))
         .route("/pool", get(client::pool))
         .route("/view", get(view::view))
+        .route("/stream", get(stream::stream))
+        .route("/console/elements", get(console::elements::summary))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         // After the token layer, so it follows the metrics rule (`protect_metrics`) instead.
@@ -68,6 +72,7 @@ pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .nest("/peer/v1", peer::router(state.clone()))
+        .merge(console::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route(
@@ -82,6 +87,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
+            console::headers::policy(&state),
+            console::headers::layer,
         ))
         .with_state(state)
 }

@@ -350,6 +350,11 @@ impl Demo {
                 s.log.display()
             );
         }
+        let _ = writeln!(
+            out,
+            "web console: {}/ (served by every server)",
+            self.servers[0].url
+        );
         let _ = writeln!(out, "try, in another terminal:");
         for cmd in [
             "status",

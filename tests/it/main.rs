@@ -8,6 +8,7 @@
 
 mod common;
 
+mod console;
 mod demo;
 mod harness_selftest;
 mod jetstream;
