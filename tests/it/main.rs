@@ -8,6 +8,7 @@
 
 mod common;
 
+mod alarm_failover;
 mod console;
 mod demo;
 mod harness_selftest;
