@@ -23,4 +23,5 @@ mod scale;
 mod server_snmp;
 mod sim_agents;
 mod sim_vs_netsnmp;
+mod trap_replay;
 mod traps;
