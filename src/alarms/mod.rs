@@ -70,6 +70,9 @@ struct Inner {
     /// Keys of alarms continued from the pool's copy after the owner died, by element, that
     /// no poll has confirmed yet: the first answered poll clears those it does not repeat.
     unconfirmed: HashMap<String, HashSet<String>>,
+    /// Keys (with their element) changed since the last `drain_changes`: what the other
+    /// members' copies lack. Repeats are not changes (counts travel with snapshots).
+    dirty: HashMap<String, String>,
 }
 
 impl Inner {
@@ -108,6 +111,7 @@ impl AlarmTable {
                 by_key: HashMap::new(),
                 next_seq: first_seq(),
                 unconfirmed: HashMap::new(),
+                dirty: HashMap::new(),
             }),
             replica: Mutex::new(Replica::default()),
             changed: tokio::sync::Notify::new(),
@@ -225,6 +229,7 @@ impl AlarmTable {
             severity: alarm.severity,
             text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
         });
+        inner.dirty.insert(key.clone(), alarm.element.clone());
         inner.by_key.insert(key, Box::new(alarm));
         drop(inner);
         self.touched();
@@ -256,6 +261,7 @@ impl AlarmTable {
         if let Some(set) = inner.unconfirmed.get_mut(element) {
             set.remove(&key);
         }
+        inner.dirty.insert(key, alarm.element);
         drop(inner);
         self.touched();
         true
@@ -275,6 +281,7 @@ impl AlarmTable {
             text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
         });
         let out = alarm.clone();
+        inner.dirty.insert(out.key.clone(), out.element.clone());
         drop(inner);
         self.touched();
         Ok(out)
@@ -354,6 +361,7 @@ impl AlarmTable {
             if let Some(a) = inner.by_key.remove(&k) {
                 out.push(*a);
             }
+            inner.dirty.insert(k, element.to_owned());
         }
         inner.unconfirmed.remove(element);
         drop(inner);
@@ -371,6 +379,7 @@ impl AlarmTable {
         let mut inner = self.lock();
         for mut a in alarms {
             a.server = self.server;
+            inner.dirty.insert(a.key.clone(), a.element.clone());
             inner.by_key.insert(a.key.clone(), Box::new(a));
         }
         drop(inner);
@@ -416,6 +425,7 @@ impl AlarmTable {
                 .entry(element.to_owned())
                 .or_default()
                 .insert(a.key.clone());
+            inner.dirty.insert(a.key.clone(), a.element.clone());
             inner.by_key.insert(a.key.clone(), Box::new(a));
             n += 1;
         }
@@ -427,8 +437,9 @@ impl AlarmTable {
     }
 
     /// After the first answered poll of an inherited element: its inherited alarms of `kinds`
-    /// (those a poll repeats on every answer while the condition holds) that this poll did
-    /// not repeat ended while no one watched, and clear with `why`. Returns how many.
+    /// (those a poll repeats on every answer while the condition holds) on a named instance
+    /// that this poll did not repeat ended while no one watched, and clear with `why`.
+    /// Returns how many.
     pub(crate) fn settle(&self, element: &str, kinds: &[&str], why: &str) -> usize {
         let Some(keys) = self.lock().unconfirmed.remove(element) else {
             return 0;
@@ -437,7 +448,9 @@ impl AlarmTable {
             let inner = self.lock();
             keys.iter()
                 .filter_map(|k| inner.by_key.get(k))
-                .filter(|a| kinds.contains(&a.kind.as_str()))
+                // On a named instance only: a poll cannot speak for an alarm that names
+                // none (a linkDown trap without ifIndex).
+                .filter(|a| kinds.contains(&a.kind.as_str()) && a.instance.is_some())
                 .map(|a| (a.kind.clone(), a.instance.clone()))
                 .collect()
         };
@@ -454,20 +467,31 @@ impl AlarmTable {
         set.into_iter().map(str::to_owned).collect()
     }
 
-    /// Every active alarm, for the other members' copies.
-    pub(crate) fn snapshot(&self) -> AlarmSync {
-        AlarmSync {
-            from: self.server,
-            alarms: self
-                .lock()
-                .by_key
-                .values()
-                .map(|a| Alarm::clone(a))
-                .collect(),
-        }
+    /// Every active alarm, for the other members' copies; forgets the pending changes (a
+    /// snapshot has them all).
+    pub(crate) fn snapshot(&self) -> Vec<Alarm> {
+        let mut inner = self.lock();
+        inner.dirty.clear();
+        inner.by_key.values().map(|a| Alarm::clone(a)).collect()
     }
 
-    /// Another member's snapshot of its alarms; see [`Replica::accept`].
+    /// What changed since the last call (or snapshot): alarms new or changed, and the
+    /// `(element, key)` of those gone.
+    pub(crate) fn drain_changes(&self) -> (Vec<Alarm>, Vec<(String, String)>) {
+        let mut inner = self.lock();
+        let dirty = std::mem::take(&mut inner.dirty);
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
+        for (key, element) in dirty {
+            match inner.by_key.get(&key) {
+                Some(a) => changed.push(Alarm::clone(a)),
+                None => gone.push((element, key)),
+            }
+        }
+        (changed, gone)
+    }
+
+    /// Another member's snapshot or changes of its alarms; see [`Replica::accept`].
     pub(crate) fn accept_sync(
         &self,
         sync: AlarmSync,
@@ -607,11 +631,27 @@ mod tests {
             panic!("new");
         };
         owner.raise_at(link_down("2"), 20);
+        // A linkDown trap that named no ifIndex: no poll can speak for it.
+        owner.raise_at(
+            Raise {
+                instance: None,
+                ..link_down("x")
+            },
+            30,
+        );
         owner.ack(still, "alice").expect("ack");
         let only_7 = |e: &str| (e == "r1").then_some(ServerId(7));
-        let got = heir.accept_sync(owner.snapshot(), only_7);
-        assert_eq!((got.accepted, got.refused), (2, 0));
-        assert_eq!(heir.inherit("r1"), 2);
+        let sync = AlarmSync {
+            from: ServerId(7),
+            epoch: 1,
+            seq: 1,
+            base: None,
+            alarms: owner.snapshot(),
+            removed: vec![],
+        };
+        let got = heir.accept_sync(sync, only_7);
+        assert_eq!((got.accepted, got.refused), (3, 0));
+        assert_eq!(heir.inherit("r1"), 3);
         assert_eq!(heir.inherit("r1"), 0, "the copy is taken once");
         let a = heir.get(still).expect("same id");
         assert_eq!(a.acked_by.as_deref(), Some("alice"));
@@ -629,8 +669,10 @@ mod tests {
         assert_eq!(heir.settle("r1", &["LinkDown"], "ended meanwhile"), 1);
         assert_eq!(heir.settle("r1", &["LinkDown"], "ended meanwhile"), 0);
         let left = heir.list(&AlarmFilter::default());
-        assert_eq!(left.len(), 1);
-        assert_eq!((left[0].id, left[0].count), (still, 2));
+        assert_eq!(left.len(), 2, "{left:?}");
+        let a = heir.get(still).expect("repeated");
+        assert_eq!(a.count, 2);
+        assert!(left.iter().any(|a| a.key == "LinkDown:r1"));
         let ev = kinds(&log).await;
         assert_eq!(ev.len(), 1, "{ev:?}");
         assert_eq!(ev[0].0, "alarm.cleared");

@@ -2,97 +2,140 @@
 //! each change, so an element's next owner can continue them if this server dies: same id,
 //! first-seen, count and acknowledgement, and no second `alarm.raised`.
 //!
-//! Whole snapshots, not deltas: a receiver that restarted or refused part of one (its
-//! assignment lagged) is repaired by the next one without any bookkeeping. They are sent only
-//! after a change, and again every [`RESEND`] for members that came (back) later.
+//! A member that holds this server's current series gets only the changes (new, cleared,
+//! acknowledged, moved alarms); any other (first contact, a restart, a lost or refused message)
+//! gets a snapshot. Every [`SNAPSHOT_EVERY`] all get a snapshot, which also carries the counts
+//! and last-seen times that repeats change without a message.
 
 use super::Cluster;
 use crate::alarms::replica::{AlarmSync, MAX_PER_SENDER, SyncAnswer};
-use crate::model::ServerId;
-use std::sync::Arc;
+use crate::model::{Alarm, ServerId};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-/// Changes arriving within this gap go out in one snapshot.
+/// Changes arriving within this gap go out in one message.
 const BATCH: Duration = Duration::from_millis(100);
-/// A snapshot again even without a change (members that restarted have none).
-const RESEND: Duration = Duration::from_secs(5);
-
-/// Snapshots a refusing or unreachable member gets at heartbeat pace before waiting again.
+/// A message (empty if nothing changed) at least this often: a member that restarted answers
+/// that it holds no series and gets a snapshot.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+/// Rounds at heartbeat pace for members that missed or refused one, before waiting again.
 const RETRIES: u32 = 8;
 
-pub(super) async fn run(c: std::sync::Weak<Cluster>) {
+pub(super) async fn run(c: Weak<Cluster>) {
+    let epoch = rand::random::<u64>() | 1;
+    let mut seq: u64 = 0;
+    // The seq each member holds of this series.
+    let mut held: HashMap<ServerId, u64> = HashMap::new();
+    let mut last_snapshot = Instant::now();
     let mut retries = 0;
     loop {
         let Some(cluster) = c.upgrade() else { return };
         if retries > 0 {
             tokio::time::sleep(cluster.timings.heartbeat).await;
         } else {
-            let _ = tokio::time::timeout(RESEND, cluster.alarms.changed()).await;
+            let _ = tokio::time::timeout(KEEPALIVE, cluster.alarms.changed()).await;
         }
         tokio::time::sleep(BATCH).await;
-        retries = match send_once(&cluster).await {
-            true if retries < RETRIES => retries + 1,
-            _ => 0,
+        let peers: Vec<ServerId> = cluster
+            .alive_members()
+            .into_iter()
+            .filter(|&id| id != cluster.me)
+            .collect();
+        held.retain(|id, _| peers.contains(id));
+        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            held.clear();
+            last_snapshot = Instant::now();
+        }
+        let base = seq;
+        seq += 1;
+        let (changed, removed) = cluster.alarms.drain_changes();
+        let needs_snapshot = peers.iter().any(|p| held.get(p) != Some(&base));
+        // Taken after the changes were drained, so it has them all.
+        let snapshot = needs_snapshot.then(|| owned_snapshot(&cluster));
+        let delta = Arc::new(AlarmSync {
+            from: cluster.me,
+            epoch,
+            seq,
+            base: Some(base),
+            alarms: changed,
+            removed,
+        });
+        let snapshot = snapshot.map(|alarms| {
+            Arc::new(AlarmSync {
+                from: cluster.me,
+                epoch,
+                seq,
+                base: None,
+                alarms,
+                removed: Vec::new(),
+            })
+        });
+        let mut set = JoinSet::new();
+        for to in peers {
+            let msg = match (&snapshot, held.get(&to) == Some(&base)) {
+                (Some(s), false) => s.clone(),
+                _ => delta.clone(),
+            };
+            let c = cluster.clone();
+            set.spawn(async move {
+                let r: Result<SyncAnswer, _> = c
+                    .transport
+                    .post(to, "/peer/v1/alarms", &*msg, c.timings.failure_timeout)
+                    .await;
+                (to, r)
+            });
+        }
+        let mut behind = false;
+        while let Some(done) = set.join_next().await {
+            let Ok((to, r)) = done else { continue };
+            match r {
+                Ok(a) if a.seq == Some(seq) && a.refused == 0 => {
+                    held.insert(to, seq);
+                }
+                Ok(a) => {
+                    tracing::debug!(
+                        "server {to} kept {} of our alarms, refused {}, holds {:?}",
+                        a.accepted,
+                        a.refused,
+                        a.seq
+                    );
+                    held.remove(&to);
+                    behind = true;
+                }
+                Err(e) => {
+                    tracing::debug!("alarm copy to server {to}: {e}");
+                    held.remove(&to);
+                    behind = true;
+                }
+            }
+        }
+        retries = if behind && retries < RETRIES {
+            retries + 1
+        } else {
+            0
         };
     }
 }
 
-/// One snapshot to every live peer; true when one of them must get it again soon.
-async fn send_once(c: &Arc<Cluster>) -> bool {
-    let peers: Vec<ServerId> = c
-        .alive_members()
-        .into_iter()
-        .filter(|&id| id != c.me)
-        .collect();
-    if peers.is_empty() {
-        return false;
+/// The alarms of the elements this server polls (alarms left from before a fence are not its
+/// to vouch for), at most what a receiver keeps.
+fn owned_snapshot(c: &Cluster) -> Vec<Alarm> {
+    let mut alarms = c.alarms.snapshot();
+    alarms.retain(|a| c.poller.owns(&a.element));
+    if alarms.len() > MAX_PER_SENDER {
+        alarms.sort_by_key(|a| a.first_seen);
+        alarms.truncate(MAX_PER_SENDER);
     }
-    let mut sync = c.alarms.snapshot();
-    // Only what this server polls: alarms left from before a fence are not its to vouch for.
-    sync.alarms.retain(|a| c.poller.owns(&a.element));
-    if sync.alarms.len() > MAX_PER_SENDER {
-        // The receivers keep only this many; send what they keep.
-        sync.alarms.sort_by_key(|a| a.first_seen);
-        sync.alarms.truncate(MAX_PER_SENDER);
-    }
-    let sync = Arc::new(sync);
-    let mut set = JoinSet::new();
-    for to in peers {
-        let c = c.clone();
-        let sync = sync.clone();
-        set.spawn(async move {
-            let r: Result<SyncAnswer, _> = c
-                .transport
-                .post(to, "/peer/v1/alarms", &*sync, c.timings.failure_timeout)
-                .await;
-            match r {
-                Ok(a) if a.refused == 0 => false,
-                Ok(a) => {
-                    tracing::debug!(
-                        "server {to} kept {} of our alarms, refused {}",
-                        a.accepted,
-                        a.refused
-                    );
-                    true
-                }
-                Err(e) => {
-                    tracing::debug!("alarm copy to server {to}: {e}");
-                    true
-                }
-            }
-        });
-    }
-    let mut again = false;
-    while let Some(r) = set.join_next().await {
-        again |= r.unwrap_or(true);
-    }
-    again
+    alarms
 }
 
 impl Cluster {
-    /// A member's snapshot of its alarms: kept for the elements it owns by the newest
-    /// assignment known here, refused for any other.
+    /// A member's snapshot or changes of its alarms: kept for the elements it owns by the
+    /// newest assignment known here, refused for any other.
     pub(crate) fn accept_alarms(&self, sync: AlarmSync) -> SyncAnswer {
         let st = self.lock();
         self.alarms
