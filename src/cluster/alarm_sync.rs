@@ -18,11 +18,12 @@ use tokio::time::Instant;
 
 /// Changes arriving within this gap go out in one message.
 const BATCH: Duration = Duration::from_millis(100);
-/// A message (empty if nothing changed) at least this often: a member that restarted answers
-/// that it holds no series and gets a snapshot.
+/// A message (empty if nothing changed) at least this often: a member that restarted faster
+/// than the failure detection answers that it holds no series and gets a snapshot.
 const KEEPALIVE: Duration = Duration::from_secs(5);
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
-/// Rounds at heartbeat pace for members that missed or refused one, before waiting again.
+/// Rounds in a row for members that missed or refused one, before waiting for a change or
+/// the keepalive again.
 const RETRIES: u32 = 8;
 
 pub(super) async fn run(c: Weak<Cluster>) {
@@ -32,14 +33,18 @@ pub(super) async fn run(c: Weak<Cluster>) {
     let mut held: HashMap<ServerId, u64> = HashMap::new();
     let mut last_snapshot = Instant::now();
     let mut retries = 0;
+    let mut last_sent = Instant::now();
     loop {
         let Some(cluster) = c.upgrade() else { return };
-        if retries > 0 {
-            tokio::time::sleep(cluster.timings.heartbeat).await;
-        } else {
-            let _ = tokio::time::timeout(KEEPALIVE, cluster.alarms.changed()).await;
+        // Every heartbeat at least, so a member that just came up gets its snapshot at once
+        // rather than at the next change (it may have to take elements over any moment).
+        let woke_by_change =
+            tokio::time::timeout(cluster.timings.heartbeat, cluster.alarms.changed())
+                .await
+                .is_ok();
+        if woke_by_change {
+            tokio::time::sleep(BATCH).await;
         }
-        tokio::time::sleep(BATCH).await;
         let peers: Vec<ServerId> = cluster
             .alive_members()
             .into_iter()
@@ -50,6 +55,11 @@ pub(super) async fn run(c: Weak<Cluster>) {
             held.clear();
             last_snapshot = Instant::now();
         }
+        let in_step = peers.iter().all(|p| held.get(p) == Some(&seq));
+        if !woke_by_change && retries == 0 && in_step && last_sent.elapsed() < KEEPALIVE {
+            continue;
+        }
+        last_sent = Instant::now();
         let base = seq;
         seq += 1;
         let (changed, removed) = cluster.alarms.drain_changes();

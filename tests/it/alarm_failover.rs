@@ -168,7 +168,7 @@ fn kill_9_of_the_owner_keeps_an_acked_alarms_id_and_ack_and_clears_what_ended_me
     assert_eq!(
         raised_standing.len(),
         1,
-        "alarm.raised of {standing}: {raised_standing:?}"
+        "alarm.raised of {standing} (killed at {killed_ms}): {raised_standing:?}"
     );
     let next_down_ms = killed_ms + FLAP_DOWN.as_millis() as i64 - 1_000;
     let reraised: Vec<&Value> = about(&raised, &flapping)
