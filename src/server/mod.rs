@@ -62,6 +62,7 @@ pub(crate) struct Started {
     trap_tasks: Vec<tokio::task::JoinHandle<()>>,
     jetstream: Option<crate::northbound::jetstream::Northbound>,
     element_count: usize,
+    http_limits: limits::HttpLimits,
 }
 
 /// Opens the event log, binds the API socket and starts polling, the pool membership and the
@@ -160,6 +161,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         trap_tasks,
         jetstream,
         element_count: config.elements.len(),
+        http_limits: limits::HttpLimits::from_config(&config.server),
     })
 }
 
@@ -182,6 +184,7 @@ impl Started {
             trap_tasks,
             jetstream,
             element_count,
+            http_limits,
         } = self;
         let id = state.id;
         let listen = listener.local_addr().context("API socket")?;
@@ -202,14 +205,17 @@ impl Started {
             shutdown.await;
             notify::stopping();
         };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed");
+        limits::serve(
+            listener,
+            app,
+            http_limits,
+            state.metrics.faults.clone(),
+            shutdown,
+        )
+        .await;
         if let Some(r) = reloader {
             r.abort();
         }
-        served?;
 
         tracing::info!("stopping: traps, polls, then the event log");
         for t in trap_tasks {

@@ -16,6 +16,8 @@ pub struct Emspool {
     config: PathBuf,
     child: Option<ChildGuard>,
     starts: usize,
+    /// Environment set (`Some`) or removed (`None`) for the process, in order.
+    env: Vec<(String, Option<String>)>,
 }
 
 impl Emspool {
@@ -38,6 +40,7 @@ impl Emspool {
             config,
             child: None,
             starts: 0,
+            env: Vec::new(),
         };
         e.rewrite_config(&format!("log_level = \"info,emspool=debug\"\n\n{body}"));
         e
@@ -54,6 +57,12 @@ impl Emspool {
             self.dir.path().join("data").display()
         );
         std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Sets (`Some`) or removes (`None`) a variable of the process's environment from the next
+    /// start on, e.g. `RUST_LOG`, which would override the configured `log_level`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.push((key.to_owned(), value.map(str::to_owned)));
     }
 
     pub fn config_path(&self) -> &Path {
@@ -90,6 +99,12 @@ impl Emspool {
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(super::emspool_bin());
         cmd.arg("serve").arg("--config").arg(&self.config);
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
         self.starts += 1;
         let name = format!("emspool-{}", self.starts);
         self.child = Some(super::spawn(&name, cmd, self.dir.path()));
@@ -186,16 +201,10 @@ impl Emspool {
     }
 
     pub fn alarms(&self) -> Vec<serde_json::Value> {
-        self.get("/api/v1/alarms")["alarms"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        super::json_array(&self.get("/api/v1/alarms"), "alarms")
     }
 
     pub fn events(&self, query: &str) -> Vec<serde_json::Value> {
-        self.get(&format!("/api/v1/events?{query}"))["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        super::json_array(&self.get(&format!("/api/v1/events?{query}")), "events")
     }
 }

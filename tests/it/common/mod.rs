@@ -82,6 +82,15 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// `v[key]` as an array; panics with the whole body when the answer's shape changed, so a
+/// renamed or missing field fails the test instead of reading as an empty list.
+pub fn json_array(v: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    match v[key].as_array() {
+        Some(a) => a.clone(),
+        None => panic!("expected an array at {key:?} in {v}"),
+    }
+}
+
 /// Whether this process runs as root (effective uid 0), read from /proc.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

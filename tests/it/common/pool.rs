@@ -93,13 +93,12 @@ impl Pool {
     /// Element names each running server polls right now (its own local view).
     pub fn local_elements(&self, id: u32) -> Vec<String> {
         let v = self.server(id).get("/api/v1/elements?scope=local");
-        v["elements"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["name"].as_str().map(str::to_owned))
-                    .collect()
+        super::json_array(&v, "elements")
+            .iter()
+            .map(|e| match e["name"].as_str() {
+                Some(n) => n.to_owned(),
+                None => panic!("an element without a name in {v}"),
             })
-            .unwrap_or_default()
+            .collect()
     }
 }
