@@ -204,6 +204,9 @@ pub struct PollSection {
     pub concurrency: usize,
     /// NETCONF sessions (`[poll.netconf]`).
     pub netconf: NetconfSection,
+    /// Name servers for element names, in resolv.conf format (default `/etc/resolv.conf`);
+    /// `/etc/hosts` is read first. Each lookup waits at most `timeout`.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// How NETCONF elements are polled. SSH (libssh2) is blocking: its work runs on `threads`
@@ -246,6 +249,7 @@ impl Default for PollSection {
             max_repetitions: 10,
             concurrency: 256,
             netconf: NetconfSection::default(),
+            resolv_conf: None,
         }
     }
 }

@@ -70,6 +70,7 @@ pub(crate) struct Started {
 pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     let id = config.server_id();
     limits::raise_open_files(config);
+    crate::resolve::configure(config.poll.resolv_conf.as_deref());
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
         format!(
             "cannot create data_dir {}",
