@@ -830,15 +830,7 @@ mod tests {
                 edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
             ) {
                 let mut b = seeds()[seed].clone();
-                for (pos, byte, op) in edits {
-                    if b.is_empty() { break; }
-                    let i = pos % b.len();
-                    match op {
-                        0 => b[i] = byte,
-                        1 => { b.truncate(i); }
-                        _ => b.insert(i, byte),
-                    }
-                }
+                crate::snmp::mutate(&mut b, &edits);
                 fuzz_one(&b);
             }
         }

@@ -857,15 +857,7 @@ mod tests {
                 let (engine, u, msg) = &fixtures()[usize::from(des)];
                 prop_assert!(accept(msg, engine, std::slice::from_ref(u)).is_ok());
                 let mut b = msg.clone();
-                for (pos, byte, op) in edits {
-                    if b.is_empty() { break; }
-                    let i = pos % b.len();
-                    match op {
-                        0 => b[i] = byte,
-                        1 => { b.truncate(i); }
-                        _ => b.insert(i, byte),
-                    }
-                }
+                crate::snmp::mutate(&mut b, &edits);
                 let r = accept(&b, engine, std::slice::from_ref(u));
                 prop_assert!(b == *msg || r.is_err(), "a changed datagram was accepted");
             }
