@@ -18,6 +18,8 @@ pub struct Emspool {
     starts: usize,
     /// Environment set (`Some`) or removed (`None`) for the process, in order.
     env: Vec<(String, Option<String>)>,
+    /// Soft and hard open-file limit of the process (through util-linux `prlimit`).
+    nofile: Option<u64>,
 }
 
 impl Emspool {
@@ -41,6 +43,7 @@ impl Emspool {
             child: None,
             starts: 0,
             env: Vec::new(),
+            nofile: None,
         };
         e.rewrite_config(&format!("log_level = \"info,emspool=debug\"\n\n{body}"));
         e
@@ -63,6 +66,17 @@ impl Emspool {
     /// start on, e.g. `RUST_LOG`, which would override the configured `log_level`.
     pub fn set_env(&mut self, key: &str, value: Option<&str>) {
         self.env.push((key.to_owned(), value.map(str::to_owned)));
+    }
+
+    /// Starts the process (from the next start on) with this open-file limit, soft and hard,
+    /// so that the server cannot raise it: for tests of what happens when descriptors run out.
+    pub fn set_nofile_limit(&mut self, n: u64) {
+        self.nofile = Some(n);
+    }
+
+    /// The running process's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid())
     }
 
     pub fn config_path(&self) -> &Path {
@@ -97,7 +111,15 @@ impl Emspool {
 
     /// Starts the process and waits until it answers `/readyz`.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(super::emspool_bin());
+        // prlimit sets the limit and execs emspool: the PID stays the server's.
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new(super::find_tool("prlimit"));
+                c.arg(format!("--nofile={n}:{n}")).arg(super::emspool_bin());
+                c
+            }
+            None => Command::new(super::emspool_bin()),
+        };
         cmd.arg("serve").arg("--config").arg(&self.config);
         for (k, v) in &self.env {
             match v {
