@@ -96,7 +96,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         None => None,
     };
     let alarms = Arc::new(AlarmTable::new(id, events.clone()));
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listener = limits::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     events

@@ -206,11 +206,26 @@ fn a_full_disk_stops_writes_and_readiness_until_it_grows_and_nothing_is_lost() {
     assert!(st.success(), "exit status {st:?}");
 }
 
-/// Opens up to `n` TCP connections to `addr` that never send a byte.
+/// Opens up to `n` TCP connections to `addr` that never send a byte; stops early once three
+/// in a row time out (the server's accept queue is full), so that it takes seconds, not minutes.
 fn idle_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
-    (0..n)
-        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    let mut failures = 0;
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => {
+                failures = 0;
+                out.push(s);
+            }
+            Err(_) => {
+                failures += 1;
+                if failures == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn open_fds(pid: u32) -> usize {

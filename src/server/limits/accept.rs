@@ -104,6 +104,23 @@ impl Gate {
     }
 }
 
+/// The kernel's queue of connections not yet accepted. std's 128 fills at once under a flood
+/// of idle sockets, and every connection past it (a member's, a client's) waits for SYN
+/// retries; the accept loop drains a longer queue quickly, evicting idle ones.
+const BACKLOG: u32 = 1024;
+
+/// Binds the HTTP listener (address reuse as std does, a longer backlog).
+pub(crate) async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Serves `app` on `listener` under `limits` until `shutdown` resolves; then stops accepting,
 /// lets connections finish for a short grace and returns.
 pub(crate) async fn serve(
