@@ -6,7 +6,7 @@ use crate::common;
 
 use common::agents::Agents;
 use common::emspool::Emspool;
-use common::pool::Pool;
+use common::pool::{Pool, SECRET};
 use common::{free_port, is_root, peer_tempdir, wait_until};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -242,7 +242,15 @@ fn thousands_of_idle_connections_neither_starve_polling_nor_the_pool() {
     let server = "max_connections = 100\nmax_peer_connections = 32\nheader_timeout = \"60s\"";
     let timings =
         "heartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"";
-    let mut pool = Pool::start_with_server(3, server, &agents.inventory(), timings);
+    // A poll timeout that a loaded test machine cannot miss: a NodeDown here must mean the
+    // flood, not the machine.
+    let inventory = emspool::testing::support::v2c_inventory(
+        "interval = \"1s\"\ntimeout = \"900ms\"\nretries = 0",
+        agents.n,
+        agents.base,
+        Agents::name,
+    );
+    let mut pool = Pool::start_with_server(3, server, &inventory, timings);
     // Restarted under a hard open-file limit it cannot raise.
     for id in 1..=3 {
         let s = pool.server_mut(id);
@@ -257,6 +265,10 @@ fn thousands_of_idle_connections_neither_starve_polling_nor_the_pool() {
     let pid = target.pid().expect("pid");
     let addr: SocketAddr = format!("127.0.0.1:{}", target.port).parse().expect("addr");
     let polls_before = sample(target, "emspool_polls_total{result=\"up\"}").unwrap_or(0.0);
+    let flood_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
 
     // 2,000 sockets that never send a byte, then more every second for 8 s.
     let mut idle = idle_connections(addr, 2000);
@@ -277,6 +289,18 @@ fn thousands_of_idle_connections_neither_starve_polling_nor_the_pool() {
         slowest = slowest.max(t.elapsed());
         let (status, body) = r.unwrap_or_else(|e| panic!("API during the flood: {e}"));
         assert_eq!(status, 200, "{body}");
+        // A member's new connection gets in too (its own cap, classified at once).
+        let t = Instant::now();
+        let mut peer = ureq::get(&format!("{}/peer/v1/local/elements", target.url))
+            .header("authorization", &format!("Bearer {SECRET}"))
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()
+            .unwrap_or_else(|e| panic!("peer request during the flood: {e}"));
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(peer.status().as_u16(), 200);
+        let _ = peer.body_mut().read_to_string();
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!(
@@ -302,12 +326,16 @@ fn thousands_of_idle_connections_neither_starve_polling_nor_the_pool() {
         polls_after >= polls_before + 60.0,
         "polls {polls_before} -> {polls_after}"
     );
+    let raised = pool
+        .server(1)
+        .events(&format!("kind=alarm.raised&since={flood_start}"));
+    let down: Vec<&serde_json::Value> = raised
+        .iter()
+        .filter(|e| e["text"].as_str().is_some_and(|t| t.contains("NodeDown")))
+        .collect();
     assert!(
-        pool.server(1)
-            .events("kind=alarm.raised")
-            .iter()
-            .all(|e| !e["text"].as_str().is_some_and(|t| t.contains("NodeDown"))),
-        "an element went down"
+        down.is_empty(),
+        "elements went down during the flood: {down:?}"
     );
     // The pool did not notice: same master, every member alive, no fence.
     assert!(
@@ -516,4 +544,79 @@ fn a_name_server_that_never_answers_slows_neither_the_api_nor_the_stop() {
         queries >= 400,
         "the silent name server saw only {queries} queries"
     );
+}
+
+/// Reads until the server closes the connection; the bytes it sent and how long it took.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    use std::io::Read;
+    let t = Instant::now();
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
+}
+
+#[test]
+fn slow_heads_slow_bodies_and_idle_connections_are_cut_by_their_timeouts() {
+    use std::io::Write;
+    let mut ems = Emspool::configure(
+        1,
+        free_port(),
+        "header_timeout = \"1s\"\nbody_timeout = \"1s\"\nidle_timeout = \"2s\"\n",
+    );
+    ems.spawn();
+    let addr: SocketAddr = format!("127.0.0.1:{}", ems.port).parse().expect("addr");
+    let limit = Duration::from_secs(10);
+
+    // Half a request head, then silence.
+    let mut head = TcpStream::connect(addr).expect("connect");
+    head.write_all(b"GET /api/v1/pool HTTP/1.1\r\nhost: x\r\n")
+        .expect("write");
+    let (got, took) = read_until_closed(&mut head, limit);
+    assert!(got.is_empty(), "answered a half head: {got}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "head cut after {took:?}"
+    );
+
+    // A whole head, a tenth of the body it announces, then silence.
+    let mut body = TcpStream::connect(addr).expect("connect");
+    body.write_all(
+        b"POST /api/v1/elements HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"name\":",
+    )
+    .expect("write");
+    let (got, took) = read_until_closed(&mut body, limit);
+    assert!(got.starts_with("HTTP/1.1 4"), "a stalled body: {got}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "body cut after {took:?}"
+    );
+
+    // A whole request, answered, then nothing more on the kept-alive connection.
+    let mut idle = TcpStream::connect(addr).expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .expect("write");
+    let (got, took) = read_until_closed(&mut idle, limit);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "idle connection cut after {took:?}"
+    );
+
+    for reason in ["header_timeout", "body_timeout", "idle_timeout"] {
+        let n = sample(
+            &ems,
+            &format!("emspool_http_connections_closed_total{{reason=\"{reason}\"}}"),
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{reason}: {n:?}");
+    }
+    let st = ems.terminate();
+    assert!(st.success(), "exit status {st:?}");
 }
