@@ -167,6 +167,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
 }
 
 impl Started {
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.listener.local_addr().ok()
     }
