@@ -119,6 +119,27 @@ pub(crate) async fn resolve(address: &str, timeout: Duration) -> Result<SocketAd
         .ok_or_else(|| format!("{address}: no address found"))
 }
 
+/// How long a member's name may take to resolve (connections to members time out at 500 ms).
+const MEMBER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// reqwest's resolver for the pool members' URLs: the same async resolver, so that a member
+/// named by DNS costs no blocking thread either (reqwest's default is getaddrinfo on tokio's
+/// blocking pool, several lookups a second per member for the heartbeats).
+pub(crate) struct MemberResolver;
+
+impl reqwest::dns::Resolve for MemberResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        // reqwest puts the URL's port on the addresses; 0 is a placeholder.
+        let address = format!("{}:0", name.as_str());
+        Box::pin(async move {
+            let addrs = resolve_all(&address, MEMBER_LOOKUP_TIMEOUT)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 fn describe(e: &ResolveError) -> String {
     if e.is_no_records_found() {
         "no such name".to_owned()
@@ -148,6 +169,19 @@ mod tests {
         );
         let local = resolve_all("localhost:161", t).await.expect("localhost");
         assert!(local.iter().all(|a| a.ip().is_loopback()), "{local:?}");
+    }
+
+    #[tokio::test]
+    async fn member_names_go_through_the_same_resolver() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().expect("name");
+        let addrs: Vec<SocketAddr> = MemberResolver
+            .resolve(name)
+            .await
+            .expect("resolved")
+            .collect();
+        assert!(!addrs.is_empty(), "no address for localhost");
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 
     /// A name server that reads and never answers: the lookup ends at the deadline, and a
