@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod emspool;
+pub mod faults;
 pub mod nats;
 pub mod netconf;
 pub mod pool;
