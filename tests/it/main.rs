@@ -8,6 +8,7 @@
 
 mod common;
 
+mod alarm_failover;
 mod console;
 mod demo;
 mod harness_selftest;
@@ -23,4 +24,5 @@ mod scale;
 mod server_snmp;
 mod sim_agents;
 mod sim_vs_netsnmp;
+mod trap_replay;
 mod traps;
