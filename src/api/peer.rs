@@ -152,7 +152,11 @@ async fn assignment(
     p: Result<Json<Push>, JsonRejection>,
 ) -> Result<Json<Ack>, ApiError> {
     let p = body(p)?;
-    s.cluster.apply_push(p).await.map(Json).map_err(cluster_error)
+    s.cluster
+        .apply_push(p)
+        .await
+        .map(Json)
+        .map_err(cluster_error)
 }
 
 async fn assignment_chunk(
@@ -160,7 +164,11 @@ async fn assignment_chunk(
     c: Result<Json<Chunk>, JsonRejection>,
 ) -> Result<Json<Ack>, ApiError> {
     let c = body(c)?;
-    s.cluster.apply_chunk(c).await.map(Json).map_err(cluster_error)
+    s.cluster
+        .apply_chunk(c)
+        .await
+        .map(Json)
+        .map_err(cluster_error)
 }
 
 async fn current_assignment(State(s): State<Shared>) -> Json<Assignment> {

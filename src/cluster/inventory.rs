@@ -434,3 +434,7 @@ impl Cluster {
         Ok(changed)
     }
 }
+
+#[cfg(test)]
+#[path = "inventory_tests.rs"]
+mod tests;

@@ -11,8 +11,8 @@
 
 use super::Cluster;
 use super::assignment::{HoldDown, Member, assign_elements, diff};
-use super::election::has_quorum;
 use super::delta::{self, Ack, History, Push};
+use super::election::has_quorum;
 use super::protocol::{Assignment, AssignmentId, Handover, Release, Released};
 use super::transport::PeerError;
 use crate::model::{NewEvent, ServerId, Severity};

@@ -20,9 +20,9 @@ use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::{Alarm, Element, NewEvent, ServerId, Severity};
 use crate::poll::Poller;
+use delta::{Ack, Authority, Chunk, Push, Staging};
 use election::{Input, Message, Role};
 use membership::Membership;
-use delta::{Ack, Authority, Chunk, Push, Staging};
 use protocol::{Assignment, AssignmentId, Handover, Heartbeat, Release, Released};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -519,7 +519,11 @@ impl Cluster {
             let got: Result<Assignment, _> = self
                 .transport
                 // The whole inventory: allow for a large one.
-                .get(*peer, "/peer/v1/assignment", self.timings.failure_timeout * 4)
+                .get(
+                    *peer,
+                    "/peer/v1/assignment",
+                    self.timings.failure_timeout * 4,
+                )
                 .await;
             match got {
                 Ok(a) if a.id > mine => {
