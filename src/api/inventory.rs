@@ -5,7 +5,6 @@
 
 use super::Shared;
 use super::error::ApiError;
-use super::fanout::DEADLINE;
 use super::peer::cluster_error;
 use crate::cluster::InventoryChange;
 use crate::cluster::inventory::{Accepted, Forwarded};
@@ -22,6 +21,8 @@ use std::time::Duration;
 /// How long the master waits for a change to be in an assignment it applied and persisted
 /// before it answers "accepted" (202) rather than "applied" (201).
 pub(crate) const SETTLE: Duration = Duration::from_secs(3);
+/// How long a member waits for the master's answer to a forwarded change.
+const FORWARD: Duration = Duration::from_secs(20);
 /// How long this server then waits for its own copy to catch up (read your writes).
 const LOCAL: Duration = Duration::from_secs(1);
 
@@ -89,10 +90,11 @@ async fn forward(s: &Shared, change: InventoryChange) -> Result<Accepted, ApiErr
             change,
             replay: false,
         };
-        // Longer than the master's own wait: a timeout here would leave the outcome unknown.
+        // Well beyond the master's own wait (a busy master queues changes for a while): a
+        // timeout here leaves the outcome unknown, which the answer must then say.
         s.cluster
             .transport
-            .post::<_, Accepted>(master, "/peer/v1/inventory", &body, SETTLE + DEADLINE * 2)
+            .post::<_, Accepted>(master, "/peer/v1/inventory", &body, FORWARD)
             .await
             .map_err(|e| match e {
                 crate::cluster::transport::PeerError::Refused(_, code, text) => {

@@ -373,8 +373,9 @@ pub(crate) fn chunks(
             cur.owners.push((e.name.clone(), to));
         }
     }
-    // The hand-over rides on the last chunk, spread over extra ones if it is large.
-    const PER_CHUNK: usize = 2_000;
+    // The hand-over rides on the last chunk, spread over extra ones if it is large (a status
+    // with its interfaces can weigh a few KiB).
+    const PER_CHUNK: usize = 100;
     while handover.alarms.len() + handover.statuses.len() > PER_CHUNK {
         let alarms: Vec<_> = handover
             .alarms

@@ -163,13 +163,14 @@ impl Cluster {
             }
             st.applied_seq = seq;
         }
+        // The assignment carrying these changes is persisted already: answer first. The
+        // sequence only trims the journal a restart would replay (idempotently).
+        self.settled.send_replace((seq, id));
         if let Ok(b) = serde_json::to_vec(&seq)
             && let Err(e) = self.events.meta_put(META_APPLIED_SEQ, b).await
         {
             tracing::warn!("cannot persist the applied inventory sequence: {e}");
         }
-        self.settled.send_replace((seq, id));
-        self.inventory_changed.notify_one();
     }
 
     /// Hands a change to the writer; `Ok(seq)` once it is persisted in the master's journal.
@@ -243,7 +244,9 @@ impl Cluster {
             {
                 let mut st = self.lock();
                 journal.applied_seq = journal.applied_seq.max(st.applied_seq);
-                if st.role != Role::Master {
+                // A new master decides from the newest inventory only once it made its first
+                // assignment (after catching up with the pool's newest).
+                if st.role != Role::Master || st.assignment.id.term != st.term {
                     results.extend(batch.iter().map(|_| Err(ClusterError::NotMaster)));
                 } else {
                     if st.pending.is_none() {

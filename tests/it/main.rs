@@ -11,6 +11,7 @@ mod common;
 mod console;
 mod demo;
 mod harness_selftest;
+mod inventory;
 mod jetstream;
 mod netconf;
 mod operations;
