@@ -30,8 +30,11 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// The assignment a member holds (`GET /peer/v1/assignment`): names and owners.
-fn held(url: &str) -> Option<(Value, BTreeSet<String>, Vec<(String, Value)>)> {
+/// An assignment as a member holds it: id, element names, owners by name.
+type Held = (Value, BTreeSet<String>, Vec<(String, Value)>);
+
+/// The assignment a member holds (`GET /peer/v1/assignment`).
+fn held(url: &str) -> Option<Held> {
     let mut r = agent()
         .get(&format!("{url}/peer/v1/assignment"))
         .header("authorization", &format!("Bearer {SECRET}"))
