@@ -26,7 +26,7 @@ const BATCH: usize = 512;
 pub(crate) struct Pending {
     elements: BTreeMap<Arc<str>, Element>,
     /// The journal sequence number of the newest change in it.
-    seq: u64,
+    pub(super) seq: u64,
 }
 
 impl Pending {

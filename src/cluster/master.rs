@@ -32,6 +32,17 @@ struct Distribution {
     history: History,
     /// The version each member said it holds in its last answer to a push.
     known: BTreeMap<ServerId, AssignmentId>,
+    /// The inputs of the last round that found nothing to change.
+    settled: Option<Inputs>,
+}
+
+/// What an assignment round decides from, besides the inventory's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inputs {
+    current: AssignmentId,
+    /// Journal sequence of the pending inventory, if any.
+    pending: Option<u64>,
+    members: Vec<Member>,
 }
 
 pub(super) async fn run(c: Arc<Cluster>, term: u64) {
@@ -42,6 +53,7 @@ pub(super) async fn run(c: Arc<Cluster>, term: u64) {
     let mut dist = Distribution {
         history: History::new(HISTORY_ENTRIES),
         known: BTreeMap::new(),
+        settled: None,
     };
     loop {
         // An inventory change starts a round at once: clients wait for its `applied` version.
@@ -71,24 +83,41 @@ async fn round(
     if !c.catch_up_assignment().await {
         return;
     }
+    let weights = c.weights();
+    let (members, inputs) = {
+        let st = c.lock();
+        let members: Vec<Member> = hold
+            .eligible(now_ms, &st.assignment.owners)
+            .into_iter()
+            .filter(|id| alive.contains(id))
+            .map(|id| Member::weighted(id, weights.get(&id).copied().unwrap_or(1)))
+            .collect();
+        let inputs = Inputs {
+            current: st.assignment.id,
+            pending: st.pending.as_ref().map(|p| p.seq),
+            members: members.clone(),
+        };
+        (members, inputs)
+    };
+    // Same inputs as a round that found nothing to change: skip the O(inventory) work (at
+    // 100,000 elements it would cost the master a good part of a core, every heartbeat).
+    if dist.settled.as_ref() == Some(&inputs) {
+        repush_stale(c, inputs.current, &alive, dist).await;
+        return;
+    }
     let current = c.assignment();
     let (inventory, seq) = c.inventory();
-    let weights = c.weights();
-    let members: Vec<Member> = hold
-        .eligible(now_ms, &current.owners)
-        .into_iter()
-        .filter(|id| alive.contains(id))
-        .map(|id| Member::weighted(id, weights.get(&id).copied().unwrap_or(1)))
-        .collect();
     let next = assign_elements(&inventory, &members, &current.owners);
     if next == current.owners && current.id.term == term && current.elements == inventory {
         if c.lock().applied == current.id {
             // Changes that changed nothing (replays of what is there) are applied too.
             c.settled(seq, current.id).await;
         }
-        repush_stale(c, &current, &alive, dist).await;
+        dist.settled = Some(inputs);
+        repush_stale(c, current.id, &alive, dist).await;
         return;
     }
+    dist.settled = None;
     let moves = diff(&current.owners, &next);
     let mut released: BTreeMap<ServerId, Vec<String>> = BTreeMap::new();
     for m in &moves {
@@ -187,7 +216,7 @@ async fn round(
 /// Members that restarted, were fenced, or missed a push get the current assignment again.
 async fn repush_stale(
     c: &Arc<Cluster>,
-    current: &Assignment,
+    current: AssignmentId,
     alive: &[ServerId],
     dist: &mut Distribution,
 ) {
@@ -197,19 +226,22 @@ async fn repush_stale(
             .iter()
             .copied()
             .filter(|&id| id != c.me)
-            .filter(|&id| {
-                st.membership
-                    .info(id)
-                    .is_some_and(|i| i.applied != current.id)
-            })
+            .filter(|&id| st.membership.info(id).is_some_and(|i| i.applied != current))
             .collect();
-        (st.applied != current.id, stale)
+        (st.applied != current, stale)
     };
-    if me_stale && let Err(e) = c.apply_own(current.clone(), Handover::default()).await {
+    if !me_stale && stale.is_empty() {
+        return;
+    }
+    let assignment = c.assignment();
+    if assignment.id != current {
+        return;
+    }
+    if me_stale && let Err(e) = c.apply_own(assignment.clone(), Handover::default()).await {
         tracing::warn!("cannot apply the current assignment here: {e}");
     }
     if !stale.is_empty() {
-        push_all(c, &Arc::new(current.clone()), &stale, BTreeMap::new(), dist).await;
+        push_all(c, &Arc::new(assignment), &stale, BTreeMap::new(), dist).await;
     }
 }
 

@@ -3,9 +3,9 @@
 //! converges after start, after kill -9 of the master and after 1,000 changes through the API.
 //!
 //! The elements point at 127.0.0.1:9 (nothing answers there) and are polled once an hour, so
-//! the test measures the pool protocol, not polling. The 100,000-element run is
-//! `cargo bench --bench pool_scale` (BENCHMARKS.md); `EMSPOOL_TEST_POOL_ELEMENTS` changes the
-//! size here.
+//! the test measures the pool protocol, not polling. The suite's large pool has 5,000 elements
+//! (a debug build on a shared 2-core machine); `EMSPOOL_TEST_POOL_ELEMENTS=100000` runs it at
+//! full size, and `cargo bench --bench pool_scale` measures 100,000 (BENCHMARKS.md).
 
 use crate::common;
 
@@ -258,7 +258,7 @@ fn five_servers_with_a_large_inventory_converge_after_start_kill_and_changes() {
     let n: usize = std::env::var("EMSPOOL_TEST_POOL_ELEMENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(5_000);
     let mut body = String::from(POLL);
     let mut inventory = BTreeSet::new();
     for i in 0..n {
