@@ -204,7 +204,8 @@ impl Cluster {
         let applied = tokio::time::timeout(wait, settled.wait_for(|(s, _)| *s >= seq))
             .await
             .ok()
-            .and_then(|r| r.ok().map(|v| v.1));
+            .and_then(|r| r.ok().map(|v| v.1))
+            .filter(|id| *id != AssignmentId::default());
         Ok(Accepted { seq, applied })
     }
 

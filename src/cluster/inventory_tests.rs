@@ -31,12 +31,17 @@ async fn one_server(dir: &std::path::Path) -> Arc<Cluster> {
         .await
         .expect("cluster");
     for _ in 0..100 {
-        if c.lock().role == Role::Master {
+        // Master, and done with its first assignment: only then does it take changes.
+        let ready = {
+            let st = c.lock();
+            st.role == Role::Master && st.assignment.id.term == st.term
+        };
+        if ready {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("a pool of one did not become master within 5 s");
+    panic!("a pool of one did not make its first assignment within 5 s");
 }
 
 fn element(i: u8) -> Element {
