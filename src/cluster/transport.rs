@@ -42,6 +42,7 @@ impl Transport {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_millis(500))
+            .dns_resolver(crate::resolve::MemberResolver)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let urls = urls

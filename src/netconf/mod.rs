@@ -41,6 +41,7 @@
 
 pub mod data;
 pub mod framing;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) mod fuzz;
 pub(crate) mod notify;
 pub mod session;
@@ -93,6 +94,9 @@ pub enum NcError {
     Busy,
     #[error("the NETCONF worker threads are gone")]
     Stopped,
+    /// This server is out of descriptors or buffers (`model::starved`): not the device's fault.
+    #[error("{0}")]
+    Starved(String),
 }
 
 impl NcError {
@@ -113,7 +117,8 @@ impl NcError {
             | NcError::Config(_)
             | NcError::Rpc(_)
             | NcError::NotSupported
-            | NcError::Stopped => false,
+            | NcError::Stopped
+            | NcError::Starved(_) => false,
         }
     }
 
@@ -456,6 +461,7 @@ impl NetconfClient {
     }
 
     /// Notification sessions subscribed now.
+    #[cfg(any(test, feature = "testing"))]
     pub fn subscribed(&self) -> usize {
         self.inner.subscribed.load(Ordering::Relaxed)
     }

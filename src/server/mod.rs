@@ -62,6 +62,7 @@ pub(crate) struct Started {
     trap_tasks: Vec<tokio::task::JoinHandle<()>>,
     jetstream: Option<crate::northbound::jetstream::Northbound>,
     element_count: usize,
+    http_limits: limits::HttpLimits,
 }
 
 /// Opens the event log, binds the API socket and starts polling, the pool membership and the
@@ -69,6 +70,7 @@ pub(crate) struct Started {
 pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     let id = config.server_id();
     limits::raise_open_files(config);
+    crate::resolve::configure(config.poll.resolv_conf.as_deref());
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
         format!(
             "cannot create data_dir {}",
@@ -94,7 +96,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         None => None,
     };
     let alarms = Arc::new(AlarmTable::new(id, events.clone()));
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listener = limits::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     events
@@ -160,10 +162,12 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         trap_tasks,
         jetstream,
         element_count: config.elements.len(),
+        http_limits: limits::HttpLimits::from_config(&config.server),
     })
 }
 
 impl Started {
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.listener.local_addr().ok()
     }
@@ -182,6 +186,7 @@ impl Started {
             trap_tasks,
             jetstream,
             element_count,
+            http_limits,
         } = self;
         let id = state.id;
         let listen = listener.local_addr().context("API socket")?;
@@ -202,14 +207,17 @@ impl Started {
             shutdown.await;
             notify::stopping();
         };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed");
+        limits::serve(
+            listener,
+            app,
+            http_limits,
+            state.metrics.faults.clone(),
+            shutdown,
+        )
+        .await;
         if let Some(r) = reloader {
             r.abort();
         }
-        served?;
 
         tracing::info!("stopping: traps, polls, then the event log");
         for t in trap_tasks {
