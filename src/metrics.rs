@@ -36,6 +36,8 @@ pub(crate) struct Metrics {
     owned: IntGauge,
     moves: IntCounter,
     members_alive: IntGauge,
+    push_bytes: IntCounterVec,
+    assignments_refused: IntCounterVec,
     pub(crate) peer_requests: IntCounterVec,
     pub(crate) traps: TrapMetrics,
     inventory: IntGauge,
@@ -251,6 +253,26 @@ impl Metrics {
                     "Elements this server moved between members while master.",
                 )?,
             ),
+            push_bytes: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "emspool_assignment_sent_bytes_total",
+                        "Bytes of assignment bodies this server sent as master, by kind (delta, snapshot).",
+                    ),
+                    &["kind"],
+                )?,
+            ),
+            assignments_refused: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "emspool_assignments_refused_total",
+                        "Assignment pushes and chunks this server refused, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            ),
             members_alive: register(
                 &r,
                 IntGauge::new(
@@ -354,6 +376,15 @@ impl Metrics {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads.with_label_values(&[result]).inc();
         self.config_reload_ok.set(i64::from(ok));
+    }
+
+    pub(crate) fn add_push_bytes(&self, kind: &str, n: usize) {
+        self.push_bytes.with_label_values(&[kind]).inc_by(n as u64);
+    }
+
+    /// `reason` is a fixed label (`cluster::delta::Refusal::reason`).
+    pub(crate) fn assignment_refused(&self, reason: &str) {
+        self.assignments_refused.with_label_values(&[reason]).inc();
     }
 
     pub(crate) fn set_members_alive(&self, n: usize) {

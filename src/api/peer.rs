@@ -9,9 +9,9 @@ use super::error::ApiError;
 use super::local;
 use super::peered::AckRequest;
 use crate::alarms::replica::{AlarmSync, SyncAnswer};
-use crate::cluster::protocol::{
-    Assignment, ElectionEnvelope, Fault, Heartbeat, Push, Release, Released,
-};
+use crate::cluster::delta::{Ack, Chunk, Push};
+use crate::cluster::inventory::{Accepted, Forwarded};
+use crate::cluster::protocol::{Assignment, ElectionEnvelope, Fault, Heartbeat, Release, Released};
 use crate::cluster::transport::FROM_HEADER;
 use crate::cluster::{ClusterError, InventoryChange};
 use crate::model::ServerId;
@@ -34,6 +34,7 @@ pub(crate) fn router(state: Shared) -> Router<Shared> {
         .route("/election", post(election))
         .route("/release", post(release))
         .route("/assignment", post(assignment).get(current_assignment))
+        .route("/assignment/chunk", post(assignment_chunk))
         .route("/fault", post(set_fault).get(get_fault))
         .route("/inventory", post(inventory))
         .route("/local/elements", get(local_elements))
@@ -106,13 +107,22 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
+/// A change a member received for the master; answered once persisted here, with the
+/// `applied` version when it was distributed within [`super::inventory::SETTLE`].
 async fn inventory(
     State(s): State<Shared>,
-    c: Result<Json<InventoryChange>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = body(c)?;
-    s.cluster.change_inventory(c).map_err(cluster_error)?;
-    Ok(Json(serde_json::json!({})))
+    c: Result<Json<Forwarded>, JsonRejection>,
+) -> Result<Json<Accepted>, ApiError> {
+    let f = body(c)?;
+    if let InventoryChange::Add(e) | InventoryChange::Put(e) = &f.change {
+        crate::config::validate_element(e, &s.poller.credentials())
+            .map_err(|(k, m)| ApiError::BadRequest(format!("{k}: {m}")))?;
+    }
+    s.cluster
+        .change_inventory(f.change, f.replay, super::inventory::SETTLE)
+        .await
+        .map(Json)
+        .map_err(cluster_error)
 }
 
 pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
@@ -122,6 +132,7 @@ pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
         ClusterError::NotMaster => ApiError::Unavailable(e.to_string()),
         ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
         ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),
+        ClusterError::Refused(_) => ApiError::Conflict(e.to_string()),
     }
 }
 
@@ -152,10 +163,25 @@ async fn release(
 async fn assignment(
     State(s): State<Shared>,
     p: Result<Json<Push>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Ack>, ApiError> {
     let p = body(p)?;
-    s.cluster.apply_push(p).await.map_err(cluster_error)?;
-    Ok(Json(serde_json::json!({})))
+    s.cluster
+        .apply_push(p)
+        .await
+        .map(Json)
+        .map_err(cluster_error)
+}
+
+async fn assignment_chunk(
+    State(s): State<Shared>,
+    c: Result<Json<Chunk>, JsonRejection>,
+) -> Result<Json<Ack>, ApiError> {
+    let c = body(c)?;
+    s.cluster
+        .apply_chunk(c)
+        .await
+        .map(Json)
+        .map_err(cluster_error)
 }
 
 async fn current_assignment(State(s): State<Shared>) -> Json<Assignment> {

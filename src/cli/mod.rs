@@ -248,8 +248,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(i) = interval {
                 body["interval"] = humantime::format_duration(i).to_string().into();
             }
-            let e: crate::model::Element = conn.client()?.post("/api/v1/elements", body).await?;
-            println!("element {} added", e.name);
+            // The element and the `applied` assignment id (null while only accepted).
+            let e: serde_json::Value = conn.client()?.post("/api/v1/elements", body).await?;
+            match e["applied"].as_object() {
+                Some(_) => println!("element {} added", name),
+                None => println!("element {} added (accepted, not yet distributed)", name),
+            }
             Ok(())
         }
         Command::Remove { name, conn } => {

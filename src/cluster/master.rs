@@ -4,30 +4,75 @@
 //! A move away from a live member is two steps: the loser releases (stops polling, returns the
 //! alarms) and only then does the winner get the assignment. If a release fails the round is
 //! abandoned and retried, so an element is never polled by both.
+//!
+//! The master applies and persists each assignment itself first, then sends every member what
+//! changed since the version that member holds (`delta`), or the whole assignment in chunks
+//! when that version is no longer in its history or the deltas would outweigh a chunk.
 
 use super::Cluster;
 use super::assignment::{HoldDown, Member, assign_elements, diff};
+use super::delta::{self, Ack, History, Push};
 use super::election::has_quorum;
-use super::protocol::{Assignment, AssignmentId, Handover, Push, Release, Released};
+use super::protocol::{Assignment, AssignmentId, Handover, Release, Released};
+use super::transport::PeerError;
 use crate::model::{NewEvent, ServerId, Severity};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// Element changes the history keeps (older members get a snapshot).
+const HISTORY_ENTRIES: usize = 50_000;
+/// A push whose deltas weigh more than this goes as a snapshot instead; also the size of one
+/// snapshot chunk. Well below the peer API's body limit.
+pub(crate) const MAX_BODY: usize = 512 * 1024;
+
+/// What the master remembers between rounds to send each member only what it lacks.
+struct Distribution {
+    history: History,
+    /// The version each member said it holds in its last answer to a push.
+    known: BTreeMap<ServerId, AssignmentId>,
+    /// The inputs of the last round that found nothing to change.
+    settled: Option<Inputs>,
+}
+
+/// What an assignment round decides from, besides the inventory's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inputs {
+    current: AssignmentId,
+    /// Journal sequence of the pending inventory, if any.
+    pending: Option<u64>,
+    members: Vec<Member>,
+}
+
 pub(super) async fn run(c: Arc<Cluster>, term: u64) {
     let origin = Instant::now();
     let mut hold = HoldDown::new(c.timings.hold_down.as_millis() as u64);
     let mut tick = tokio::time::interval(c.timings.heartbeat);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut dist = Distribution {
+        history: History::new(HISTORY_ENTRIES),
+        known: BTreeMap::new(),
+        settled: None,
+    };
     loop {
-        tick.tick().await;
+        // An inventory change starts a round at once: clients wait for its `applied` version.
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = c.inventory_changed.notified() => {}
+        }
         let now_ms = origin.elapsed().as_millis() as u64;
-        round(&c, term, &mut hold, now_ms).await;
+        round(&c, term, &mut hold, now_ms, &mut dist).await;
     }
 }
 
-async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
+async fn round(
+    c: &Arc<Cluster>,
+    term: u64,
+    hold: &mut HoldDown,
+    now_ms: u64,
+    dist: &mut Distribution,
+) {
     let alive = c.alive_members();
     hold.observe(now_ms, &alive);
     if !has_quorum(alive.len(), c.members.len()) || c.lock().term != term {
@@ -38,20 +83,41 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
     if !c.catch_up_assignment().await {
         return;
     }
-    let current = c.assignment();
-    let inventory = c.inventory();
     let weights = c.weights();
-    let members: Vec<Member> = hold
-        .eligible(now_ms, &current.owners)
-        .into_iter()
-        .filter(|id| alive.contains(id))
-        .map(|id| Member::weighted(id, weights.get(&id).copied().unwrap_or(1)))
-        .collect();
-    let next = assign_elements(&inventory, &members, &current.owners);
-    if next == current.owners && current.id.term == term && current.elements == inventory {
-        repush_stale(c, &current, &alive).await;
+    let (members, inputs) = {
+        let st = c.lock();
+        let members: Vec<Member> = hold
+            .eligible(now_ms, &st.assignment.owners)
+            .into_iter()
+            .filter(|id| alive.contains(id))
+            .map(|id| Member::weighted(id, weights.get(&id).copied().unwrap_or(1)))
+            .collect();
+        let inputs = Inputs {
+            current: st.assignment.id,
+            pending: st.pending.as_ref().map(|p| p.seq),
+            members: members.clone(),
+        };
+        (members, inputs)
+    };
+    // Same inputs as a round that found nothing to change: skip the O(inventory) work (at
+    // 100,000 elements it would cost the master a good part of a core, every heartbeat).
+    if dist.settled.as_ref() == Some(&inputs) {
+        repush_stale(c, inputs.current, &alive, dist).await;
         return;
     }
+    let current = c.assignment();
+    let (inventory, seq) = c.inventory();
+    let next = assign_elements(&inventory, &members, &current.owners);
+    if next == current.owners && current.id.term == term && current.elements == inventory {
+        if c.lock().applied == current.id {
+            // Changes that changed nothing (replays of what is there) are applied too.
+            c.settled(seq, current.id).await;
+        }
+        dist.settled = Some(inputs);
+        repush_stale(c, current.id, &alive, dist).await;
+        return;
+    }
+    dist.settled = None;
     let moves = diff(&current.owners, &next);
     let mut released: BTreeMap<ServerId, Vec<String>> = BTreeMap::new();
     for m in &moves {
@@ -124,64 +190,156 @@ async fn round(c: &Arc<Cluster>, term: u64, hold: &mut HoldDown, now_ms: u64) {
         assignment.elements.len(),
         moves.len()
     );
-    push_all(c, &assignment, &alive, handover).await;
+    // Durable here before anyone else hears of it: what the API calls `applied`.
+    let own = handover.remove(&c.me).unwrap_or_default();
+    let started = Instant::now();
+    let mine = c.apply_own(assignment.clone(), own).await;
+    let applied_in = started.elapsed();
+    if let Err(e) = &mine {
+        tracing::warn!("cannot apply assignment {term}/{version} here: {e}");
+    }
+    dist.history.record(delta::diff(&current, &assignment));
+    let others: Vec<ServerId> = alive.iter().copied().filter(|&id| id != c.me).collect();
+    let id = assignment.id;
+    push_all(c, &Arc::new(assignment), &others, handover, dist).await;
+    // `applied` once persisted here and offered to every live member: a client told 201 finds
+    // the change on any member that acknowledged.
+    if mine.is_ok() {
+        c.settled(seq, id).await;
+    }
+    tracing::debug!(
+        "assignment {term}/{version}: applied here in {applied_in:?}, pushed in {:?}",
+        started.elapsed().saturating_sub(applied_in)
+    );
 }
 
 /// Members that restarted, were fenced, or missed a push get the current assignment again.
-async fn repush_stale(c: &Arc<Cluster>, current: &Assignment, alive: &[ServerId]) {
-    let stale: Vec<ServerId> = {
+async fn repush_stale(
+    c: &Arc<Cluster>,
+    current: AssignmentId,
+    alive: &[ServerId],
+    dist: &mut Distribution,
+) {
+    let (me_stale, stale): (bool, Vec<ServerId>) = {
         let st = c.lock();
-        alive
+        let stale = alive
             .iter()
             .copied()
-            .filter(|&id| {
-                if id == c.me {
-                    st.applied != current.id
-                } else {
-                    st.membership
-                        .info(id)
-                        .is_some_and(|i| i.applied != current.id)
-                }
-            })
-            .collect()
+            .filter(|&id| id != c.me)
+            .filter(|&id| st.membership.info(id).is_some_and(|i| i.applied != current))
+            .collect();
+        (st.applied != current, stale)
     };
+    if !me_stale && stale.is_empty() {
+        return;
+    }
+    let assignment = c.assignment();
+    if assignment.id != current {
+        return;
+    }
+    if me_stale && let Err(e) = c.apply_own(assignment.clone(), Handover::default()).await {
+        tracing::warn!("cannot apply the current assignment here: {e}");
+    }
     if !stale.is_empty() {
-        push_all(c, current, &stale, BTreeMap::new()).await;
+        push_all(c, &Arc::new(assignment), &stale, BTreeMap::new(), dist).await;
     }
 }
 
 async fn push_all(
     c: &Arc<Cluster>,
-    assignment: &Assignment,
+    assignment: &Arc<Assignment>,
     to: &[ServerId],
     mut handover: BTreeMap<ServerId, Handover>,
+    dist: &mut Distribution,
 ) {
     let mut set = JoinSet::new();
     for &id in to {
-        let push = Push {
-            assignment: assignment.clone(),
-            handover: handover.remove(&id).unwrap_or_default(),
+        let base = {
+            let st = c.lock();
+            let heard = st.membership.info(id).map(|i| i.known);
+            dist.known.get(&id).copied().or(heard).unwrap_or_default()
         };
+        let deltas = if base == assignment.id {
+            Some(Vec::new())
+        } else {
+            dist.history.since(base)
+        };
+        let handover = handover.remove(&id).unwrap_or_default();
         let c = c.clone();
+        let assignment = assignment.clone();
         set.spawn(async move {
-            let r = if id == c.me {
-                c.apply_push(push).await.map_err(|e| e.to_string())
-            } else {
-                c.transport
-                    .post::<_, serde_json::Value>(
-                        id,
-                        "/peer/v1/assignment",
-                        &push,
-                        c.timings.failure_timeout,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            };
-            if let Err(e) = r {
-                tracing::warn!("assignment push to server {id} failed: {e}");
-            }
+            let ack = send(&c, id, base, deltas, &assignment, handover).await;
+            (id, ack)
         });
     }
-    while set.join_next().await.is_some() {}
+    while let Some(r) = set.join_next().await {
+        if let Ok((id, Some(ack))) = r {
+            dist.known.insert(id, ack.known);
+        }
+    }
+}
+
+/// Sends `to` the deltas from `base` (if any and small enough), else the whole assignment in
+/// chunks; also when the member refuses the deltas (it holds another version than we thought).
+async fn send(
+    c: &Arc<Cluster>,
+    to: ServerId,
+    base: AssignmentId,
+    deltas: Option<Vec<delta::Delta>>,
+    assignment: &Assignment,
+    handover: Handover,
+) -> Option<Ack> {
+    // Applying means persisting the member's copy: allow for a large inventory.
+    let timeout = c.timings.failure_timeout * 4;
+    let mut handover = handover;
+    if let Some(deltas) = deltas {
+        let push = Push {
+            from: c.me,
+            base,
+            id: assignment.id,
+            deltas,
+            handover,
+        };
+        match serde_json::to_vec(&push) {
+            Ok(body) if body.len() <= MAX_BODY => {
+                c.metrics.add_push_bytes("delta", body.len());
+                let r: Result<Ack, PeerError> = c
+                    .transport
+                    .post_raw(to, "/peer/v1/assignment", body, timeout)
+                    .await;
+                match r {
+                    Ok(ack) => return Some(ack),
+                    Err(PeerError::Refused(_, 409, why)) => {
+                        tracing::debug!("server {to} refused deltas, sending a snapshot: {why}");
+                    }
+                    Err(e) => {
+                        tracing::warn!("assignment push to server {to} failed: {e}");
+                        return None;
+                    }
+                }
+            }
+            _ => {}
+        }
+        handover = push.handover;
+    }
+    for chunk in delta::chunks(c.me, assignment, handover, MAX_BODY) {
+        let last = chunk.last;
+        let Ok(body) = serde_json::to_vec(&chunk) else {
+            return None;
+        };
+        c.metrics.add_push_bytes("snapshot", body.len());
+        let r: Result<Ack, PeerError> = c
+            .transport
+            .post_raw(to, "/peer/v1/assignment/chunk", body, timeout)
+            .await;
+        match r {
+            Ok(ack) if last => return Some(ack),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("assignment snapshot to server {to} failed: {e}");
+                return None;
+            }
+        }
+    }
+    None
 }

@@ -6,8 +6,10 @@
 
 mod alarm_sync;
 pub(crate) mod assignment;
+pub(crate) mod delta;
 mod driver;
 pub(crate) mod election;
+pub(crate) mod inventory;
 mod master;
 pub(crate) mod membership;
 pub(crate) mod protocol;
@@ -19,11 +21,12 @@ use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::model::{Alarm, Element, NewEvent, ServerId, Severity};
 use crate::poll::Poller;
+use delta::{Ack, Authority, Chunk, Push, Staging};
 use election::{Input, Message, Role};
 use membership::Membership;
-use protocol::{Assignment, AssignmentId, Heartbeat, Push, Release, Released};
+use protocol::{Assignment, AssignmentId, Handover, Heartbeat, Release, Released};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -54,6 +57,8 @@ pub(crate) enum ClusterError {
     Exists(String),
     #[error("no element named {0:?}")]
     NoSuchElement(String),
+    #[error("assignment refused: {0}")]
+    Refused(#[from] delta::Refusal),
 }
 
 /// What the member knows; read by the API and the driver, changed under one short lock.
@@ -69,15 +74,21 @@ pub(crate) struct State {
     fenced: bool,
     last_quorum: Instant,
     /// Inventory changed through the API and not yet distributed (master only).
-    pending_inventory: Option<Vec<Element>>,
+    pending: Option<inventory::Pending>,
+    /// The newest journal sequence in an assignment this master applied and persisted.
+    applied_seq: u64,
+    /// A snapshot arriving in chunks.
+    staging: Staging,
 }
 
 /// A change of the inventory, made on the master.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum InventoryChange {
     Add(Element),
     Remove(String),
+    /// Add or replace (a reloaded config file).
+    Put(Element),
 }
 
 pub(crate) struct Cluster {
@@ -96,6 +107,11 @@ pub(crate) struct Cluster {
     /// Serializes changes of the owned set (pushes, releases, fencing).
     apply_lock: tokio::sync::Mutex<()>,
     fault_injection: bool,
+    /// To the one inventory writer (`inventory.rs`).
+    writes: mpsc::Sender<inventory::Request>,
+    /// Wakes the master's round when the inventory changed or an assignment settled.
+    inventory_changed: tokio::sync::Notify,
+    settled: inventory::SettledTx,
 }
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
@@ -176,6 +192,7 @@ impl Cluster {
             None => Assignment::default(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let (writes, writes_rx) = mpsc::channel(4096);
         let cluster = Arc::new(Cluster {
             me,
             members,
@@ -194,13 +211,21 @@ impl Cluster {
                 applied: AssignmentId::default(),
                 fenced: false,
                 last_quorum: Instant::now(),
-                pending_inventory: None,
+                pending: None,
+                applied_seq: 0,
+                staging: Staging::default(),
             }),
             timings,
             inbox: tx,
             apply_lock: tokio::sync::Mutex::new(()),
             fault_injection,
+            writes,
+            inventory_changed: tokio::sync::Notify::new(),
+            settled: tokio::sync::watch::channel((0, AssignmentId::default())).0,
         });
+        let journal = cluster.load_journal();
+        cluster.lock().applied_seq = journal.applied_seq();
+        tokio::spawn(cluster.clone().write_inventory(writes_rx, journal));
         driver::spawn(cluster.clone(), ids, term, rx);
         tokio::spawn(alarm_sync::run(Arc::downgrade(&cluster)));
         Ok(cluster)
@@ -251,6 +276,11 @@ impl Cluster {
     /// The newest assignment known here (the whole inventory with owners).
     pub(crate) fn assignment(&self) -> Assignment {
         self.lock().assignment.clone()
+    }
+
+    /// Id of the newest assignment known here.
+    pub(crate) fn assignment_id(&self) -> AssignmentId {
+        self.lock().assignment.id
     }
 
     pub(crate) fn master(&self) -> Option<ServerId> {
@@ -333,28 +363,93 @@ impl Cluster {
         Ok(Released { alarms, statuses })
     }
 
-    /// A new assignment from the master: poll exactly what it gives this server.
-    pub(crate) async fn apply_push(&self, push: Push) -> Result<(), ClusterError> {
-        self.check_term(push.assignment.id.term)?;
+    fn authority(st: &State) -> Authority {
+        Authority {
+            term: st.term,
+            master: st.master,
+        }
+    }
+
+    fn ack(&self) -> Ack {
+        let st = self.lock();
+        Ack {
+            known: st.assignment.id,
+            applied: st.applied,
+        }
+    }
+
+    /// Deltas from the master: rebuild the assignment from the one held here and poll by it.
+    /// Obeyed only from the master of the newest term this server knows.
+    pub(crate) async fn apply_push(&self, push: Push) -> Result<Ack, ClusterError> {
         let _guard = self.apply_lock.lock().await;
+        let rebuilt = {
+            let st = self.lock();
+            delta::on_push(&st.assignment, Self::authority(&st), push)
+        };
+        if let Some((assignment, handover)) = rebuilt.inspect_err(|e| self.refused(e))? {
+            self.apply_full(assignment, handover).await?;
+        }
+        Ok(self.ack())
+    }
+
+    /// One chunk of a snapshot; the assignment is applied when the last one arrives.
+    pub(crate) async fn apply_chunk(&self, chunk: Chunk) -> Result<Ack, ClusterError> {
+        let _guard = self.apply_lock.lock().await;
+        let rebuilt = {
+            let mut st = self.lock();
+            let auth = Self::authority(&st);
+            let State {
+                staging,
+                assignment,
+                ..
+            } = &mut *st;
+            staging.on_chunk(assignment, auth, chunk)
+        };
+        if let Some((assignment, handover)) = rebuilt.inspect_err(|e| self.refused(e))? {
+            self.apply_full(assignment, handover).await?;
+        }
+        Ok(self.ack())
+    }
+
+    fn refused(&self, e: &delta::Refusal) {
+        self.metrics.assignment_refused(e.reason());
+        tracing::debug!("assignment refused: {e}");
+    }
+
+    /// The master's own assignment (no authority check: it made it). Caller holds no lock.
+    pub(super) async fn apply_own(
+        &self,
+        assignment: Assignment,
+        handover: Handover,
+    ) -> Result<(), ClusterError> {
+        let _guard = self.apply_lock.lock().await;
+        self.apply_full(assignment, handover).await
+    }
+
+    /// Poll exactly what `assignment` gives this server. Caller holds `apply_lock`.
+    async fn apply_full(
+        &self,
+        assignment: Assignment,
+        handover: Handover,
+    ) -> Result<(), ClusterError> {
+        self.check_term(assignment.id.term)?;
         let (fenced, applied) = {
             let st = self.lock();
             (st.fenced, st.applied)
         };
-        if !fenced && push.assignment.id <= applied {
+        if !fenced && assignment.id <= applied {
             return Ok(());
         }
-        let mine = push.assignment.owned_by(self.me);
+        let mine = assignment.owned_by(self.me);
         let keep: BTreeSet<&str> = mine.iter().map(|e| &*e.name).collect();
         let before = self.poller.owned();
         self.poller.set_elements(mine.clone()).await;
-        self.settle_lost(&before, &keep, &push.assignment);
-        let handed_names: BTreeSet<&str> = push
-            .handover
+        self.settle_lost(&before, &keep, &assignment);
+        let handed_names: BTreeSet<&str> = handover
             .statuses
             .iter()
             .map(|(n, _)| n.as_str())
-            .chain(push.handover.alarms.iter().map(|a| a.element.as_str()))
+            .chain(handover.alarms.iter().map(|a| a.element.as_str()))
             .collect();
         let was: BTreeSet<&str> = before.iter().map(|e| &*e.name).collect();
         // Taken over without a release: the previous owner died (or was cut off). Continue the
@@ -367,35 +462,27 @@ impl Cluster {
         if inherited > 0 {
             tracing::info!("continued {inherited} alarm(s) of elements whose owner died");
         }
-        let handed: Vec<Alarm> = push
-            .handover
+        let handed: Vec<Alarm> = handover
             .alarms
             .into_iter()
             .filter(|a| keep.contains(a.element.as_str()))
             .collect();
         self.alarms.adopt(handed);
-        for (name, st) in push.handover.statuses {
+        for (name, st) in handover.statuses {
             self.poller.adopt_status(&name, st);
         }
         self.alarms
-            .prune_replica(|e| push.assignment.owners.get(e).copied());
-        let bytes = serde_json::to_vec(&push.assignment).unwrap_or_default();
+            .prune_replica(|e| assignment.owners.get(e).copied());
+        let bytes = serde_json::to_vec(&assignment).unwrap_or_default();
         self.events
             .meta_put(META_ASSIGNMENT, bytes)
             .await
             .map_err(|e| ClusterError::Store(e.to_string()))?;
         let mut st = self.lock();
-        st.applied = push.assignment.id;
+        st.applied = assignment.id;
         st.fenced = false;
-        if st
-            .pending_inventory
-            .as_ref()
-            .is_some_and(|p| *p == push.assignment.elements)
-        {
-            st.pending_inventory = None;
-        }
-        if push.assignment.id >= st.assignment.id {
-            st.assignment = push.assignment;
+        if assignment.id >= st.assignment.id {
+            st.assignment = assignment;
         }
         self.metrics.set_owned(mine.len());
         self.metrics.set_inventory(st.assignment.elements.len());
@@ -478,7 +565,12 @@ impl Cluster {
         if let Some((_, peer)) = candidates.last() {
             let got: Result<Assignment, _> = self
                 .transport
-                .get(*peer, "/peer/v1/assignment", self.timings.failure_timeout)
+                // The whole inventory: allow for a large one.
+                .get(
+                    *peer,
+                    "/peer/v1/assignment",
+                    self.timings.failure_timeout * 4,
+                )
                 .await;
             match got {
                 Ok(a) if a.id > mine => {
@@ -500,88 +592,6 @@ impl Cluster {
     /// The configured inventory, used until the pool has an assignment.
     pub(crate) fn seed(&self) -> Vec<Element> {
         self.seed.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn inventory(&self) -> Vec<Element> {
-        let st = self.lock();
-        if let Some(p) = &st.pending_inventory {
-            p.clone()
-        } else if st.assignment.id == AssignmentId::default() && st.assignment.elements.is_empty() {
-            self.seed.lock().unwrap_or_else(|p| p.into_inner()).clone()
-        } else {
-            st.assignment.elements.clone()
-        }
-    }
-
-    /// Applies an inventory change on the master; the next assignment round distributes it.
-    pub(crate) fn change_inventory(&self, change: InventoryChange) -> Result<(), ClusterError> {
-        if self.lock().role != Role::Master {
-            return Err(ClusterError::NotMaster);
-        }
-        let mut inv = self.inventory();
-        match change {
-            InventoryChange::Add(e) => {
-                if inv.iter().any(|x| x.name == e.name) {
-                    return Err(ClusterError::Exists(e.name.to_string()));
-                }
-                inv.push(e);
-            }
-            InventoryChange::Remove(name) => {
-                let before = inv.len();
-                inv.retain(|e| *e.name != *name);
-                if inv.len() == before {
-                    return Err(ClusterError::NoSuchElement(name));
-                }
-            }
-        }
-        inv.sort_by(|a, b| a.name.cmp(&b.name));
-        self.lock().pending_inventory = Some(inv);
-        Ok(())
-    }
-
-    /// The config file's `[[elements]]` were reloaded (SIGHUP). Replaces the seed; on the
-    /// master, what changed between the previous file and this one (elements added, changed or
-    /// removed in the file) is applied to the inventory, and the next round distributes it.
-    /// Elements added through the API stay. Elsewhere only the seed changes (`NotMaster`).
-    // TODO(lead): a member could forward the difference to the master.
-    pub(crate) fn reload_inventory(&self, elements: Vec<Element>) -> Result<usize, ClusterError> {
-        let old = std::mem::replace(
-            &mut *self.seed.lock().unwrap_or_else(|p| p.into_inner()),
-            elements.clone(),
-        );
-        if self.lock().role != Role::Master {
-            return Err(ClusterError::NotMaster);
-        }
-        // By name, not by scanning: 10,000 elements against 10,000 was ~10^8 comparisons.
-        let new_names: BTreeSet<&str> = elements.iter().map(|e| &*e.name).collect();
-        let old_by_name: HashMap<&str, &Element> = old.iter().map(|e| (&*e.name, e)).collect();
-        let mut inv = self.inventory();
-        let before = inv.clone();
-        inv.retain(|e| !old_by_name.contains_key(&*e.name) || new_names.contains(&*e.name));
-        let mut changed = before.len() - inv.len();
-        let mut at: HashMap<Arc<str>, usize> = inv
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
-            .collect();
-        for e in elements {
-            if old_by_name.get(&*e.name).is_some_and(|o| **o == e) {
-                continue;
-            }
-            changed += 1;
-            match at.get(&e.name) {
-                Some(&i) => inv[i] = e,
-                None => {
-                    at.insert(e.name.clone(), inv.len());
-                    inv.push(e);
-                }
-            }
-        }
-        if changed > 0 && inv != before {
-            inv.sort_by(|a, b| a.name.cmp(&b.name));
-            self.lock().pending_inventory = Some(inv);
-        }
-        Ok(changed)
     }
 
     fn weights(&self) -> BTreeMap<ServerId, u32> {

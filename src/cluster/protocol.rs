@@ -15,7 +15,8 @@ pub(crate) struct AssignmentId {
     pub(crate) version: u64,
 }
 
-/// The master's decision: the whole inventory and the owner of each element.
+/// The master's decision: the whole inventory (in name order) and the owner of each element.
+/// It travels as deltas or chunks (`cluster::delta`), never as one body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub(crate) struct Assignment {
     pub(crate) id: AssignmentId,
@@ -51,14 +52,6 @@ pub(crate) struct Heartbeat {
     pub(crate) applied: AssignmentId,
     /// The newest assignment the sender knows of (a new master adopts the pool's newest).
     pub(crate) known: AssignmentId,
-}
-
-/// Master -> member: the new assignment, with the alarms of elements handed over to it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Push {
-    pub(crate) assignment: Assignment,
-    #[serde(default)]
-    pub(crate) handover: Handover,
 }
 
 /// What moves with elements between live servers: their alarms and last poll status, so the

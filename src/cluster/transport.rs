@@ -96,6 +96,21 @@ impl Transport {
         self.send(to, req, timeout).await
     }
 
+    /// [`Transport::post`] of a body already encoded as JSON (the caller measured it).
+    pub(crate) async fn post_raw<R: DeserializeOwned>(
+        &self,
+        to: ServerId,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<R, PeerError> {
+        let req = self
+            .request(reqwest::Method::POST, to, path)?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(to, req, timeout).await
+    }
+
     pub(crate) async fn get<R: DeserializeOwned>(
         &self,
         to: ServerId,

@@ -12,6 +12,7 @@ mod alarm_failover;
 mod console;
 mod demo;
 mod harness_selftest;
+mod inventory;
 mod jetstream;
 mod netconf;
 mod operations;
