@@ -1,9 +1,11 @@
 //! The TOML configuration file: parsed strictly, validated at load, secrets kept out of output.
 
 mod jetstream;
+pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
 pub(crate) use jetstream::JetStreamSection;
+pub use tls::ClientAuth;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -104,6 +106,27 @@ pub struct PoolSection {
     /// Lets tests cut this server off from chosen peers through `/peer/v1/fault`.
     #[serde(default)]
     pub fault_injection: bool,
+    /// PEM file of the pool CA: set, members authenticate each other with mutual TLS and the
+    /// member id in a peer's certificate is the only sender a peer request may claim.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// This member's client certificate and key for mutual TLS; default: `[server] tls_cert`
+    /// and `tls_key` (a certificate for both server and client use).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Whether a connection without a pool certificate is refused already in the handshake.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// The most election rounds (term epochs) a peer's term may run ahead of this server's;
+    /// a larger jump is refused and counted (a hostile or broken member racing the terms).
+    #[serde(default = "default_max_term_jump")]
+    pub max_term_jump: u64,
+}
+
+fn default_max_term_jump() -> u64 {
+    65_536
 }
 
 fn default_heartbeat() -> Duration {
@@ -152,6 +175,12 @@ pub struct ServerSection {
     /// `text` or `json`; under systemd, `text` becomes journald's format (see `logging`).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// PEM certificate chain and private key: set, the listener (API and peer protocol)
+    /// speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -265,6 +294,11 @@ pub struct ApiSection {
 pub struct ClientSection {
     pub servers: Vec<String>,
     pub token: Option<Secret>,
+    /// PEM CA the CLI trusts for https servers (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for a pool with `client_auth = "required"`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// A credential profile. `version` picks the kind: `v2c` and `v3` for SNMP, `netconf` for
@@ -417,6 +451,8 @@ impl Config {
         if let Some(pool) = &self.pool {
             validate_pool(pool, self.server.id).map_err(|(k, m)| invalid(&k, &m))?;
         }
+        tls::validate(&self.server, self.pool.as_ref(), &self.client)
+            .map_err(|(k, m)| invalid(&k, &m))?;
         for (name, cred) in &self.credentials {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }
