@@ -109,6 +109,7 @@ pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
         ClusterError::NotMaster => ApiError::Unavailable(e.to_string()),
         ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
         ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),
+        ClusterError::Tls(m) => ApiError::Internal(m),
     }
 }
 

@@ -53,6 +53,8 @@ pub(crate) enum ClusterError {
     Exists(String),
     #[error("no element named {0:?}")]
     NoSuchElement(String),
+    #[error("peer transport: {0}")]
+    Tls(String),
 }
 
 /// What the member knows; read by the API and the driver, changed under one short lock.
@@ -174,12 +176,14 @@ impl Cluster {
             Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
             None => Assignment::default(),
         };
+        let transport = Transport::new(me, urls, secret, &crate::tls::ClientTls::for_pool(config))
+            .map_err(|e| ClusterError::Tls(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
             me,
             members,
             seed: Mutex::new(config.elements.clone()),
-            transport: Arc::new(Transport::new(me, urls, secret)),
+            transport: Arc::new(transport),
             poller,
             alarms,
             events,

@@ -62,6 +62,9 @@ pub(crate) struct Started {
     trap_tasks: Vec<tokio::task::JoinHandle<()>>,
     jetstream: Option<crate::northbound::jetstream::Northbound>,
     element_count: usize,
+    /// rustls configuration of the listener; None serves plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handshake_failures: crate::tls::acceptor::HandshakeFailures,
 }
 
 /// Opens the event log, binds the API socket and starts polling, the pool membership and the
@@ -94,6 +97,11 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         None => None,
     };
     let alarms = Arc::new(AlarmTable::new(id, events.clone()));
+    let tls = crate::tls::server_config(config).context("TLS")?;
+    let handshake_failures = crate::tls::acceptor::HandshakeFailures {
+        counter: tls_failure_counter(&metrics)?,
+        log: Arc::new(crate::ratelog::RateLog::new(std::time::Duration::from_secs(60))),
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -110,6 +118,16 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         ))
         .await
         .context("cannot write to the event log")?;
+    if config.pool.is_some() && tls.is_none() && !crate::tls::is_loopback(&config.server.listen) {
+        let text = format!(
+            "the peer protocol runs WITHOUT TLS on {}: the pool secret travels in clear text and \
+             anyone who sniffs it can speak for a member; set [server] tls_cert/tls_key and \
+             [pool] ca (README, \"TLS and mutual TLS\")",
+            config.server.listen
+        );
+        tracing::warn!("INSECURE: {text}");
+        events.append(NewEvent::now(None, "server.insecure", Severity::Warning, text));
+    }
 
     let (poller, scheduler) = Poller::start(
         id,
@@ -160,7 +178,21 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         trap_tasks,
         jetstream,
         element_count: config.elements.len(),
+        tls,
+        handshake_failures,
     })
+}
+
+fn tls_failure_counter(metrics: &Metrics) -> anyhow::Result<prometheus::IntCounter> {
+    let c = prometheus::IntCounter::new(
+        "emspool_tls_handshake_failures_total",
+        "TLS handshakes refused (no or a wrong client certificate, bad protocol, timeout).",
+    )?;
+    metrics
+        .registry()
+        .register(Box::new(c.clone()))
+        .context("register the TLS metric")?;
+    Ok(c)
 }
 
 impl Started {
@@ -182,10 +214,15 @@ impl Started {
             trap_tasks,
             jetstream,
             element_count,
+            tls,
+            handshake_failures,
         } = self;
         let id = state.id;
         let listen = listener.local_addr().context("API socket")?;
-        let app = api::router(state.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let incoming = crate::tls::Incoming::new(listener, listen, tls, handshake_failures);
+        let app = api::router(state.clone())
+            .into_make_service_with_connect_info::<crate::tls::Remote>();
         let reloader = reload.map(|r| {
             tokio::spawn(reload::on_hangup(
                 r.hangups,
@@ -195,14 +232,16 @@ impl Started {
             ))
         });
         state.ready.store(true, Ordering::Relaxed);
-        tracing::info!("server {id} listening on http://{listen} with {element_count} element(s)");
-        let status = format!("server {id} listening on http://{listen}");
+        tracing::info!(
+            "server {id} listening on {scheme}://{listen} with {element_count} element(s)"
+        );
+        let status = format!("server {id} listening on {scheme}://{listen}");
         notify::ready(&status);
         let shutdown = async move {
             shutdown.await;
             notify::stopping();
         };
-        let served = axum::serve(listener, app)
+        let served = axum::serve(incoming, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed");
