@@ -1,5 +1,7 @@
 //! Peer endpoints under `/peer/v1`: election, heartbeats, assignments and hand-over.
-//! Every request must carry the pool secret; refusals are counted.
+//! Every request must carry the pool secret; with mutual TLS (`[pool] ca`) also a pool
+//! certificate, whose member id is the request's sender. What a request claims is bound to
+//! that sender by `cluster::authority`; refusals are counted.
 
 use super::Shared;
 use super::client::{
@@ -8,6 +10,7 @@ use super::client::{
 use super::error::ApiError;
 use super::local;
 use super::peered::AckRequest;
+use crate::cluster::authority::Reason;
 use crate::cluster::protocol::{
     Assignment, ElectionEnvelope, Fault, Heartbeat, Push, Release, Released,
 };
@@ -20,7 +23,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -57,7 +60,12 @@ pub(crate) fn endpoint_label(matched: Option<&MatchedPath>) -> &str {
         .unwrap_or("unmatched")
 }
 
-async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Response {
+/// The authenticated sender of a peer request, set by [`require_secret`]: the member id of the
+/// client certificate with mutual TLS, else the `x-emspool-from` header behind the secret.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sender(pub(crate) Option<ServerId>);
+
+async fn require_secret(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
     let secret = s.cluster.secret();
     let given = req
         .headers()
@@ -77,12 +85,40 @@ async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u32>().ok())
         .map(ServerId);
-    if let Some(from) = from
+    let sender = if s.cluster.authority.mutual_tls {
+        let cert = req
+            .extensions()
+            .get::<ConnectInfo<crate::tls::Remote>>()
+            .and_then(|c| c.0.member);
+        match (cert, from) {
+            (None, _) => {
+                let e = s.cluster.authority.refuse(
+                    None,
+                    Reason::NoCertificate,
+                    "a peer request without a pool certificate".into(),
+                );
+                return cluster_error(e).into_response();
+            }
+            (Some(c), Some(h)) if c != h => {
+                let e = s.cluster.authority.refuse(
+                    Some(c),
+                    Reason::Impersonation,
+                    format!("certificate of {c} claims to be {h}"),
+                );
+                return cluster_error(e).into_response();
+            }
+            (Some(c), _) => Some(c),
+        }
+    } else {
+        from
+    };
+    if let Some(from) = sender
         && s.cluster.transport.is_blocked(from)
     {
         return ApiError::Unavailable(format!("server {from} is cut off (fault injection)"))
             .into_response();
     }
+    req.extensions_mut().insert(Sender(sender));
     let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
     s.metrics.peer_requests.with_label_values(&[endpoint]).inc();
     next.run(req).await
@@ -95,9 +131,17 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 
 async fn inventory(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     c: Result<Json<InventoryChange>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = body(c)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_inventory(from, &c)
+        .map_err(cluster_error)?;
     s.cluster.change_inventory(c).map_err(cluster_error)?;
     Ok(Json(serde_json::json!({})))
 }
@@ -110,38 +154,80 @@ pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
         ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
         ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),
         ClusterError::Tls(m) => ApiError::Internal(m),
+        ClusterError::Refused {
+            reason: Reason::NoCertificate,
+            ..
+        } => ApiError::Unauthorized,
+        ClusterError::Refused {
+            reason: Reason::Invalid,
+            ..
+        } => ApiError::BadRequest(e.to_string()),
+        ClusterError::Refused { .. } => ApiError::Forbidden(e.to_string()),
     }
 }
 
 async fn heartbeat(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     hb: Result<Json<Heartbeat>, JsonRejection>,
 ) -> Result<Json<Heartbeat>, ApiError> {
-    Ok(Json(s.cluster.on_heartbeat(body(hb)?)))
+    let hb = body(hb)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_heartbeat(from, &hb)
+        .map_err(cluster_error)?;
+    Ok(Json(s.cluster.on_heartbeat(hb)))
 }
 
 async fn election(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     env: Result<Json<ElectionEnvelope>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let env = body(env)?;
-    s.cluster.on_election(env.from, env.msg);
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_election(from, env.from, &env.msg)
+        .map_err(cluster_error)?;
+    s.cluster.on_election(from, env.msg);
     Ok(Json(serde_json::json!({})))
 }
 
+/// Only the master of the current term may take elements away (`cluster::authority`).
 async fn release(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     r: Result<Json<Release>, JsonRejection>,
 ) -> Result<Json<Released>, ApiError> {
     let r = body(r)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_release(from, &r)
+        .map_err(cluster_error)?;
     s.cluster.release(r).await.map(Json).map_err(cluster_error)
 }
 
+/// Only the master of the current term may assign (`cluster::authority`).
 async fn assignment(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     p: Result<Json<Push>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p = body(p)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster.authorize_push(from, &p).map_err(cluster_error)?;
     s.cluster.apply_push(p).await.map_err(cluster_error)?;
     Ok(Json(serde_json::json!({})))
 }

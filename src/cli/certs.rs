@@ -53,7 +53,11 @@ pub(crate) fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             write_pair(&dir, &format!("member-{id}"), &leaf)
         }
         CertsCommand::Client { name, dir } => {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
                 anyhow::bail!("--name: letters, digits, '-', '_' or '.'");
             }
             let ca = read_ca(&dir)?;

@@ -12,13 +12,27 @@ use std::collections::BTreeMap;
 enum Op {
     /// Deliver the queued honest message at this index (modulo the queue); `keep` leaves a
     /// copy queued, so it is delivered again later (duplication).
-    Deliver { index: usize, keep: bool },
+    Deliver {
+        index: usize,
+        keep: bool,
+    },
     /// Drop a queued honest message.
-    Drop { index: usize },
+    Drop {
+        index: usize,
+    },
     /// The hostile member sends `msg` to member `to` (indexes modulo the pool).
-    Hostile { to: usize, msg: Message },
-    Timeout { node: usize, timer: Timer },
-    PeerDown { node: usize, peer: usize },
+    Hostile {
+        to: usize,
+        msg: Message,
+    },
+    Timeout {
+        node: usize,
+        timer: Timer,
+    },
+    PeerDown {
+        node: usize,
+        peer: usize,
+    },
 }
 
 fn term() -> impl Strategy<Value = u64> {
@@ -98,7 +112,10 @@ impl Pool {
         let before = node.term();
         let actions = node.handle(input);
         let after = node.term();
-        prop_assert!(after >= before, "term of {at} went from {before} to {after}");
+        prop_assert!(
+            after >= before,
+            "term of {at} went from {before} to {after}"
+        );
         prop_assert!(after <= MAX_TERM, "term of {at} is {after}");
         let mut persisted = before;
         for a in actions {
@@ -150,10 +167,16 @@ impl Pool {
             Op::Hostile { to, msg } => {
                 let to = self.ids[to % n];
                 let from = self.hostile;
-                let before = self.nodes.get(&to).map(|e| (e.term(), e.role(), e.master()));
+                let before = self
+                    .nodes
+                    .get(&to)
+                    .map(|e| (e.term(), e.role(), e.master()));
                 self.input(to, Input::Receive { from, msg })?;
                 if msg.term() > MAX_TERM {
-                    let after = self.nodes.get(&to).map(|e| (e.term(), e.role(), e.master()));
+                    let after = self
+                        .nodes
+                        .get(&to)
+                        .map(|e| (e.term(), e.role(), e.master()));
                     prop_assert_eq!(before, after, "{:?} changed {}", msg, to);
                 }
             }

@@ -450,15 +450,7 @@ fn follower_bullies_a_lower_claimant_with_a_newer_term() {
 fn follower_ignores_a_lower_claimant_with_an_older_term() {
     let t = nt(nt(0, s(1)), s(3));
     let mut e = follower(2, 3, 3, t);
-    assert_eq!(
-        e.handle(recv(
-            1,
-            Heartbeat {
-                term: nt(0, s(1))
-            }
-        )),
-        vec![]
-    );
+    assert_eq!(e.handle(recv(1, Heartbeat { term: nt(0, s(1)) })), vec![]);
     assert_eq!(e.master(), Some(s(3)));
 }
 
@@ -514,9 +506,7 @@ fn restarted_higher_id_takes_over_even_from_an_old_persisted_term() {
     assert_eq!(two.term(), t5);
     let mut three = pool(3, 3, t1);
     let a = three.handle(Input::Start);
-    let claim = Coordinator {
-        term: nt(t1, s(3)),
-    };
+    let claim = Coordinator { term: nt(t1, s(3)) };
     assert!(a.contains(&Broadcast(claim)));
     // Its claim is outdated: 2 tells it the current term, 3 out-bids it, 2 follows.
     let poke = two.handle(recv(3, claim));
@@ -582,7 +572,10 @@ fn terms_beyond_the_bound_or_too_far_ahead_change_nothing() {
     assert_eq!(f.handle(recv(2, Message::Election { term: far })), vec![]);
     assert_eq!(f.term(), t);
     let near = (10 << 32) | 2;
-    assert!(!f.handle(recv(2, Message::Election { term: near })).is_empty());
+    assert!(
+        !f.handle(recv(2, Message::Election { term: near }))
+            .is_empty()
+    );
     assert_eq!(f.term(), near);
 }
 
@@ -592,7 +585,10 @@ fn a_claim_of_another_members_term_is_ignored() {
     let mut f = pool(1, 3, 0);
     f.handle(Input::Start);
     // 2 says it is master of a term 3 would claim.
-    assert_eq!(f.handle(recv(2, Coordinator { term: nt(t3, s(3)) })), vec![]);
+    assert_eq!(
+        f.handle(recv(2, Coordinator { term: nt(t3, s(3)) })),
+        vec![]
+    );
     assert_eq!((f.term(), f.master()), (0, None));
 }
 
@@ -604,5 +600,9 @@ fn next_term_is_checked_at_the_bound() {
     assert_eq!(next_term(u64::MAX, s(1)), None);
     // A master at the last epoch cannot out-bid: it stays without a new claim, no overflow.
     let mut m = pool(3, 3, MAX_TERM);
-    assert!(m.handle(Input::Start).iter().all(|a| !matches!(a, BecameMaster { .. })));
+    assert!(
+        m.handle(Input::Start)
+            .iter()
+            .all(|a| !matches!(a, BecameMaster { .. }))
+    );
 }

@@ -5,6 +5,7 @@
 //! it does when told to take, release or stop polling elements.
 
 pub(crate) mod assignment;
+pub(crate) mod authority;
 mod driver;
 pub(crate) mod election;
 mod master;
@@ -55,6 +56,11 @@ pub(crate) enum ClusterError {
     NoSuchElement(String),
     #[error("peer transport: {0}")]
     Tls(String),
+    #[error("refused: {detail}")]
+    Refused {
+        reason: authority::Reason,
+        detail: String,
+    },
 }
 
 /// What the member knows; read by the API and the driver, changed under one short lock.
@@ -97,6 +103,8 @@ pub(crate) struct Cluster {
     /// Serializes changes of the owned set (pushes, releases, fencing).
     apply_lock: tokio::sync::Mutex<()>,
     fault_injection: bool,
+    /// Binds what peers claim to who they are (`authority`).
+    pub(crate) authority: authority::Authority,
 }
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
@@ -172,6 +180,21 @@ impl Cluster {
             Some(b) => serde_json::from_slice(&b).unwrap_or(0),
             None => 0,
         };
+        // Before terms were bounded a hostile message could leave u64::MAX here, which no
+        // claim can out-bid: start over from 0 (every member of such a pool does the same).
+        let term = if term > election::MAX_TERM {
+            tracing::error!("persisted election term {term} is out of range; starting from 0");
+            0
+        } else {
+            term
+        };
+        let (max_jump, mutual_tls) = config
+            .pool
+            .as_ref()
+            .map_or((election::DEFAULT_MAX_JUMP, false), |p| {
+                (p.max_term_jump, p.ca.is_some())
+            });
+        let authority = authority::Authority::new(metrics.registry(), max_jump, mutual_tls);
         let assignment: Assignment = match events.meta_get(META_ASSIGNMENT).map_err(store)? {
             Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
             None => Assignment::default(),
@@ -203,6 +226,7 @@ impl Cluster {
             inbox: tx,
             apply_lock: tokio::sync::Mutex::new(()),
             fault_injection,
+            authority,
         });
         driver::spawn(cluster.clone(), ids, term, rx);
         Ok(cluster)

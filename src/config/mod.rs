@@ -5,13 +5,13 @@ pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
 pub(crate) use jetstream::JetStreamSection;
-pub use tls::ClientAuth;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use tls::ClientAuth;
 
 /// Where a bad configuration was found and why; `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]

@@ -168,10 +168,7 @@ pub(crate) fn validate(
         return refuse("pool.client_auth", "\"required\" needs pool.ca");
     }
     if pool.max_term_jump == 0 {
-        return refuse(
-            "pool.max_term_jump",
-            "must be at least 1 (election rounds)",
-        );
+        return refuse("pool.max_term_jump", "must be at least 1 (election rounds)");
     }
     Ok(())
 }

@@ -100,7 +100,9 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     let tls = crate::tls::server_config(config).context("TLS")?;
     let handshake_failures = crate::tls::acceptor::HandshakeFailures {
         counter: tls_failure_counter(&metrics)?,
-        log: Arc::new(crate::ratelog::RateLog::new(std::time::Duration::from_secs(60))),
+        log: Arc::new(crate::ratelog::RateLog::new(
+            std::time::Duration::from_secs(60),
+        )),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -126,7 +128,12 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
             config.server.listen
         );
         tracing::warn!("INSECURE: {text}");
-        events.append(NewEvent::now(None, "server.insecure", Severity::Warning, text));
+        events.append(NewEvent::now(
+            None,
+            "server.insecure",
+            Severity::Warning,
+            text,
+        ));
     }
 
     let (poller, scheduler) = Poller::start(
@@ -221,8 +228,8 @@ impl Started {
         let listen = listener.local_addr().context("API socket")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let incoming = crate::tls::Incoming::new(listener, listen, tls, handshake_failures);
-        let app = api::router(state.clone())
-            .into_make_service_with_connect_info::<crate::tls::Remote>();
+        let app =
+            api::router(state.clone()).into_make_service_with_connect_info::<crate::tls::Remote>();
         let reloader = reload.map(|r| {
             tokio::spawn(reload::on_hangup(
                 r.hangups,

@@ -69,9 +69,12 @@ pub(crate) fn server_config(
     };
     let chain = read_certs(cert).map_err(TlsError::File)?;
     let key = read_key(key).map_err(TlsError::File)?;
-    let builder =
-        rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let pool_ca = config.pool.as_ref().and_then(|p| p.ca.as_ref().map(|ca| (p, ca)));
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let pool_ca = config
+        .pool
+        .as_ref()
+        .and_then(|p| p.ca.as_ref().map(|ca| (p, ca)));
     let builder = match pool_ca {
         Some((pool, ca)) => {
             let verifier =
@@ -98,7 +101,10 @@ pub(crate) fn server_config(
 pub(crate) fn member_id(cert: &CertificateDer<'_>) -> Option<ServerId> {
     let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let parse = |s: &str, prefix: &str| -> Option<u32> {
-        s.strip_prefix(prefix)?.parse::<u32>().ok().filter(|&id| id > 0)
+        s.strip_prefix(prefix)?
+            .parse::<u32>()
+            .ok()
+            .filter(|&id| id > 0)
     };
     let mut from_uri: Option<u32> = None;
     if let Ok(Some(san)) = x509.subject_alternative_name() {
@@ -163,7 +169,8 @@ impl<'a> ClientTls<'a> {
                 .map_err(|e| TlsError::File(format!("{}: {e}", cert.display())))?;
             pem.push(b'\n');
             pem.extend(
-                std::fs::read(key).map_err(|e| TlsError::File(format!("{}: {e}", key.display())))?,
+                std::fs::read(key)
+                    .map_err(|e| TlsError::File(format!("{}: {e}", key.display())))?,
             );
             let id = reqwest::Identity::from_pem(&pem).map_err(|_| {
                 TlsError::File(format!(

@@ -22,4 +22,5 @@ mod scale;
 mod server_snmp;
 mod sim_agents;
 mod sim_vs_netsnmp;
+mod tls;
 mod traps;
