@@ -165,18 +165,24 @@ impl TlsPool {
             .collect()
     }
 
-    /// Every running member sees `master` and the whole inventory assigned.
+    /// Every running member sees `master` and the whole inventory assigned, in equal shares
+    /// to the running members.
     fn settled_on(&self, master: u32) -> bool {
         let running = self.servers.iter().filter(|s| s.is_running()).count();
+        let share = (ELEMENTS / running) as u64;
+        let up = |m: &serde_json::Value| {
+            let id = m["id"].as_u64().unwrap_or(0) as usize;
+            id >= 1 && self.servers.get(id - 1).is_some_and(|s| s.is_running())
+        };
         let views = self.views();
         views.len() == running
             && views.iter().all(|v| {
                 v["master"] == master
-                    && v["members"].as_array().map(|ms| {
+                    && v["members"].as_array().is_some_and(|ms| {
                         ms.iter()
-                            .filter_map(|m| m["elements"].as_u64())
-                            .sum::<u64>()
-                    }) == Some(ELEMENTS as u64)
+                            .filter(|m| up(m))
+                            .all(|m| m["elements"].as_u64() == Some(share))
+                    })
             })
     }
 
@@ -340,8 +346,10 @@ fn sniffed_secret_without_a_certificate_changes_nothing() {
     let term = pool.get(1, "/api/v1/pool").expect("pool")["term"]
         .as_u64()
         .expect("term");
-    let before = owned_by(&pool, 1);
-    assert!(!before.is_empty());
+    let before = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Some(owned_by(&pool, 1)).filter(|v| !v.is_empty())
+    })
+    .expect("server 1 polls a share");
     let stranger = pool.certs.curl(None);
     let url = |p: &str| format!("{}{p}", pool.server(1).url);
     for (path, body) in [
@@ -394,8 +402,10 @@ fn forged_commands_from_a_member_are_refused_and_the_inventory_survives_fail_ove
     pool.wait_settled(3);
     let view = pool.get(2, "/api/v1/pool").expect("pool");
     let term = view["term"].as_u64().expect("term");
-    let owned2 = owned_by(&pool, 2);
-    assert!(!owned2.is_empty());
+    let owned2 = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Some(owned_by(&pool, 2)).filter(|v| !v.is_empty())
+    })
+    .expect("server 2 polls a share");
     let won_before: Vec<usize> = (1..=3).map(|id| won(&pool, id)).collect();
     let member1 = pool.certs.curl(Some("member-1"));
     let at = |id: u32, p: &str| format!("{}{p}", pool.server(id).url);
