@@ -265,3 +265,38 @@ impl Cluster {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_is_counted_by_reason_and_answers_refused() {
+        let registry = prometheus::Registry::new();
+        let a = Authority::new(&registry, 10, true);
+        for _ in 0..3 {
+            let e = a.refuse(Some(ServerId(1)), Reason::NotMaster, "a push".into());
+            assert!(matches!(
+                e,
+                ClusterError::Refused {
+                    reason: Reason::NotMaster,
+                    ..
+                }
+            ));
+        }
+        a.refuse(None, Reason::NoCertificate, "none".into());
+        assert_eq!(a.count(Reason::NotMaster), 3);
+        assert_eq!(a.count(Reason::NoCertificate), 1);
+        assert_eq!(a.count(Reason::TermRange), 0);
+        // Every reason is exported from the start, at zero.
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        for r in Reason::ALL {
+            assert!(
+                text.contains(&format!("reason=\"{}\"", r.label())),
+                "{text}"
+            );
+        }
+    }
+}

@@ -606,3 +606,27 @@ fn next_term_is_checked_at_the_bound() {
             .all(|a| !matches!(a, BecameMaster { .. }))
     );
 }
+
+#[test]
+fn check_term_bounds_range_and_jump() {
+    assert_eq!(
+        check_term(0, MAX_TERM + 1, u64::MAX),
+        Err(TermRefusal::OutOfRange(MAX_TERM + 1))
+    );
+    assert_eq!(
+        check_term(0, u64::MAX, u64::MAX),
+        Err(TermRefusal::OutOfRange(u64::MAX))
+    );
+    let have = (5 << 32) | 3;
+    assert_eq!(check_term(have, (15 << 32) | 2, 10), Ok(()));
+    assert_eq!(
+        check_term(have, (16 << 32) | 2, 10),
+        Err(TermRefusal::Jump {
+            got: (16 << 32) | 2,
+            epochs: 11,
+            max: 10
+        })
+    );
+    // Older terms are not a jump (they are stale, which the callers handle).
+    assert_eq!(check_term(have, 1, 0), Ok(()));
+}

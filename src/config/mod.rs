@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-pub use tls::ClientAuth;
+pub(crate) use tls::ClientAuth;
 
 /// Where a bad configuration was found and why; `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
