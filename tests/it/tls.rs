@@ -612,3 +612,74 @@ fn check_config_refuses_inconsistent_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Without TLS (a lab pool, pool secret only) the same checks hold for what a member claims:
+/// `u64::MAX` in any message is refused and starts no election; a push or a release from a
+/// member that is not master is refused.
+#[test]
+fn lab_pool_refuses_out_of_range_terms_and_commands_from_non_masters() {
+    let pool = common::pool::Pool::start(
+        3,
+        &body(),
+        "heartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"",
+    );
+    wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        pool.agrees(3, &[(1, 2), (2, 2), (3, 2)]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("pool did not settle: {e}: {:?}", pool.views()));
+    let term = pool.server(2).get("/api/v1/pool")["term"]
+        .as_u64()
+        .expect("term");
+    let won = |id: u32| pool.server(id).events("kind=election.won&limit=1000").len();
+    let won_before: Vec<usize> = (1..=3).map(won).collect();
+    let owned2 = pool.local_elements(2);
+    let max = u64::MAX;
+    let zero = r#"{"term":0,"version":0}"#;
+    let cases = [
+        (
+            "/peer/v1/election",
+            format!(r#"{{"from":1,"msg":{{"kind":"election","term":{max}}}}}"#),
+        ),
+        (
+            "/peer/v1/election",
+            format!(r#"{{"from":1,"msg":{{"kind":"answer","term":{max}}}}}"#),
+        ),
+        (
+            "/peer/v1/election",
+            format!(r#"{{"from":1,"msg":{{"kind":"coordinator","term":{max}}}}}"#),
+        ),
+        (
+            "/peer/v1/election",
+            format!(r#"{{"from":1,"msg":{{"kind":"heartbeat","term":{max}}}}}"#),
+        ),
+        (
+            "/peer/v1/heartbeat",
+            format!(r#"{{"from":1,"term":{max},"master":1,"applied":{zero},"known":{zero}}}"#),
+        ),
+        ("/peer/v1/assignment", push_json(max)),
+        ("/peer/v1/assignment", push_json(term + 1)),
+        (
+            "/peer/v1/release",
+            format!(r#"{{"term":{term},"elements":{owned2:?}}}"#),
+        ),
+        (
+            "/peer/v1/release",
+            format!(r#"{{"term":{max},"elements":{owned2:?}}}"#),
+        ),
+    ];
+    for (path, body) in &cases {
+        let url = format!("{}{path}", pool.server(2).url);
+        let r = curl(&[], "POST", &url, Some(body), &[bearer(), from(1)]);
+        assert_eq!(r.status, Some(403), "{path} {body}: {}", r.body);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (id, v) in pool.views() {
+        assert_eq!(
+            (v["term"].as_u64(), v["master"].as_u64()),
+            (Some(term), Some(3)),
+            "{id}: {v}"
+        );
+    }
+    assert_eq!((1..=3).map(won).collect::<Vec<_>>(), won_before);
+    assert_eq!(pool.local_elements(2), owned2);
+}
