@@ -77,38 +77,17 @@ fn snmp_yml() -> String {
     y
 }
 
+/// Agents whose counters move (`traffic`); who polls them is not recorded, as it costs the
+/// simulator time that snmp_exporter's run would not pay.
 fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (emspool::sim::SimHandle, u16) {
-    use emspool::sim::{Dataset, SimConfig};
-    let data = std::sync::Arc::new(Dataset::router24().expect("embedded template"));
-    for _ in 0..20 {
-        let base = udp_base(n);
-        let mut cfg = SimConfig::new(data.clone());
-        cfg.agents = n;
-        cfg.base_port = base;
+    start_sim_with(rt, n, |cfg| {
         cfg.traffic = true;
-        match rt.block_on(emspool::sim::start(cfg)) {
-            Ok(h) => return (h, base),
-            Err(e) => eprintln!("simulator start (base {base}) failed, retrying: {e}"),
-        }
-    }
-    panic!("simulator did not start");
+        cfg.track_requesters = false;
+    })
 }
 
 fn serve_config(n: usize, base: u16, port: u16, dir: &TempDir, interval: Duration) -> String {
-    let mut s = format!(
-        "[server]\nid = 1\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
-         [poll]\ninterval = \"{}s\"\ntimeout = \"2s\"\nretries = 1\nconcurrency = 256\n\n\
-         [credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-        dir.path().join("data").display(),
-        interval.as_secs()
-    );
-    for i in 0..n {
-        s.push_str(&format!(
-            "\n[[elements]]\nname = \"ne{i:05}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-            usize::from(base) + i
-        ));
-    }
-    s
+    single_server_config(n, base, port, dir, interval, 256)
 }
 
 struct Serve {
@@ -121,19 +100,14 @@ fn start_serve(n: usize, base: u16, interval: Duration) -> Serve {
     let dir = TempDir::new("devmetrics").expect("temp dir");
     let port = free_tcp_port();
     let url = format!("http://127.0.0.1:{port}");
-    let cfg = dir.path().join("emspool.toml");
-    std::fs::write(&cfg, serve_config(n, base, port, &dir, interval)).expect("config");
-    let proc = spawn_serve(
-        "serve",
-        &cfg,
+    let (proc, _) = serve_text(
         dir.path(),
         &url,
-        Duration::from_millis(100),
-        600,
+        &serve_config(n, base, port, &dir, interval),
     );
     let up = (0..600).any(|_| {
         std::thread::sleep(Duration::from_millis(200));
-        let m = http_get(&format!("{url}/metrics"), Duration::from_secs(10)).unwrap_or_default();
+        let m = metrics_text(&url);
         metric(&m, "emspool_elements", Some("state=\"up\"")) as usize == n
     });
     assert!(up, "not all {n} elements up:\n{}", proc.log_tail_lines(20));

@@ -131,15 +131,12 @@ fn main() {
             i + 1
         ));
     }
-    let mut inventory = String::from(
-        "[poll]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+    let inventory = support::support::v2c_inventory(
+        "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1",
+        n,
+        base,
+        |i| format!("ne{i:05}"),
     );
-    for i in 0..n {
-        inventory.push_str(&format!(
-            "\n[[elements]]\nname = \"ne{i:05}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-            usize::from(base) + i
-        ));
-    }
     let mut servers: Vec<Server> = ports
         .iter()
         .enumerate()

@@ -296,34 +296,20 @@ fn run(n: usize, per_peer: usize, interval: Duration, windows: usize, notificati
     let kh = peers.known_hosts(dir.path());
     let listen = free_tcp_port();
     let url = format!("http://127.0.0.1:{listen}");
-    let cfg = dir.path().join("emspool.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            n,
-            &peers.ports,
-            &kh,
-            listen,
-            dir.path(),
-            interval,
-            notifications,
-        ),
-    )
-    .expect("config");
+    let text = config(
+        n,
+        &peers.ports,
+        &kh,
+        listen,
+        dir.path(),
+        interval,
+        notifications,
+    );
     let started = Instant::now();
     let peer_cpu0 = peers.cpu();
-    let mut serve = spawn_serve(
-        "serve",
-        &cfg,
-        dir.path(),
-        &url,
-        Duration::from_millis(100),
-        600,
-    );
-    let ready_after = started.elapsed();
+    let (mut serve, ready_after) = serve_text(dir.path(), &url, &text);
     let t0 = Instant::now();
-    let metrics =
-        || http_get(&format!("{url}/metrics"), Duration::from_secs(10)).unwrap_or_default();
+    let metrics = || metrics_text(&url);
     let sessions_expected = if notifications { 2 * n } else { n };
 
     // Start-up: every element's first poll (its connect) and, with notifications, every

@@ -62,20 +62,7 @@ fn polled_since(sim: &SimHandle, since: Duration) -> usize {
 
 fn config(n: usize, base: u16, port: u16, dir: &TempDir, interval: Duration) -> String {
     let concurrency = env_or("EMSPOOL_BENCH_CONCURRENCY", 256usize);
-    let mut s = format!(
-        "[server]\nid = 1\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
-         [poll]\ninterval = \"{}s\"\ntimeout = \"2s\"\nretries = 1\nconcurrency = {concurrency}\n\n\
-         [credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-        dir.path().join("data").display(),
-        interval.as_secs()
-    );
-    for i in 0..n {
-        s.push_str(&format!(
-            "\n[[elements]]\nname = \"ne{i:05}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-            usize::from(base) + i
-        ));
-    }
-    s
+    single_server_config(n, base, port, dir, interval, concurrency)
 }
 
 fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usize) -> Run {
@@ -83,21 +70,10 @@ fn run(rt: &tokio::runtime::Runtime, n: usize, interval: Duration, windows: usiz
     let (sim, base) = start_sim(rt, n);
     let port = free_tcp_port();
     let url = format!("http://127.0.0.1:{port}");
-    let cfg = dir.path().join("emspool.toml");
-    std::fs::write(&cfg, config(n, base, port, &dir, interval)).expect("config");
-    let started = Instant::now();
-    let mut serve = spawn_serve(
-        "serve",
-        &cfg,
-        dir.path(),
-        &url,
-        Duration::from_millis(100),
-        600,
-    );
-    let ready_after = started.elapsed();
+    let (mut serve, ready_after) =
+        serve_text(dir.path(), &url, &config(n, base, port, &dir, interval));
     let t0 = Instant::now();
-    let metrics =
-        || http_get(&format!("{url}/metrics"), Duration::from_secs(10)).unwrap_or_default();
+    let metrics = || metrics_text(&url);
 
     // Each window starts where the previous ended; the first includes the start-up burst
     // (every element is due within 500 ms of readiness).

@@ -73,15 +73,12 @@ fn main() {
         .expect("simulator (raise ulimit -n?)");
     let base = sim.addr(0).expect("agent 0").port();
 
-    let mut body = String::from(
-        "[poll]\ninterval = \"60s\"\ntimeout = \"2s\"\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+    let body = emspool::testing::support::v2c_inventory(
+        "interval = \"60s\"\ntimeout = \"2s\"",
+        agents,
+        base,
+        |i| format!("ne{i:05}"),
     );
-    for i in 0..agents {
-        body.push_str(&format!(
-            "\n[[elements]]\nname = \"ne{i:05}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-            usize::from(base) + i
-        ));
-    }
     let pool = Pool::start(5, &body, "hold_down = \"1s\"");
     let want = agents * 24;
     let t0 = Instant::now();

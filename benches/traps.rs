@@ -516,25 +516,12 @@ log_level = "warn"
 
 [events]
 retention = "0s"
-{js}
-[poll]
-interval = "3600s"
-timeout = "1s"
-retries = 0
-
-[credentials.c]
-version = "v2c"
-community = "public"
-
-[[elements]]
-name = "bench1"
-address = "{SENDER_IP}:9"
-credential = "c"
-
+{js}{}
 [traps]
 listen = "127.0.0.1:{trap}"
 "#,
-        dir.path().join("data").display()
+        dir.path().join("data").display(),
+        inventory(),
     );
     let config = dir.path().join("emspool.toml");
     std::fs::write(&config, text).expect("config");

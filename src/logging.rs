@@ -57,12 +57,7 @@ pub(crate) fn init(level: &str, format: LogFormat) {
             .boxed(),
         LogFormat::Text if journald => fmt::layer()
             .with_ansi(false)
-            .event_format(Journald(
-                fmt::format()
-                    .without_time()
-                    .with_level(false)
-                    .with_ansi(false),
-            ))
+            .event_format(journald_format())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => fmt::layer()
@@ -136,6 +131,16 @@ pub(crate) fn syslog_priority(level: &Level) -> u8 {
 /// Prefixes another format's line with the event's `<N>` priority.
 struct Journald<F>(F);
 
+/// journald stamps time and takes the level from the `<N>` prefix: the line carries neither.
+fn journald_format() -> Journald<fmt::format::Format<fmt::format::Full, ()>> {
+    Journald(
+        fmt::format()
+            .without_time()
+            .with_level(false)
+            .with_ansi(false),
+    )
+}
+
 impl<S, N, F> FormatEvent<S, N> for Journald<F>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -192,12 +197,7 @@ mod tests {
         let sub = tracing_subscriber::registry().with(
             fmt::layer()
                 .with_ansi(false)
-                .event_format(Journald(
-                    fmt::format()
-                        .without_time()
-                        .with_level(false)
-                        .with_ansi(false),
-                ))
+                .event_format(journald_format())
                 .with_writer(move || out.clone()),
         );
         tracing::subscriber::with_default(sub, || {

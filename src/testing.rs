@@ -28,7 +28,7 @@ pub mod snmp {
 pub mod support {
     pub use crate::support::{
         ChildGuard, TempDir, cpu_seconds, file_tail, free_port, free_port_run, metric,
-        reserve_port_run, signal_pid, start_sim,
+        reserve_port_run, signal_pid, start_sim, v2c_inventory,
     };
 }
 

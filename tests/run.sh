@@ -37,6 +37,8 @@ fi
 step fmt cargo fmt --all -- --check
 step build cargo build --all-targets || { echo "=== run.sh: FAILED: ${failed[*]}"; exit 1; }
 step clippy cargo clippy --all-targets -- -D warnings
+# The shipped binary is built without the `testing` feature: test-only code must be gated.
+step clippy-product cargo clippy --bins -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
     step test timeout --kill-after=30 "$TEST_TIMEOUT" cargo nextest run --no-fail-fast

@@ -270,15 +270,65 @@ pub fn raise_nofile_or_reexec(need: usize) {
 /// N simulated 24-port routers on consecutive UDP ports (a free range, retried), recording
 /// which server's requests reach each agent.
 pub fn start_sim(rt: &tokio::runtime::Runtime, n: usize) -> (emspool::sim::SimHandle, u16) {
+    start_sim_with(rt, n, |_| {})
+}
+
+/// [`start_sim`] with the simulator's config changed by `tune` first.
+pub fn start_sim_with(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    tune: impl FnOnce(&mut emspool::sim::SimConfig),
+) -> (emspool::sim::SimHandle, u16) {
     use emspool::sim::{Dataset, SimConfig};
     let mut cfg = SimConfig::new(std::sync::Arc::new(
         Dataset::router24().expect("embedded template"),
     ));
     cfg.agents = n;
     cfg.track_requesters = true;
+    tune(&mut cfg);
     let sim = rt
         .block_on(support::start_sim(cfg))
         .unwrap_or_else(|e| panic!("simulator: {e:#}"));
     let base = sim.addr(0).expect("agent 0").port();
     (sim, base)
+}
+
+/// One server (id 1, warn log) polling `n` simulated agents at `127.0.0.1:base..` (elements
+/// `ne00000`...) every `interval` with `concurrency` polls in flight.
+pub fn single_server_config(
+    n: usize,
+    base: u16,
+    port: u16,
+    dir: &TempDir,
+    interval: Duration,
+    concurrency: usize,
+) -> String {
+    format!(
+        "[server]\nid = 1\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n{}",
+        dir.path().join("data").display(),
+        support::v2c_inventory(
+            &format!(
+                "interval = \"{}s\"\ntimeout = \"2s\"\nretries = 1\nconcurrency = {concurrency}",
+                interval.as_secs()
+            ),
+            n,
+            base,
+            |i| format!("ne{i:05}"),
+        )
+    )
+}
+
+/// Writes `text` as `DIR/emspool.toml` and starts `emspool serve` on it (logging in `dir`),
+/// ready: the child and how long it took to answer `/readyz`. `url` is the server's API.
+pub fn serve_text(dir: &Path, url: &str, text: &str) -> (ChildGuard, Duration) {
+    let cfg = dir.join("emspool.toml");
+    std::fs::write(&cfg, text).expect("config");
+    let started = std::time::Instant::now();
+    let serve = spawn_serve("serve", &cfg, dir, url, Duration::from_millis(100), 600);
+    (serve, started.elapsed())
+}
+
+/// The server's `/metrics` text (empty when it does not answer within 10 s).
+pub fn metrics_text(url: &str) -> String {
+    http_get(&format!("{url}/metrics"), Duration::from_secs(10)).unwrap_or_default()
 }

@@ -178,6 +178,8 @@ enum Msg {
         value: Vec<u8>,
         ack: Reply<()>,
     },
+    // Sent only by `flush`, which tests and benches use.
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     Flush(Reply<()>),
     Close(oneshot::Sender<()>),
 }
@@ -308,6 +310,7 @@ impl EventLog {
 
     /// Returns once everything appended before the call is durable; reports events whose write
     /// failed since the previous flush.
+    #[cfg(any(test, feature = "testing"))]
     pub async fn flush(&self) -> Result<(), EventLogError> {
         let (ack, rx) = oneshot::channel();
         self.send(Msg::Flush(ack))?;
@@ -333,6 +336,7 @@ impl EventLog {
         self.inner.counters.write_errors.load(Ordering::Relaxed)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn server(&self) -> ServerId {
         self.inner.server
     }
@@ -459,6 +463,7 @@ impl EventLog {
     }
 
     /// Deletes events older than `now - retention`; returns how many. Blocking.
+    #[cfg(any(test, feature = "testing"))]
     pub fn prune(&self, now: UnixMillis) -> Result<usize, EventLogError> {
         let mut total = 0;
         loop {

@@ -115,6 +115,7 @@ impl Decoder {
     }
 
     /// Bytes held (buffered input and the partial message).
+    #[cfg(any(test, feature = "testing"))]
     pub fn buffered(&self) -> usize {
         self.buf.len() + self.msg.len()
     }

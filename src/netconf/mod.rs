@@ -41,6 +41,7 @@
 
 pub mod data;
 pub mod framing;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) mod fuzz;
 pub(crate) mod notify;
 pub mod session;
@@ -456,6 +457,7 @@ impl NetconfClient {
     }
 
     /// Notification sessions subscribed now.
+    #[cfg(any(test, feature = "testing"))]
     pub fn subscribed(&self) -> usize {
         self.inner.subscribed.load(Ordering::Relaxed)
     }

@@ -128,6 +128,7 @@ impl Session {
         &self.hello
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn framing(&self) -> Framing {
         self.decoder.framing()
     }

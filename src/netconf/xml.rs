@@ -211,6 +211,7 @@ fn attributes(start: &BytesStart<'_>) -> Result<Vec<(String, String)>, XmlError>
 }
 
 /// Escapes text for element content or attribute values.
+#[cfg(any(test, feature = "testing"))]
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     quick_xml::escape::escape(s)
 }
@@ -352,6 +353,7 @@ pub fn get(filter: Option<&str>) -> String {
 }
 
 /// `<get-config>` of a datastore (`running`, `candidate`, `startup`) with a subtree filter.
+#[cfg(any(test, feature = "testing"))]
 pub fn get_config(source: &str, filter: Option<&str>) -> String {
     let source = escape(source);
     match filter {
@@ -518,6 +520,7 @@ impl Notification {
     }
 
     /// All values at `path` (lists repeat).
+    #[cfg(any(test, feature = "testing"))]
     pub fn leaves_at<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.leaves
             .iter()

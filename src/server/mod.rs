@@ -203,6 +203,7 @@ fn tls_failure_counter(metrics: &Metrics) -> anyhow::Result<prometheus::IntCount
 }
 
 impl Started {
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.listener.local_addr().ok()
     }

@@ -6,7 +6,9 @@
 //! bounded property test that runs in the normal test suite.
 
 use super::usm::{InformUser, LocalEngine, int, octets as ber_octets, tlv};
-use crate::config::{AuthProtocol, PrivProtocol, Secret, TrapUser};
+#[cfg(any(test, feature = "testing"))]
+use crate::config::{AuthProtocol, PrivProtocol};
+use crate::config::{Secret, TrapUser};
 use crate::model::UnixMillis;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use snmp2::{AsnReader, MessageType, Pdu, Value, asn1, v3};
@@ -261,6 +263,7 @@ impl DecodeError {
         matches!(self, DecodeError::Report { why, .. } if *why == super::usm::DISCOVERY)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub const REASONS: [&'static str; 8] = [
         "usm_report",
         "malformed",
@@ -635,6 +638,7 @@ fn take(varbinds: &mut Vec<VarBind>, oid: &[u32]) -> Option<TrapValue> {
 
 /// The fuzz body: decode anything with a decoder that accepts any community and knows one
 /// authPriv user, and check what a successful decode promises. Panics only on a broken promise.
+#[cfg(any(test, feature = "testing"))]
 pub fn fuzz_one(data: &[u8]) {
     use std::sync::OnceLock;
     static DECODER: OnceLock<Decoder> = OnceLock::new();
@@ -830,15 +834,7 @@ mod tests {
                 edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
             ) {
                 let mut b = seeds()[seed].clone();
-                for (pos, byte, op) in edits {
-                    if b.is_empty() { break; }
-                    let i = pos % b.len();
-                    match op {
-                        0 => b[i] = byte,
-                        1 => { b.truncate(i); }
-                        _ => b.insert(i, byte),
-                    }
-                }
+                crate::snmp::mutate(&mut b, &edits);
                 fuzz_one(&b);
             }
         }

@@ -8,7 +8,9 @@
 //! (RFC 7860), CBC-DES (RFC 3414 8), CFB128-AES-128 (RFC 3826) and AES-192/256 with the
 //! Blumenthal key extension (draft-blumenthal-aes-usm-04, as Net-SNMP's AES-192/AES-256).
 
-use super::trap::{DecodeError, hex};
+use super::trap::DecodeError;
+#[cfg(any(test, feature = "testing"))]
+use super::trap::hex;
 use crate::config::{AuthProtocol, PrivProtocol, TrapUser};
 use aes::cipher::{AsyncStreamCipher, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use hmac::{Hmac, Mac};
@@ -724,6 +726,7 @@ pub(crate) fn accept(
 /// An SNMPv3 message carrying `pdu` (a Trap-PDU, say) from `engine` as `user`, authenticated
 /// and encrypted at the user's level: what an agent whose engine this is would send. For tests
 /// and benchmarks (Net-SNMP's tools are too slow to load the receiver).
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_as_engine(
     engine: &LocalEngine,
     user: &InformUser,
@@ -747,6 +750,7 @@ pub fn encode_as_engine(
 /// `why` of the discovery report.
 pub(crate) const DISCOVERY: &str = "engine id discovery";
 
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn hex_engine(id: &[u8]) -> String {
     hex(id)
 }
@@ -857,15 +861,7 @@ mod tests {
                 let (engine, u, msg) = &fixtures()[usize::from(des)];
                 prop_assert!(accept(msg, engine, std::slice::from_ref(u)).is_ok());
                 let mut b = msg.clone();
-                for (pos, byte, op) in edits {
-                    if b.is_empty() { break; }
-                    let i = pos % b.len();
-                    match op {
-                        0 => b[i] = byte,
-                        1 => { b.truncate(i); }
-                        _ => b.insert(i, byte),
-                    }
-                }
+                crate::snmp::mutate(&mut b, &edits);
                 let r = accept(&b, engine, std::slice::from_ref(u));
                 prop_assert!(b == *msg || r.is_err(), "a changed datagram was accepted");
             }

@@ -89,3 +89,24 @@ fn clk_tck() -> f64 {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// Config text for simulated v2c agents on consecutive loopback ports: the `[poll]` table with
+/// `poll` as its body, the `public` credential and `n` elements named by `name(i)` at
+/// `127.0.0.1:base+i`. The benches and the tests build their pools' inventories with it, so
+/// that they all poll the agents the same way.
+#[cfg(feature = "testing")]
+pub fn v2c_inventory(poll: &str, n: usize, base: u16, name: impl Fn(usize) -> String) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "[poll]\n{poll}\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n"
+    );
+    for i in 0..n {
+        let _ = write!(
+            s,
+            "\n[[elements]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
+            name(i),
+            usize::from(base).saturating_add(i)
+        );
+    }
+    s
+}

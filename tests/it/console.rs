@@ -83,16 +83,12 @@ fn simulator(dir: &Path) -> (ChildGuard, u16) {
 }
 
 fn inventory(base: u16) -> String {
-    let mut s = String::from(
-        "[poll]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-    );
-    for i in 0..AGENTS {
-        s.push_str(&format!(
-            "\n[[elements]]\nname = \"ne{i:03}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-            usize::from(base) + i
-        ));
-    }
-    s
+    emspool::testing::support::v2c_inventory(
+        "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1",
+        AGENTS,
+        base,
+        |i| format!("ne{i:03}"),
+    )
 }
 
 /// The node driver; SIGTERM on drop (Playwright then closes Chromium), SIGKILL if it lingers.

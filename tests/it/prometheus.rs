@@ -68,17 +68,12 @@ impl Sim {
     }
 
     fn inventory(&self) -> String {
-        let mut s = String::from(
-            "[poll]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-        );
-        for i in 0..self.n {
-            s.push_str(&format!(
-                "\n[[elements]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-                Sim::name(i),
-                usize::from(self.base) + i
-            ));
-        }
-        s
+        emspool::testing::support::v2c_inventory(
+            "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1",
+            self.n,
+            self.base,
+            Sim::name,
+        )
     }
 
     /// Octets per second the simulator adds to ifHCInOctets of (agent, ifIndex)

@@ -16,15 +16,12 @@ fn one_server_polls_1000_elements_within_one_interval() {
     let agents = Agents::start(N);
     let base = agents.base;
 
-    let mut body = String::from(
-        "[poll]\ninterval = \"10s\"\ntimeout = \"2s\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+    let body = emspool::testing::support::v2c_inventory(
+        "interval = \"10s\"\ntimeout = \"2s\"\nretries = 1",
+        N,
+        base,
+        |i| format!("ne{i:04}"),
     );
-    for i in 0..N {
-        body.push_str(&format!(
-            "\n[[elements]]\nname = \"ne{i:04}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-            usize::from(base) + i
-        ));
-    }
     let server = Emspool::start(1, &body);
     let ready = Instant::now();
     let metrics = || {

@@ -2,7 +2,7 @@
 //! recording which server polled each of them.
 
 use emspool::sim::{Dataset, SimConfig, SimHandle};
-use emspool::testing::support::start_sim;
+use emspool::testing::support::{start_sim, v2c_inventory};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,17 +45,12 @@ impl Agents {
 
     /// Config body: 1 s polls of every agent.
     pub fn inventory(&self) -> String {
-        let mut s = String::from(
-            "[poll]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
-        );
-        for i in 0..self.n {
-            s.push_str(&format!(
-                "\n[[elements]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\ncredential = \"public\"\n",
-                Agents::name(i),
-                usize::from(self.base) + i
-            ));
-        }
-        s
+        v2c_inventory(
+            "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1",
+            self.n,
+            self.base,
+            Agents::name,
+        )
     }
 
     pub fn now(&self) -> Duration {
