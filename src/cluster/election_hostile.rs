@@ -20,8 +20,11 @@ enum Op {
     Drop {
         index: usize,
     },
-    /// The hostile member sends `msg` to member `to` (indexes modulo the pool).
+    /// The hostile member sends `msg` to member `to` (indexes modulo the pool), claiming to
+    /// be `from` (0: itself; else, modulo the pool plus one, any other member or a stranger),
+    /// as it can where no certificate binds the sender.
     Hostile {
+        from: usize,
         to: usize,
         msg: Message,
     },
@@ -72,7 +75,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (any::<usize>(), any::<bool>()).prop_map(|(index, keep)| Op::Deliver { index, keep }),
         1 => any::<usize>().prop_map(|index| Op::Drop { index }),
-        3 => (any::<usize>(), message()).prop_map(|(to, msg)| Op::Hostile { to, msg }),
+        2 => (any::<usize>(), message()).prop_map(|(to, msg)| Op::Hostile { from: 0, to, msg }),
+        1 => (any::<usize>(), any::<usize>(), message())
+            .prop_map(|(from, to, msg)| Op::Hostile { from: from | 1, to, msg }),
         2 => (any::<usize>(), timer()).prop_map(|(node, timer)| Op::Timeout { node, timer }),
         1 => (any::<usize>(), any::<usize>()).prop_map(|(node, peer)| Op::PeerDown { node, peer }),
     ]
@@ -164,9 +169,14 @@ impl Pool {
                 self.queue.swap_remove(i);
             }
             Op::Deliver { .. } | Op::Drop { .. } => {}
-            Op::Hostile { to, msg } => {
+            Op::Hostile { from, to, msg } => {
                 let to = self.ids[to % n];
-                let from = self.hostile;
+                // 0: the hostile member as itself; else any member's id, or a stranger's.
+                let from = match from % (n + 1) {
+                    0 => self.hostile,
+                    i if i == n => ServerId(99),
+                    i => self.ids[i],
+                };
                 let before = self
                     .nodes
                     .get(&to)

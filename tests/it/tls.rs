@@ -391,6 +391,31 @@ fn sniffed_secret_without_a_certificate_changes_nothing() {
     assert_eq!(owned_by(&pool, 1), before);
     assert!(pool.settled_on(3));
     assert!(pool.metric(1, "emspool_peer_refused_total{reason=\"no_certificate\"}") >= 3.0);
+    // A client's change on a non-master travels to the master over mutual TLS, and the
+    // peered answers of another member (fan-out over mutual TLS) include it.
+    let add = curl(
+        &stranger,
+        "POST",
+        &url("/api/v1/elements"),
+        Some(r#"{"name":"ne-new","address":"127.0.0.1:9","credential":"lab"}"#),
+        &[],
+    );
+    assert!(
+        matches!(add.status, Some(201 | 202)),
+        "{:?} {}",
+        add.status,
+        add.body
+    );
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let v = pool.get(2, "/api/v1/elements")?;
+        let names: Vec<&str> = v["elements"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        (names.len() == ELEMENTS + 1 && names.contains(&"ne-new")).then_some(())
+    })
+    .expect("the new element in every member's answer");
 }
 
 /// A member with a valid certificate that is not the master forges a push (term+1, empty
