@@ -8,6 +8,8 @@
 //! The filter is `[server] log_level`, unless `RUST_LOG` is set: then `RUST_LOG` wins, also
 //! over a level changed by a reload.
 
+pub(crate) mod throttle;
+
 use crate::config::LogFormat;
 use std::io::IsTerminal;
 use std::sync::OnceLock;

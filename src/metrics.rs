@@ -15,6 +15,9 @@ use prometheus::{
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod faults;
+pub(crate) use faults::FaultMetrics;
+
 #[derive(Clone)]
 pub(crate) struct Metrics {
     registry: Registry,
@@ -38,6 +41,8 @@ pub(crate) struct Metrics {
     inventory: IntGauge,
     config_reloads: IntCounterVec,
     config_reload_ok: IntGauge,
+    /// Our own troubles: storage outages, connection limits, polls failed on our side.
+    pub(crate) faults: FaultMetrics,
 }
 
 /// The trap receiver's counters (`poll::traps`).
@@ -288,6 +293,7 @@ impl Metrics {
                     "1 if the last configuration reload succeeded (or none was tried), else 0.",
                 )?,
             ),
+            faults: FaultMetrics::new(&r)?,
             registry: r,
         };
         let build = register(

@@ -95,16 +95,29 @@ pub(crate) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// Ready once started, and only while the event log and the pool state (the same redb file)
+/// can be written: a server that cannot persist a term or an assignment must not be chosen
+/// by a load balancer, and the reason says what to fix.
 async fn readyz(State(s): State<Shared>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    if !s.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
+    match s.events.health().outage {
+        None => "ready\n".into_response(),
+        Some((since, reason)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the event log and pool state cannot be written (since {since} ms \
+                 Unix time): {reason}\n"
+            ),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
     let states = s.poller.state_counts();
+    s.metrics.faults.storage(&s.events.health());
     let body = s.metrics.render(
         &s.alarms.counts_by_severity(),
         &states,

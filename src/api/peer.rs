@@ -76,7 +76,14 @@ async fn require_secret(State(s): State<Shared>, mut req: Request, next: Next) -
         && given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(secret.expose().as_bytes())));
     if !ok {
         s.metrics.auth_failures.with_label_values(&["peer"]).inc();
-        return ApiError::Unauthorized.into_response();
+        // The connection counts against the members' own cap (server::limits): one that is
+        // not a member's must not keep its place there.
+        let mut resp = ApiError::Unauthorized.into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return resp;
     }
     // A partition injected by a test drops traffic from the blocked side too.
     let from = req

@@ -121,8 +121,10 @@ async fn from_db(s: Shared) -> Result<Json<ViewAnswer>, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let (states, state_missing) = pool_events(&s, "element.state").await?;
-    let (alarms, alarm_missing) = pool_events(&s, "alarm.*").await?;
+    // Both at once: one after the other, a hung member would cost two fan-out deadlines.
+    let (states, alarms) =
+        tokio::join!(pool_events(&s, "element.state"), pool_events(&s, "alarm.*"));
+    let ((states, state_missing), (alarms, alarm_missing)) = (states?, alarms?);
     let mut last_state: BTreeMap<&str, ElementState> = BTreeMap::new();
     for e in &states {
         if let Some(el) = e.element.as_deref() {

@@ -378,7 +378,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // Dropping a runtime waits for every blocking task without a bound: one getaddrinfo
+    // behind a name server that never answers (reqwest resolves member URLs that way) made a
+    // SIGTERM take 47 s. What is still blocked after this is abandoned; the work is done.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("emspool: {e:#}");

@@ -49,7 +49,8 @@ impl Transport {
         // TLS, a handshake per heartbeat would cost more than the heartbeat).
         let builder = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_millis(500));
+            .connect_timeout(Duration::from_millis(500))
+            .dns_resolver(crate::resolve::MemberResolver);
         let http = tls
             .apply(builder)?
             .build()

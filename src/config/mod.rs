@@ -1,6 +1,7 @@
 //! The TOML configuration file: parsed strictly, validated at load, secrets kept out of output.
 
 mod jetstream;
+mod limits;
 pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
@@ -181,6 +182,23 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// A connection must send a whole request head within this (from its first byte, or from
+    /// connecting for its first request), else it is closed.
+    #[serde(default = "limits::default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request body must arrive whole within this after its head.
+    #[serde(default = "limits::default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this.
+    #[serde(default = "limits::default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Client connections (API, console, metrics) open at once on the listener.
+    #[serde(default = "limits::default_max_connections")]
+    pub max_connections: usize,
+    /// Pool members' connections (`/peer/v1`) open at once, counted apart so that clients
+    /// can never crowd the pool protocol out.
+    #[serde(default = "limits::default_max_peer_connections")]
+    pub max_peer_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -215,6 +233,9 @@ pub struct PollSection {
     pub concurrency: usize,
     /// NETCONF sessions (`[poll.netconf]`).
     pub netconf: NetconfSection,
+    /// Name servers for element names, in resolv.conf format (default `/etc/resolv.conf`);
+    /// `/etc/hosts` is read first. Each lookup waits at most `timeout`.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// How NETCONF elements are polled. SSH (libssh2) is blocking: its work runs on `threads`
@@ -257,6 +278,7 @@ impl Default for PollSection {
             max_repetitions: 10,
             concurrency: 256,
             netconf: NetconfSection::default(),
+            resolv_conf: None,
         }
     }
 }
@@ -409,6 +431,7 @@ impl Config {
                 &format!("not a tracing filter: {}", e.replace('\n', " ")),
             ));
         }
+        limits::validate(&self.server).map_err(|(k, m)| invalid(&k, &m))?;
         let p = &self.poll;
         if p.interval < Duration::from_secs(1) {
             return Err(invalid("poll.interval", "must be at least 1s"));

@@ -9,7 +9,7 @@
 //! append bench, not worth a format of our own. The file belongs to one server; cursors are
 //! mapped to its key space with the id of the server that opened it.
 
-use crate::model::{Event, NewEvent, ServerId, UnixMillis, now_millis};
+use crate::model::{Event, NewEvent, ServerId, UnixMillis};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -18,8 +18,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
+pub(crate) use writer::HealthSnapshot;
+use writer::{DbSlot, Health, Writer};
+
+mod writer;
 
 /// `(ts, id)` -> event as JSON. Time first so that time-range scans and pruning are range ops.
 const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("events");
@@ -62,6 +66,9 @@ pub enum EventLogError {
     Encode(#[from] serde_json::Error),
     #[error("event log is closed")]
     Closed,
+    /// The database is being reopened after a storage fault.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
     #[error("invalid event cursor {0:?} (expected ts.server.id)")]
     BadCursor(String),
     #[error("corrupt event record {ts}.{id}: {reason}")]
@@ -191,7 +198,8 @@ struct Counters {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
+    health: Arc<Health>,
     tx: mpsc::Sender<Msg>,
     server: ServerId,
     retention: Duration,
@@ -231,11 +239,9 @@ impl EventLog {
         }
         // redb's default cache is 1 GiB: a busy server's RSS would creep toward it. Pages
         // written stay cached up to this size; reads of older events go to the file.
-        let db = Arc::new(
-            redb::Builder::new()
-                .set_cache_size(CACHE_BYTES)
-                .create(path)?,
-        );
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         // Creating every table up front lets read transactions assume they exist.
         let txn = db.begin_write()?;
         let next_id = {
@@ -256,17 +262,18 @@ impl EventLog {
         };
         txn.commit()?;
 
+        let slot = Arc::new(DbSlot::new(db, path.to_owned()));
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let writer = Writer {
-            db: db.clone(),
+        let health = Arc::new(Health::default());
+        let writer = Writer::new(
+            slot.clone(),
+            health.clone(),
             server,
             retention,
             next_id,
-            counters: counters.clone(),
-            unreported_failures: 0,
-            buf: Vec::with_capacity(256),
-        };
+            counters.clone(),
+        );
         // A plain thread rather than a tokio task: redb blocks on fsync, and this way `open`
         // needs no runtime and the writer never occupies a tokio blocking-pool slot for good.
         std::thread::Builder::new()
@@ -274,7 +281,8 @@ impl EventLog {
             .spawn(move || writer.run(rx))?;
         Ok(EventLog {
             inner: Arc::new(Inner {
-                db,
+                slot,
+                health,
                 tx,
                 server,
                 retention,
@@ -360,7 +368,7 @@ impl EventLog {
             return Ok(EventPage::default());
         }
 
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let mut out: Vec<Event> = Vec::new();
         // One more than asked, to know whether a next page exists.
@@ -423,7 +431,7 @@ impl EventLog {
     /// Up to `limit` events with ids above `after`, in id (append) order. Ids that are missing
     /// (pruned, or never committed) are skipped. Blocking.
     pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, EventLogError> {
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let by_id = txn.open_table(BY_ID)?;
         let events = txn.open_table(EVENTS)?;
         let mut out = Vec::with_capacity(limit.min(4096));
@@ -446,7 +454,7 @@ impl EventLog {
 
     /// The id of the newest committed event (0 when none ever was).
     pub fn last_id(&self) -> Result<u64, EventLogError> {
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let state = txn.open_table(STATE)?;
         let next = state.get(NEXT_ID)?.map_or(1, |g| g.value());
         Ok(next.saturating_sub(1))
@@ -467,7 +475,7 @@ impl EventLog {
     pub fn prune(&self, now: UnixMillis) -> Result<usize, EventLogError> {
         let mut total = 0;
         loop {
-            let (removed, more) = prune_chunk(&self.inner.db, self.inner.retention, now)?;
+            let (removed, more) = prune_chunk(&*self.db()?, self.inner.retention, now)?;
             total += removed;
             if !more {
                 return Ok(total);
@@ -476,7 +484,7 @@ impl EventLog {
     }
 
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, EventLogError> {
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(META)?;
         Ok(table.get(key)?.map(|g| g.value().to_vec()))
     }
@@ -490,6 +498,16 @@ impl EventLog {
             ack,
         })?;
         rx.await.map_err(|_| EventLogError::Closed)?
+    }
+
+    /// Whether the log (and the pool state in the same file) can be written now; queued and
+    /// dropped events of outages.
+    pub fn health(&self) -> HealthSnapshot {
+        self.inner.health.snapshot()
+    }
+
+    fn db(&self) -> Result<Arc<Database>, EventLogError> {
+        self.inner.slot.get(&self.inner.health)
     }
 
     fn send(&self, msg: Msg) -> Result<(), EventLogError> {
@@ -549,195 +567,6 @@ fn prune_chunk(
     };
     txn.commit()?;
     Ok((removed, more))
-}
-
-struct Writer {
-    db: Arc<Database>,
-    server: ServerId,
-    retention: Duration,
-    next_id: u64,
-    counters: Arc<Counters>,
-    /// Events that failed since the last flush, so that the next flush can say so.
-    unreported_failures: u64,
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        // The first prune runs before any message is served, so that an open after a long
-        // downtime does not show events that are already past retention.
-        let mut next_prune = self.prune_step();
-        let mut close_acks = Vec::new();
-        loop {
-            let first = if self.retention.is_zero() {
-                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            } else {
-                rx.recv_timeout(next_prune.saturating_duration_since(Instant::now()))
-            };
-            let first = match first {
-                Ok(msg) => msg,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    next_prune = self.prune_step();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut batch = vec![first];
-            while batch.len() < BATCH_CAP {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
-            self.commit_batch(batch, &mut close_acks);
-            if !close_acks.is_empty() {
-                break;
-            }
-        }
-        // Whatever is still queued was sent after close: count it rather than lose it silently.
-        let mut late = 0u64;
-        while let Ok(msg) = rx.try_recv() {
-            if let Msg::Append { .. } = msg {
-                late += 1;
-            }
-        }
-        if late > 0 {
-            self.counters
-                .write_errors
-                .fetch_add(late, Ordering::Relaxed);
-            tracing::error!(server = %self.server, dropped = late, "events appended after close were dropped");
-        }
-        drop(rx);
-        // Release the file before acknowledging, so that a reopen right after close works.
-        drop(self);
-        for ack in close_acks {
-            let _ = ack.send(());
-        }
-    }
-
-    /// One chunk of pruning; returns when the next chunk is due.
-    fn prune_step(&self) -> Instant {
-        match prune_chunk(&self.db, self.retention, now_millis()) {
-            // More is left: go on right after serving whatever queued meanwhile.
-            Ok((_, true)) => Instant::now(),
-            Ok((_, false)) => Instant::now() + PRUNE_INTERVAL,
-            Err(e) => {
-                tracing::error!(error = %e, "event log prune failed");
-                Instant::now() + PRUNE_INTERVAL
-            }
-        }
-    }
-
-    fn commit_batch(&mut self, batch: Vec<Msg>, close_acks: &mut Vec<oneshot::Sender<()>>) {
-        let mut events = Vec::with_capacity(batch.len());
-        let mut metas = Vec::new();
-        let mut flushes = Vec::new();
-        for msg in batch {
-            match msg {
-                Msg::Append { ev, ack } => {
-                    let event = Event {
-                        id: self.next_id,
-                        ts: ev.ts,
-                        server: self.server,
-                        element: ev.element,
-                        kind: ev.kind,
-                        severity: ev.severity,
-                        text: ev.text,
-                    };
-                    self.next_id += 1;
-                    events.push((event, ack));
-                }
-                Msg::MetaPut { key, value, ack } => metas.push((key, value, ack)),
-                Msg::Flush(ack) => flushes.push(ack),
-                Msg::Close(ack) => close_acks.push(ack),
-            }
-        }
-        if events.is_empty() && metas.is_empty() {
-            self.ack_flushes(flushes, None);
-            return;
-        }
-        match self.write(&events, &metas) {
-            Ok(()) => {
-                let n = events.len() as u64;
-                self.counters.written.fetch_add(n, Ordering::Relaxed);
-                for (event, ack) in events {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(Ok(event));
-                    }
-                }
-                for (_, _, ack) in metas {
-                    let _ = ack.send(Ok(()));
-                }
-                self.ack_flushes(flushes, None);
-            }
-            Err(e) => {
-                let text = e.to_string();
-                let n = events.len() as u64;
-                self.counters.write_errors.fetch_add(n, Ordering::Relaxed);
-                self.unreported_failures += n;
-                tracing::error!(server = %self.server, error = %text, lost = n, "event log commit failed");
-                for (_, ack) in events {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(Err(EventLogError::Write(text.clone())));
-                    }
-                }
-                for (_, _, ack) in metas {
-                    let _ = ack.send(Err(EventLogError::Write(text.clone())));
-                }
-                self.ack_flushes(flushes, Some(text));
-            }
-        }
-    }
-
-    fn ack_flushes(&mut self, flushes: Vec<Reply<()>>, failed: Option<String>) {
-        if flushes.is_empty() {
-            return;
-        }
-        let lost = std::mem::take(&mut self.unreported_failures);
-        for ack in flushes {
-            let result = match (&failed, lost) {
-                (Some(text), _) => Err(EventLogError::Write(text.clone())),
-                (None, 0) => Ok(()),
-                (None, n) => Err(EventLogError::Lost(n)),
-            };
-            let _ = ack.send(result);
-        }
-    }
-
-    fn write(
-        &mut self,
-        events: &[(Event, Option<Reply<Event>>)],
-        metas: &[(String, Vec<u8>, Reply<()>)],
-    ) -> Result<(), EventLogError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut index = txn.open_table(BY_ELEMENT)?;
-            let mut by_id = txn.open_table(BY_ID)?;
-            for (ev, _) in events {
-                self.buf.clear();
-                serde_json::to_writer(&mut self.buf, ev)?;
-                table.insert((ev.ts, ev.id), self.buf.as_slice())?;
-                by_id.insert(ev.id, ev.ts)?;
-            }
-            // In key order, so that consecutive inserts hit the same (already copied) leaf.
-            let mut keys: Vec<_> = events
-                .iter()
-                .filter_map(|(ev, _)| Some((ev.element.as_deref()?, ev.ts, ev.id)))
-                .collect();
-            keys.sort_unstable();
-            for key in keys {
-                index.insert(key, ())?;
-            }
-            let mut meta = txn.open_table(META)?;
-            for (key, value, _) in metas {
-                meta.insert(key.as_str(), value.as_slice())?;
-            }
-            txn.open_table(STATE)?.insert(NEXT_ID, self.next_id)?;
-        }
-        txn.commit()?;
-        Ok(())
-    }
 }
 
 fn decode(bytes: &[u8], ts: i64, id: u64) -> Result<Event, EventLogError> {

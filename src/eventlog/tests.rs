@@ -1,6 +1,7 @@
 //! Tests of the event log: ids, queries, paging, retention, durability.
 use super::*;
 use crate::model::Severity;
+use crate::model::now_millis;
 use std::collections::HashSet;
 
 const S: ServerId = ServerId(2);
@@ -210,7 +211,7 @@ async fn prune_deletes_old_events_from_both_tables() {
     // Cutoff 1000 - 100 = 900: ts 0..=800 go, 900 stays.
     assert_eq!(log.prune(1_000).expect("prune"), 9);
     assert_eq!(ts(&log, |q| q.element = Some("r1".into())), [900]);
-    let txn = log.inner.db.begin_read().expect("txn");
+    let txn = log.db().expect("db").begin_read().expect("txn");
     let index = txn.open_table(BY_ELEMENT).expect("table");
     assert_eq!(redb::ReadableTableMetadata::len(&index).expect("len"), 1);
     drop(txn);

@@ -5,7 +5,7 @@ pub mod intern;
 mod poll;
 
 pub use interface::Interface;
-pub use poll::{Outcome, PollData};
+pub use poll::{Outcome, PollData, STARVED, starved};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;

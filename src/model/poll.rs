@@ -23,6 +23,21 @@ pub enum Outcome {
     Answered(PollData),
     /// The agent did not answer or answered nonsense: the element is down.
     Unreachable(String),
-    /// Our side failed (credentials rejected, resolver): the element's state is unknown.
+    /// Our side failed (credentials rejected, resolver, or our own resources: see
+    /// [`starved`]): the element's state is unknown.
     Failed(String),
+}
+
+/// How the reason of an `Outcome::Failed` begins when this server ran out of its own
+/// resources (descriptors, buffers, memory): the poller counts those and warns.
+pub const STARVED: &str = "our own resources exhausted";
+
+/// `Some(reason)` when `e` says this process, not the element, is short of something: then
+/// the element's state is unknown, never down.
+pub fn starved(e: &std::io::Error) -> Option<String> {
+    // Linux errno values: ENOMEM 12, ENFILE 23, EMFILE 24, ENOBUFS 105.
+    match e.raw_os_error() {
+        Some(12 | 23 | 24 | 105) => Some(format!("{STARVED}: {e}")),
+        _ => None,
+    }
 }

@@ -94,6 +94,9 @@ pub enum NcError {
     Busy,
     #[error("the NETCONF worker threads are gone")]
     Stopped,
+    /// This server is out of descriptors or buffers (`model::starved`): not the device's fault.
+    #[error("{0}")]
+    Starved(String),
 }
 
 impl NcError {
@@ -114,7 +117,8 @@ impl NcError {
             | NcError::Config(_)
             | NcError::Rpc(_)
             | NcError::NotSupported
-            | NcError::Stopped => false,
+            | NcError::Stopped
+            | NcError::Starved(_) => false,
         }
     }
 

@@ -69,7 +69,9 @@ impl Session {
     /// Opens a session; on success the hello exchange is done and the framing chosen.
     pub fn connect(t: &Target) -> Result<Session, NcError> {
         let tcp = TcpStream::connect_timeout(&t.addr, t.timeout).map_err(|e| {
-            if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock {
+            if let Some(why) = crate::model::starved(&e) {
+                NcError::Starved(why)
+            } else if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock {
                 NcError::Timeout(format!("TCP connect to {}", t.addr))
             } else {
                 NcError::Connect(format!("{}: {e}", t.addr))

@@ -16,6 +16,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// Polls that fail for want of our own resources are logged once a minute, all counted.
+static STARVED_LOG: crate::logging::throttle::Throttle =
+    crate::logging::throttle::Throttle::new(Duration::from_secs(60));
+
 /// Live state of the owned elements, shared with the API.
 pub(crate) struct Poller {
     request_tag: u8,
@@ -172,6 +176,18 @@ impl Poller {
         let started = Instant::now();
         let outcome = self.run_poll(&element).await;
         let elapsed = started.elapsed();
+        if let Outcome::Failed(why) = &outcome
+            && why.starts_with(crate::model::STARVED)
+        {
+            self.metrics.faults.polls_starved.inc();
+            if let Some(held) = STARVED_LOG.allow() {
+                tracing::warn!(
+                    element = %element.name,
+                    "poll failed on this server's side, state unknown: {why} ({held} more \
+                     such failure(s) in the last minute)"
+                );
+            }
+        }
         self.apply(&element, outcome, elapsed);
     }
 

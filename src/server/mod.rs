@@ -65,6 +65,7 @@ pub(crate) struct Started {
     /// rustls configuration of the listener; None serves plain HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
     handshake_failures: crate::tls::acceptor::HandshakeFailures,
+    http_limits: limits::HttpLimits,
 }
 
 /// Opens the event log, binds the API socket and starts polling, the pool membership and the
@@ -72,6 +73,7 @@ pub(crate) struct Started {
 pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     let id = config.server_id();
     limits::raise_open_files(config);
+    crate::resolve::configure(config.poll.resolv_conf.as_deref());
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
         format!(
             "cannot create data_dir {}",
@@ -104,7 +106,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
             std::time::Duration::from_secs(60),
         )),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listener = limits::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     events
@@ -187,6 +189,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         element_count: config.elements.len(),
         tls,
         handshake_failures,
+        http_limits: limits::HttpLimits::from_config(&config.server),
     })
 }
 
@@ -224,13 +227,18 @@ impl Started {
             element_count,
             tls,
             handshake_failures,
+            http_limits,
         } = self;
         let id = state.id;
         let listen = listener.local_addr().context("API socket")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let incoming = crate::tls::Incoming::new(listener, listen, tls, handshake_failures);
-        let app =
-            api::router(state.clone()).into_make_service_with_connect_info::<crate::tls::Remote>();
+        let tls = tls.map(|config| {
+            Arc::new(limits::TlsAccept {
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+                failures: handshake_failures,
+            })
+        });
+        let app = api::router(state.clone());
         let reloader = reload.map(|r| {
             tokio::spawn(reload::on_hangup(
                 r.hangups,
@@ -249,14 +257,18 @@ impl Started {
             shutdown.await;
             notify::stopping();
         };
-        let served = axum::serve(incoming, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed");
+        limits::serve(
+            listener,
+            app,
+            http_limits,
+            state.metrics.faults.clone(),
+            tls,
+            shutdown,
+        )
+        .await;
         if let Some(r) = reloader {
             r.abort();
         }
-        served?;
 
         tracing::info!("stopping: traps, polls, then the event log");
         for t in trap_tasks {

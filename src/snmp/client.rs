@@ -82,6 +82,9 @@ pub enum SnmpError {
     Malformed(String),
     #[error("network error: {0}")]
     Io(String),
+    /// This server is out of descriptors or buffers (`model::starved`): not the agent's fault.
+    #[error("{0}")]
+    Starved(String),
 }
 
 impl SnmpError {
@@ -275,7 +278,10 @@ pub(crate) fn tagged(tag: u8, counter: u32) -> i32 {
 }
 
 async fn open_session(t: &Target, req_id: i32) -> Result<AsyncSession, SnmpError> {
-    let io = |e: std::io::Error| SnmpError::Io(e.to_string());
+    let io = |e: std::io::Error| match crate::model::starved(&e) {
+        Some(why) => SnmpError::Starved(why),
+        None => SnmpError::Io(e.to_string()),
+    };
     match &t.credential {
         Credential::V2c { community } => {
             AsyncSession::new_v2c(t.addr, community.expose().as_bytes(), req_id)

@@ -18,7 +18,7 @@ use rustls_pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::{Arc, Once};
 
-pub(crate) use acceptor::{Incoming, Remote};
+pub(crate) use acceptor::Remote;
 
 /// The SAN URI prefix that binds a certificate to a member id.
 pub(crate) const MEMBER_URI_PREFIX: &str = "urn:emspool:member:";

@@ -443,15 +443,12 @@ impl TrapService {
         let mut set = tokio::task::JoinSet::new();
         for (host, address) in todo.into_iter().take(DNS_PER_ROUND) {
             set.spawn(async move {
-                let ips: Vec<IpAddr> = match tokio::time::timeout(
-                    Duration::from_secs(1),
-                    tokio::net::lookup_host(address),
-                )
-                .await
-                {
-                    Ok(Ok(addrs)) => addrs.map(|sa| canonical(sa.ip())).collect(),
-                    _ => Vec::new(),
-                };
+                // Async (hickory): a silent name server costs the second, never a thread.
+                let ips: Vec<IpAddr> =
+                    match crate::resolve::resolve_all(&address, Duration::from_secs(1)).await {
+                        Ok(addrs) => addrs.into_iter().map(|sa| canonical(sa.ip())).collect(),
+                        Err(_) => Vec::new(),
+                    };
                 (host, ips)
             });
         }

@@ -73,10 +73,17 @@ async function main() {
   if (!fs.existsSync(BIN)) throw new Error(`${BIN} missing: cargo build --release`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emspool-console-bench-'));
   const port = await freeTcpPort();
-  const base = 20000 + Math.floor(Math.random() * 20000);
-  // Every 1000th agent's ifIndex 1 goes down for the last 10 s of every 20 s.
-  start(['simulate', '--agents', String(N), '--base-port', String(base),
-    '--flap-every', '20s', '--flap-for', '10s', '--flap-agents', '1000'], path.join(dir, 'sim.log'));
+  // Every 1000th agent's ifIndex 1 goes down for the last 10 s of every 20 s. A random run of
+  // N ports may hold one that something else uses: the simulator then exits at once; try another.
+  let base;
+  for (let attempt = 1; ; attempt++) {
+    base = 20000 + Math.floor(Math.random() * 20000);
+    const sim = start(['simulate', '--agents', String(N), '--base-port', String(base),
+      '--flap-every', '20s', '--flap-for', '10s', '--flap-agents', '1000'], path.join(dir, 'sim.log'));
+    await sleep(2000);
+    if (sim.exitCode === null) break;
+    if (attempt === 10) throw new Error(`simulator did not start: ${fs.readFileSync(path.join(dir, 'sim.log'), 'utf8')}`);
+  }
   let cfg = `[server]\nid = 1\nlisten = "127.0.0.1:${port}"\ndata_dir = "${dir}/data"\nlog_level = "warn"\n\n` +
     '[poll]\ninterval = "10s"\ntimeout = "2s"\nretries = 1\nconcurrency = 256\n\n' +
     '[credentials.public]\nversion = "v2c"\ncommunity = "public"\n';
@@ -116,6 +123,7 @@ async function main() {
           ? performance.now() : null;
       }, N, { timeout: 30000, polling: 'raf' });
       renders.push(await ms.jsonValue());
+      console.log(`first render ${i + 1}: ${renders[i].toFixed(0)} ms`);
       // Filtering all N rows by a search term, as typed.
       if (i === 0) {
         const t = await page.evaluate(() => {
@@ -162,6 +170,7 @@ async function main() {
         watchers[i].seen.add(g.id);
         const a = api.alarms.find((x) => String(x.id) === g.id);
         if (a) latencies.push(g.seen - a.first_seen);
+        if (a) console.log(`alarm ${a.key} visible ${g.seen - a.first_seen} ms after raised`);
       }
     }
     for (const w of watchers) await w.ctx.close();

@@ -294,7 +294,7 @@ fn events_reach_jetstream_exactly_once_through_nats_outages_and_outlive_a_lost_m
         }
         let page = pool.server(3).get(&q);
         assert_eq!(page["partial"], false, "{page}");
-        paged.extend(page["events"].as_array().cloned().unwrap_or_default());
+        paged.extend(common::json_array(&page, "events"));
         match page["next"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,

@@ -18,6 +18,7 @@ mod packaging;
 mod peered;
 mod pool;
 mod prometheus;
+mod robust;
 mod scale;
 mod server_snmp;
 mod sim_agents;

@@ -15,9 +15,18 @@ use std::time::{Duration, Instant};
 const TIMINGS: &str =
     "heartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"";
 
+/// Members are declared dead only after the fan-out deadline (1.5 s): a hung member is still
+/// an owner when the answer is put together, so the answer must say it is partial.
+const SLOW_DETECTION: &str =
+    "heartbeat = \"250ms\"\nfailure_timeout = \"3s\"\nlease = \"2400ms\"\nhold_down = \"1s\"";
+
 /// Agents' interfaces 23 and 24 are enabled but down: two LinkDown alarms per element.
 fn settled_pool(agents: &Agents) -> Pool {
-    let pool = Pool::start(3, &agents.inventory(), TIMINGS);
+    settled_pool_with(agents, TIMINGS)
+}
+
+fn settled_pool_with(agents: &Agents, timings: &str) -> Pool {
+    let pool = Pool::start(3, &agents.inventory(), timings);
     wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
         (pool.agrees(3, &[(1, 10), (2, 10), (3, 10)])
             && pool.server(1).get("/api/v1/alarms")["alarms"]
@@ -120,7 +129,7 @@ fn every_server_gives_the_same_answers_and_acks_reach_the_owner() {
             q.push_str(&format!("&before={c}"));
         }
         let page = pool.server(2).get(&q);
-        paged.extend(page["events"].as_array().cloned().unwrap_or_default());
+        paged.extend(common::json_array(&page, "events"));
         match page["next"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -175,32 +184,60 @@ fn every_server_gives_the_same_answers_and_acks_reach_the_owner() {
 #[test]
 fn a_dead_member_makes_answers_partial_not_slow_and_the_db_view_still_lists_its_elements() {
     let agents = Agents::start(30);
-    let mut pool = settled_pool(&agents);
+    let mut pool = settled_pool_with(&agents, SLOW_DETECTION);
     let theirs = pool.local_elements(1);
     assert_eq!(theirs.len(), 10);
-    pool.server_mut(1).kill9();
-
-    for path in [
+    // Hung, not dead: SIGSTOP keeps its port accepting (the kernel completes the handshake)
+    // while nothing answers, so only the fan-out's deadline can keep the answers fast. A
+    // killed peer refuses at once and would test nothing. All paths are asked at once, and
+    // failure detection (3 s) is slower than the deadline, so that every answer had to wait
+    // for server 1 while it still owned its elements.
+    assert!(pool.server_mut(1).signal("STOP"), "SIGSTOP server 1");
+    let paths = [
         "/api/v1/elements",
         "/api/v1/alarms",
         "/api/v1/events",
         "/api/v1/view",
-    ] {
-        let t = Instant::now();
-        let v = pool.server(2).get(path);
-        let took = t.elapsed();
+    ];
+    let url = pool.server(2).url.clone();
+    let answers: Vec<(&str, Duration, Value)> = std::thread::scope(|s| {
+        let asks: Vec<_> = paths
+            .iter()
+            .map(|&path| {
+                let url = format!("{url}{path}");
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let mut r = ureq::get(&url)
+                        .config()
+                        .timeout_global(Some(Duration::from_secs(10)))
+                        .build()
+                        .call()
+                        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+                    let took = t.elapsed();
+                    let v: Value = r.body_mut().read_json().expect("JSON body");
+                    (path, took, v)
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
+    });
+    for (path, took, v) in answers {
         assert!(took < Duration::from_secs(2), "{path} took {took:?}");
-        if v["partial"] == true {
-            assert_eq!(v["missing"], serde_json::json!([1]), "{path}: {v}");
-        }
+        assert_eq!(v["partial"], true, "{path}: {v}");
+        assert_eq!(v["missing"], serde_json::json!([1]), "{path}: {v}");
     }
+    // From here on server 1 is dead for the pool: stop it for good.
+    pool.server_mut(1).kill9();
+
     // Events of the dead member are missing until it returns: always partial.
     let ev = pool.server(3).get("/api/v1/events");
     assert_eq!(ev["partial"], true);
     assert_eq!(ev["missing"], serde_json::json!([1]));
 
     // After reassignment the survivors own everything; answers about elements are whole.
-    wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         pool.agrees(3, &[(2, 15), (3, 15)]).then_some(())
     })
     .expect("reassigned");
@@ -211,7 +248,7 @@ fn a_dead_member_makes_answers_partial_not_slow_and_the_db_view_still_lists_its_
     // With a second member gone the survivor has no quorum and keeps its last assignment;
     // the view from its database still lists every element, the dead owners' included.
     pool.server_mut(3).kill9();
-    let db = wait_until(Duration::from_secs(3), Duration::from_millis(100), || {
+    let db = wait_until(Duration::from_secs(6), Duration::from_millis(100), || {
         let v = pool.server(2).get("/api/v1/view?source=db");
         (v["servers"][2]["alive"] == false).then_some(v)
     })

@@ -124,7 +124,7 @@ fn exported(scrape: &str) -> BTreeSet<String> {
 
 fn all_up(ems: &Emspool, n: usize) -> bool {
     let v = ems.get("/api/v1/elements");
-    let els = v["elements"].as_array().cloned().unwrap_or_default();
+    let els = common::json_array(&v, "elements");
     els.len() == n && els.iter().all(|e| e["status"]["state"] == "up")
 }
 

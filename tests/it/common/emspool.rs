@@ -18,6 +18,10 @@ pub struct Emspool {
     starts: usize,
     /// For an HTTPS server: curl's TLS arguments (`--cacert`, `--cert`, `--key`) to reach it.
     curl_tls: Option<Vec<String>>,
+    /// Environment set (`Some`) or removed (`None`) for the process, in order.
+    env: Vec<(String, Option<String>)>,
+    /// Soft and hard open-file limit of the process (through util-linux `prlimit`).
+    nofile: Option<u64>,
 }
 
 impl Emspool {
@@ -41,6 +45,8 @@ impl Emspool {
             child: None,
             starts: 0,
             curl_tls: None,
+            env: Vec::new(),
+            nofile: None,
         };
         e.rewrite_config(&format!("log_level = \"info,emspool=debug\"\n\n{body}"));
         e
@@ -66,6 +72,23 @@ impl Emspool {
             self.dir.path().join("data").display()
         );
         std::fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Sets (`Some`) or removes (`None`) a variable of the process's environment from the next
+    /// start on, e.g. `RUST_LOG`, which would override the configured `log_level`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.push((key.to_owned(), value.map(str::to_owned)));
+    }
+
+    /// Starts the process (from the next start on) with this open-file limit, soft and hard,
+    /// so that the server cannot raise it: for tests of what happens when descriptors run out.
+    pub fn set_nofile_limit(&mut self, n: u64) {
+        self.nofile = Some(n);
+    }
+
+    /// The running process's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid())
     }
 
     pub fn config_path(&self) -> &Path {
@@ -100,8 +123,22 @@ impl Emspool {
 
     /// Starts the process and waits until it answers `/readyz`.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(super::emspool_bin());
+        // prlimit sets the limit and execs emspool: the PID stays the server's.
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new(super::find_tool("prlimit"));
+                c.arg(format!("--nofile={n}:{n}")).arg(super::emspool_bin());
+                c
+            }
+            None => Command::new(super::emspool_bin()),
+        };
         cmd.arg("serve").arg("--config").arg(&self.config);
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
         self.starts += 1;
         let name = format!("emspool-{}", self.starts);
         self.child = Some(super::spawn(&name, cmd, self.dir.path()));
@@ -211,16 +248,10 @@ impl Emspool {
     }
 
     pub fn alarms(&self) -> Vec<serde_json::Value> {
-        self.get("/api/v1/alarms")["alarms"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        super::json_array(&self.get("/api/v1/alarms"), "alarms")
     }
 
     pub fn events(&self, query: &str) -> Vec<serde_json::Value> {
-        self.get(&format!("/api/v1/events?{query}"))["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        super::json_array(&self.get(&format!("/api/v1/events?{query}")), "events")
     }
 }

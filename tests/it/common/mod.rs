@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod emspool;
+pub mod faults;
 pub mod nats;
 pub mod netconf;
 pub mod pool;
@@ -80,6 +81,15 @@ pub fn try_find_tool(name: &str) -> Option<PathBuf> {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `v[key]` as an array; panics with the whole body when the answer's shape changed, so a
+/// renamed or missing field fails the test instead of reading as an empty list.
+pub fn json_array(v: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    match v[key].as_array() {
+        Some(a) => a.clone(),
+        None => panic!("expected an array at {key:?} in {v}"),
+    }
 }
 
 /// Whether this process runs as root (effective uid 0), read from /proc.

@@ -14,6 +14,11 @@ pub struct Pool {
 impl Pool {
     /// `body` holds poll settings, credentials and elements; `pool_extra` more `[pool]` keys.
     pub fn start(n: usize, body: &str, pool_extra: &str) -> Pool {
+        Pool::start_with_server(n, "", body, pool_extra)
+    }
+
+    /// [`Pool::start`] with more `[server]` keys (`server_extra`) for every member.
+    pub fn start_with_server(n: usize, server_extra: &str, body: &str, pool_extra: &str) -> Pool {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut members = String::new();
         for (i, p) in ports.iter().enumerate() {
@@ -28,7 +33,9 @@ impl Pool {
         let mut servers: Vec<Emspool> = ports
             .iter()
             .enumerate()
-            .map(|(i, &p)| Emspool::configure(i as u32 + 1, p, &format!("{pool}\n{body}")))
+            .map(|(i, &p)| {
+                Emspool::configure(i as u32 + 1, p, &format!("{server_extra}\n{pool}\n{body}"))
+            })
             .collect();
         for s in &mut servers {
             s.spawn();
@@ -93,13 +100,12 @@ impl Pool {
     /// Element names each running server polls right now (its own local view).
     pub fn local_elements(&self, id: u32) -> Vec<String> {
         let v = self.server(id).get("/api/v1/elements?scope=local");
-        v["elements"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["name"].as_str().map(str::to_owned))
-                    .collect()
+        super::json_array(&v, "elements")
+            .iter()
+            .map(|e| match e["name"].as_str() {
+                Some(n) => n.to_owned(),
+                None => panic!("an element without a name in {v}"),
             })
-            .unwrap_or_default()
+            .collect()
     }
 }

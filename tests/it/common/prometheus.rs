@@ -139,7 +139,10 @@ impl Prometheus {
             params.push(("time", format!("{t:.3}")));
         }
         let d = self.api("/api/v1/query", &params)?;
-        Ok(d["result"].as_array().cloned().unwrap_or_default())
+        d["result"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("no result array in {d}"))
     }
 
     /// A range query: `data.result` (a matrix).
@@ -157,7 +160,10 @@ impl Prometheus {
             ("step", format!("{step}")),
         ];
         let d = self.api("/api/v1/query_range", &params)?;
-        Ok(d["result"].as_array().cloned().unwrap_or_default())
+        d["result"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("no result array in {d}"))
     }
 
     /// The active scrape targets: (job, scrape URL, health).

@@ -1,5 +1,13 @@
-//! The open-file limit a server needs: every NETCONF element holds one or two SSH sockets for
-//! as long as it is polled, and every SNMP poll in flight one UDP socket.
+//! What a server may spend: the open-file limit it needs (every NETCONF element holds one or
+//! two SSH sockets for as long as it is polled, every SNMP poll in flight one UDP socket, every
+//! HTTP connection one socket), and the limits on HTTP connections that keep clients from
+//! spending it all (`http`: timeouts and caps, applied around the axum service).
+
+mod accept;
+mod http;
+
+pub(crate) use accept::{TlsAccept, bind, serve};
+pub(crate) use http::HttpLimits;
 
 use crate::config::Config;
 use crate::model::Protocol;
@@ -20,7 +28,13 @@ pub(crate) fn needed(config: &Config) -> u64 {
     } else {
         1
     };
-    BASE + config.poll.concurrency as u64 + netconf * per_netconf
+    // Every open HTTP connection holds a descriptor; the caps bound them (pending ones
+    // count against the sum, see `accept`).
+    let http = (config.server.max_connections as u64)
+        .saturating_add(config.server.max_peer_connections as u64);
+    BASE.saturating_add(config.poll.concurrency as u64)
+        .saturating_add(netconf.saturating_mul(per_netconf))
+        .saturating_add(http)
 }
 
 /// Raises the soft open-file limit to the hard one (a shell's soft limit is often 1,024, which
@@ -50,7 +64,7 @@ mod tests {
              [[elements]]\nname = \"b\"\naddress = \"127.0.0.1:161\"\ncredential = \"v2\"\n",
         )
         .expect("config");
-        let base = BASE + c.poll.concurrency as u64;
+        let base = BASE + c.poll.concurrency as u64 + 512 + 64;
         assert_eq!(needed(&c), base + 2);
         c.poll.netconf.notifications = false;
         assert_eq!(needed(&c), base + 1);
