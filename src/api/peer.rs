@@ -219,6 +219,7 @@ async fn release(
         .map_err(cluster_error)?;
     s.cluster
         .authorize_release(from, &r)
+        .await
         .map_err(cluster_error)?;
     s.cluster.release(r).await.map(Json).map_err(cluster_error)
 }
@@ -234,7 +235,10 @@ async fn assignment(
         .cluster
         .authorize_sender(sender.0)
         .map_err(cluster_error)?;
-    s.cluster.authorize_push(from, &p).map_err(cluster_error)?;
+    s.cluster
+        .authorize_push(from, &p)
+        .await
+        .map_err(cluster_error)?;
     s.cluster.apply_push(p).await.map_err(cluster_error)?;
     Ok(Json(serde_json::json!({})))
 }

@@ -212,12 +212,31 @@ impl Cluster {
 
     /// A master's command (push, release) under `term`: obeyed only from the member this
     /// server follows as master of exactly that term.
-    fn authorize_command(&self, from: ServerId, term: u64, what: &str) -> Result<(), ClusterError> {
+    async fn authorize_command(
+        &self,
+        from: ServerId,
+        term: u64,
+        what: &str,
+    ) -> Result<(), ClusterError> {
         self.authorize_term(from, term)?;
-        let (master, have) = {
+        let follows = || {
             let st = self.lock();
             (st.master, st.term)
         };
+        let (mut master, mut have) = follows();
+        // A new master's first push can overtake its own Coordinator message: give our
+        // election a heartbeat period to take the claim (the term names `from`) before
+        // refusing, instead of making the master retry a round later. Nothing is obeyed
+        // before the election has accepted `from` as master of exactly this term.
+        let deadline = tokio::time::Instant::now() + self.timings.heartbeat;
+        while election::term_owner(term) == from
+            && term >= have
+            && master != Some(from)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            (master, have) = follows();
+        }
         if term < have {
             // Normal around a change of master; not an attack, not counted.
             return Err(ClusterError::StaleTerm { got: term, have });
@@ -235,16 +254,21 @@ impl Cluster {
         ))
     }
 
-    pub(crate) fn authorize_push(&self, from: ServerId, push: &Push) -> Result<(), ClusterError> {
+    pub(crate) async fn authorize_push(
+        &self,
+        from: ServerId,
+        push: &Push,
+    ) -> Result<(), ClusterError> {
         self.authorize_command(from, push.assignment.id.term, "an assignment")
+            .await
     }
 
-    pub(crate) fn authorize_release(
+    pub(crate) async fn authorize_release(
         &self,
         from: ServerId,
         r: &Release,
     ) -> Result<(), ClusterError> {
-        self.authorize_command(from, r.term, "a release")
+        self.authorize_command(from, r.term, "a release").await
     }
 
     /// A peer's inventory change: what the public API would accept.
