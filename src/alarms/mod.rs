@@ -4,12 +4,14 @@
 //! so the log and the table can never disagree about what happened.
 
 mod change;
+pub(crate) mod replica;
 
 pub(crate) use change::{Change, Name};
 
 use crate::eventlog::EventLog;
 use crate::model::{Alarm, NewEvent, ServerId, Severity, UnixMillis, now_millis};
-use std::collections::HashMap;
+use replica::{AlarmSync, Replica, SyncAnswer};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,6 +67,12 @@ pub(crate) fn reduction_key(kind: &str, element: &str, instance: Option<&str>) -
 struct Inner {
     by_key: HashMap<String, Box<Alarm>>,
     next_seq: u64,
+    /// Keys of alarms continued from the pool's copy after the owner died, by element, that
+    /// no poll has confirmed yet: the first answered poll clears those it does not repeat.
+    unconfirmed: HashMap<String, HashSet<String>>,
+    /// Keys (with their element) changed since the last `drain_changes`: what the other
+    /// members' copies lack. Repeats are not changes (counts travel with snapshots).
+    dirty: HashMap<String, String>,
 }
 
 impl Inner {
@@ -80,6 +88,11 @@ pub(crate) struct AlarmTable {
     server: ServerId,
     events: EventLog,
     inner: Mutex<Inner>,
+    /// The other owners' alarms, kept for the day one of them dies.
+    replica: Mutex<Replica>,
+    /// Wakes the sender of the pool's copies (`cluster::alarm_sync`) after every change they
+    /// must learn of: new, cleared, acknowledged, moved.
+    changed: tokio::sync::Notify,
 }
 
 /// Ids are unique in the pool and across restarts: the server id in the high bits, and a
@@ -97,13 +110,31 @@ impl AlarmTable {
             inner: Mutex::new(Inner {
                 by_key: HashMap::new(),
                 next_seq: first_seq(),
+                unconfirmed: HashMap::new(),
+                dirty: HashMap::new(),
             }),
+            replica: Mutex::new(Replica::default()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data; keep serving rather than cascade.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touched(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Resolves after the next change the other members must learn of (at once if one
+    /// happened since the last call).
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Applies what a rule decided for `element`, in order: raises and clears to the table
@@ -160,8 +191,11 @@ impl AlarmTable {
     pub(crate) fn raise_at(&self, r: Raise, now: UnixMillis) -> RaiseOutcome {
         let key = reduction_key(&r.kind, &r.element, r.instance.as_deref());
         let mut inner = self.lock();
+        if let Some(set) = inner.unconfirmed.get_mut(&r.element) {
+            set.remove(&key);
+        }
         if let Some(a) = inner.by_key.get_mut(&key) {
-            a.count += 1;
+            a.count = a.count.saturating_add(1);
             a.last_seen = now;
             a.text = r.text;
             // A repeat may escalate; the operator must see the new severity.
@@ -195,7 +229,10 @@ impl AlarmTable {
             severity: alarm.severity,
             text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
         });
+        inner.dirty.insert(key.clone(), alarm.element.clone());
         inner.by_key.insert(key, Box::new(alarm));
+        drop(inner);
+        self.touched();
         RaiseOutcome::New(id)
     }
 
@@ -221,6 +258,12 @@ impl AlarmTable {
                 alarm.kind, key, alarm.count
             ),
         ));
+        if let Some(set) = inner.unconfirmed.get_mut(element) {
+            set.remove(&key);
+        }
+        inner.dirty.insert(key, alarm.element);
+        drop(inner);
+        self.touched();
         true
     }
 
@@ -237,7 +280,11 @@ impl AlarmTable {
             severity: Severity::Info,
             text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
         });
-        Ok(alarm.clone())
+        let out = alarm.clone();
+        inner.dirty.insert(out.key.clone(), out.element.clone());
+        drop(inner);
+        self.touched();
+        Ok(out)
     }
 
     #[cfg(test)]
@@ -314,17 +361,148 @@ impl AlarmTable {
             if let Some(a) = inner.by_key.remove(&k) {
                 out.push(*a);
             }
+            inner.dirty.insert(k, element.to_owned());
+        }
+        inner.unconfirmed.remove(element);
+        drop(inner);
+        if !out.is_empty() {
+            self.touched();
         }
         out
     }
 
     /// Adopts alarms handed over by the element's previous owner, keeping ids and history.
     pub(crate) fn adopt(&self, alarms: Vec<Alarm>) {
+        if alarms.is_empty() {
+            return;
+        }
         let mut inner = self.lock();
         for mut a in alarms {
             a.server = self.server;
+            inner.dirty.insert(a.key.clone(), a.element.clone());
             inner.by_key.insert(a.key.clone(), Box::new(a));
         }
+        drop(inner);
+        self.touched();
+    }
+
+    /// The element left the inventory: every active alarm of it clears (each writes
+    /// `alarm.cleared` with `why`). Returns how many.
+    pub(crate) fn clear_element(&self, element: &str, why: &str) -> usize {
+        let keys: Vec<(String, Option<String>)> = self
+            .lock()
+            .by_key
+            .values()
+            .filter(|a| a.element == element)
+            .map(|a| (a.kind.clone(), a.instance.clone()))
+            .collect();
+        let n = keys
+            .into_iter()
+            .filter(|(kind, instance)| self.clear(kind, element, instance.as_deref(), why))
+            .count();
+        self.lock().unconfirmed.remove(element);
+        n
+    }
+
+    /// This server now owns `element` although its previous owner never released it (it died):
+    /// continues the alarms the pool kept of it, with their ids, first-seen, counts and
+    /// acknowledgements, writing no event. They stay unconfirmed until the first answered poll
+    /// ([`AlarmTable::settle`]). Returns how many.
+    pub(crate) fn inherit(&self, element: &str) -> usize {
+        let kept = self.replica().take(element);
+        if kept.is_empty() {
+            return 0;
+        }
+        let mut inner = self.lock();
+        let mut n = 0;
+        for mut a in kept {
+            if inner.by_key.contains_key(&a.key) {
+                continue;
+            }
+            a.server = self.server;
+            inner
+                .unconfirmed
+                .entry(element.to_owned())
+                .or_default()
+                .insert(a.key.clone());
+            inner.dirty.insert(a.key.clone(), a.element.clone());
+            inner.by_key.insert(a.key.clone(), Box::new(a));
+            n += 1;
+        }
+        drop(inner);
+        if n > 0 {
+            self.touched();
+        }
+        n
+    }
+
+    /// After the first answered poll of an inherited element: its inherited alarms of `kinds`
+    /// (those a poll repeats on every answer while the condition holds) on a named instance
+    /// that this poll did not repeat ended while no one watched, and clear with `why`.
+    /// Returns how many.
+    pub(crate) fn settle(&self, element: &str, kinds: &[&str], why: &str) -> usize {
+        let Some(keys) = self.lock().unconfirmed.remove(element) else {
+            return 0;
+        };
+        let stale: Vec<(String, Option<String>)> = {
+            let inner = self.lock();
+            keys.iter()
+                .filter_map(|k| inner.by_key.get(k))
+                // On a named instance only: a poll cannot speak for an alarm that names
+                // none (a linkDown trap without ifIndex).
+                .filter(|a| kinds.contains(&a.kind.as_str()) && a.instance.is_some())
+                .map(|a| (a.kind.clone(), a.instance.clone()))
+                .collect()
+        };
+        stale
+            .into_iter()
+            .filter(|(kind, instance)| self.clear(kind, element, instance.as_deref(), why))
+            .count()
+    }
+
+    /// Elements with at least one active alarm.
+    pub(crate) fn elements(&self) -> Vec<String> {
+        let inner = self.lock();
+        let set: HashSet<&str> = inner.by_key.values().map(|a| a.element.as_str()).collect();
+        set.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Every active alarm, for the other members' copies; forgets the pending changes (a
+    /// snapshot has them all).
+    pub(crate) fn snapshot(&self) -> Vec<Alarm> {
+        let mut inner = self.lock();
+        inner.dirty.clear();
+        inner.by_key.values().map(|a| Alarm::clone(a)).collect()
+    }
+
+    /// What changed since the last call (or snapshot): alarms new or changed, and the
+    /// `(element, key)` of those gone.
+    pub(crate) fn drain_changes(&self) -> (Vec<Alarm>, Vec<(String, String)>) {
+        let mut inner = self.lock();
+        let dirty = std::mem::take(&mut inner.dirty);
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
+        for (key, element) in dirty {
+            match inner.by_key.get(&key) {
+                Some(a) => changed.push(Alarm::clone(a)),
+                None => gone.push((element, key)),
+            }
+        }
+        (changed, gone)
+    }
+
+    /// Another member's snapshot or changes of its alarms; see [`Replica::accept`].
+    pub(crate) fn accept_sync(
+        &self,
+        sync: AlarmSync,
+        owner_of: impl Fn(&str) -> Option<ServerId>,
+    ) -> SyncAnswer {
+        self.replica().accept(sync, owner_of)
+    }
+
+    /// See [`Replica::prune`]; called with each new assignment.
+    pub(crate) fn prune_replica(&self, owner_of: impl Fn(&str) -> Option<ServerId>) {
+        self.replica().prune(owner_of);
     }
 }
 
@@ -421,6 +599,105 @@ mod tests {
         };
         assert!(t.list(&f).is_empty());
         assert_eq!(t.ack(id + 1, "bob"), Err(AlarmError::NotFound(id + 1)));
+    }
+
+    async fn kinds(log: &EventLog) -> Vec<(String, String)> {
+        log.flush().await.expect("flush");
+        let mut v: Vec<(String, String)> = log
+            .query(&EventQuery {
+                limit: 100,
+                ..EventQuery::default()
+            })
+            .expect("query")
+            .events
+            .into_iter()
+            .map(|e| (e.kind, e.text))
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// The owner (server 7) dies; server 8 takes r1 over and continues its alarms from the
+    /// pool's copy: same id, first-seen and ack, no event; its first answer clears the link
+    /// that came up meanwhile and keeps the one still down.
+    #[tokio::test]
+    async fn an_inherited_alarm_keeps_its_identity_and_the_first_answer_settles_it() {
+        let (owner, _l1, _d1) = table();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log =
+            EventLog::open(&dir.path().join("e.redb"), ServerId(8), Duration::ZERO).expect("open");
+        let heir = AlarmTable::new(ServerId(8), log.clone());
+        let RaiseOutcome::New(still) = owner.raise_at(link_down("1"), 10) else {
+            panic!("new");
+        };
+        owner.raise_at(link_down("2"), 20);
+        // A linkDown trap that named no ifIndex: no poll can speak for it.
+        owner.raise_at(
+            Raise {
+                instance: None,
+                ..link_down("x")
+            },
+            30,
+        );
+        owner.ack(still, "alice").expect("ack");
+        let only_7 = |e: &str| (e == "r1").then_some(ServerId(7));
+        let sync = AlarmSync {
+            from: ServerId(7),
+            epoch: 1,
+            seq: 1,
+            base: None,
+            alarms: owner.snapshot(),
+            removed: vec![],
+        };
+        let got = heir.accept_sync(sync, only_7);
+        assert_eq!((got.accepted, got.refused), (3, 0));
+        assert_eq!(heir.inherit("r1"), 3);
+        assert_eq!(heir.inherit("r1"), 0, "the copy is taken once");
+        let a = heir.get(still).expect("same id");
+        assert_eq!(a.acked_by.as_deref(), Some("alice"));
+        assert_eq!((a.first_seen, a.server), (10, ServerId(8)));
+        // The first answered poll repeats link 1 and not link 2.
+        heir.apply(
+            "r1",
+            [Change::raise(
+                "LinkDown",
+                Some("1".into()),
+                Severity::Major,
+                "down".into(),
+            )],
+        );
+        assert_eq!(heir.settle("r1", &["LinkDown"], "ended meanwhile"), 1);
+        assert_eq!(heir.settle("r1", &["LinkDown"], "ended meanwhile"), 0);
+        let left = heir.list(&AlarmFilter::default());
+        assert_eq!(left.len(), 2, "{left:?}");
+        let a = heir.get(still).expect("repeated");
+        assert_eq!(a.count, 2);
+        assert!(left.iter().any(|a| a.key == "LinkDown:r1"));
+        let ev = kinds(&log).await;
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].0, "alarm.cleared");
+        assert!(ev[0].1.contains("[LinkDown:r1:2]") && ev[0].1.ends_with("ended meanwhile"));
+    }
+
+    #[tokio::test]
+    async fn clear_element_clears_every_alarm_of_it_with_events() {
+        let (t, log, _d) = table();
+        t.raise(link_down("1"));
+        t.raise(link_down("2"));
+        t.raise(Raise {
+            element: "r2".into(),
+            ..link_down("1")
+        });
+        assert_eq!(t.clear_element("r1", "element removed"), 2);
+        assert_eq!(t.list(&AlarmFilter::default()).len(), 1);
+        let cleared: Vec<String> = kinds(&log)
+            .await
+            .into_iter()
+            .filter(|(k, _)| k == "alarm.cleared")
+            .map(|(_, text)| text)
+            .collect();
+        assert_eq!(cleared.len(), 2);
+        assert!(cleared.iter().all(|t| t.ends_with(": element removed")));
     }
 
     #[tokio::test]

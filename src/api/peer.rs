@@ -10,6 +10,7 @@ use super::client::{
 use super::error::ApiError;
 use super::local;
 use super::peered::AckRequest;
+use crate::alarms::replica::{AlarmSync, SyncAnswer};
 use crate::cluster::authority::Reason;
 use crate::cluster::protocol::{
     Assignment, ElectionEnvelope, Fault, Heartbeat, Push, Release, Released,
@@ -44,6 +45,11 @@ pub(crate) fn router(state: Shared) -> Router<Shared> {
         .route("/local/ack", post(local_ack))
         .route("/local/events", get(local_events))
         .route("/traps", post(traps))
+        // A snapshot of up to 20,000 alarms is several megabytes of JSON.
+        .route(
+            "/alarms",
+            post(alarms).layer(axum::extract::DefaultBodyLimit::max(ALARM_SYNC_LIMIT)),
+        )
         .fallback(|| async { ApiError::NotFound("no such peer endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -253,6 +259,27 @@ async fn traps(
     b: Result<Json<TrapBatch>, JsonRejection>,
 ) -> Result<Json<BatchResult>, ApiError> {
     Ok(Json(s.traps.accept_batch(body(b)?)))
+}
+
+const ALARM_SYNC_LIMIT: usize = 32 << 20;
+
+/// Another member's active alarms, kept here in case it dies (see `cluster::alarm_sync`).
+async fn alarms(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    b: Result<Json<AlarmSync>, JsonRejection>,
+) -> Result<Json<SyncAnswer>, ApiError> {
+    let sync = body(b)?;
+    let said = headers
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
+    if said != Some(sync.from.0) {
+        return Err(ApiError::BadRequest(
+            "the snapshot's sender differs from the request's".into(),
+        ));
+    }
+    Ok(Json(s.cluster.accept_alarms(sync)))
 }
 
 async fn set_fault(

@@ -4,6 +4,7 @@
 //! `master` computes and distributes assignments, and this module is the member's side: what
 //! it does when told to take, release or stop polling elements.
 
+mod alarm_sync;
 pub(crate) mod assignment;
 pub(crate) mod authority;
 mod driver;
@@ -229,6 +230,7 @@ impl Cluster {
             authority,
         });
         driver::spawn(cluster.clone(), ids, term, rx);
+        tokio::spawn(alarm_sync::run(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -374,10 +376,24 @@ impl Cluster {
         let keep: BTreeSet<&str> = mine.iter().map(|e| &*e.name).collect();
         let before = self.poller.owned();
         self.poller.set_elements(mine.clone()).await;
-        // Elements taken without a release (we were thought dead): their new owner re-derives
-        // the alarms by polling, so ours are dropped rather than cleared.
-        for e in before.iter().filter(|e| !keep.contains(&*e.name)) {
-            self.alarms.take_element(&e.name);
+        self.settle_lost(&before, &keep, &push.assignment);
+        let handed_names: BTreeSet<&str> = push
+            .handover
+            .statuses
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(push.handover.alarms.iter().map(|a| a.element.as_str()))
+            .collect();
+        let was: BTreeSet<&str> = before.iter().map(|e| &*e.name).collect();
+        // Taken over without a release: the previous owner died (or was cut off). Continue the
+        // alarms the pool kept of them; the first answered poll clears what ended meanwhile.
+        let inherited: usize = keep
+            .iter()
+            .filter(|n| !was.contains(*n) && !handed_names.contains(*n))
+            .map(|n| self.alarms.inherit(n))
+            .sum();
+        if inherited > 0 {
+            tracing::info!("continued {inherited} alarm(s) of elements whose owner died");
         }
         let handed: Vec<Alarm> = push
             .handover
@@ -389,6 +405,8 @@ impl Cluster {
         for (name, st) in push.handover.statuses {
             self.poller.adopt_status(&name, st);
         }
+        self.alarms
+            .prune_replica(|e| push.assignment.owners.get(e).copied());
         let bytes = serde_json::to_vec(&push.assignment).unwrap_or_default();
         self.events
             .meta_put(META_ASSIGNMENT, bytes)
@@ -410,6 +428,36 @@ impl Cluster {
         self.metrics.set_owned(mine.len());
         self.metrics.set_inventory(st.assignment.elements.len());
         Ok(())
+    }
+
+    /// Elements this server no longer polls: removed from the inventory, their alarms clear
+    /// here (`element.removed`, `alarm.cleared`); taken without a release (we were thought
+    /// dead), their new owner continues the alarms from the pool's copy, so ours are dropped.
+    /// Alarms of elements not polled before either (left from a fence) are dropped too.
+    fn settle_lost(&self, before: &[Element], keep: &BTreeSet<&str>, next: &Assignment) {
+        let inventory: BTreeSet<&str> = next.elements.iter().map(|e| &*e.name).collect();
+        let was: BTreeSet<&str> = before.iter().map(|e| &*e.name).collect();
+        for e in before.iter().filter(|e| !keep.contains(&*e.name)) {
+            if inventory.contains(&*e.name) {
+                self.alarms.take_element(&e.name);
+                continue;
+            }
+            let n = self.alarms.clear_element(&e.name, "element removed");
+            self.events.append(NewEvent::now(
+                Some(&e.name),
+                "element.removed",
+                Severity::Info,
+                format!(
+                    "{} removed from the inventory; {n} active alarm(s) cleared",
+                    e.name
+                ),
+            ));
+        }
+        for name in self.alarms.elements() {
+            if !keep.contains(name.as_str()) && !was.contains(name.as_str()) {
+                self.alarms.take_element(&name);
+            }
+        }
     }
 
     /// Cut off from the majority past the lease: stop polling everything until the master

@@ -240,6 +240,7 @@ impl Poller {
         let Some((_, prev)) = status.get(&element.name) else {
             return;
         };
+        let answered = matches!(outcome, Outcome::Answered(_));
         let (next, changes) = crate::rules::poll::evaluate(
             prev,
             outcome,
@@ -249,6 +250,14 @@ impl Poller {
         );
         self.metrics.observe_poll(next.state, elapsed);
         self.alarms.apply(&element.name, changes);
+        if answered {
+            use crate::rules::poll::{ENDED_WHILE_OWNER_DOWN, REPEATED_BY_EVERY_ANSWER};
+            self.alarms.settle(
+                &element.name,
+                REPEATED_BY_EVERY_ANSWER,
+                ENDED_WHILE_OWNER_DOWN,
+            );
+        }
         if let Some(slot) = status.get_mut(&element.name) {
             slot.1.update_from(next);
         }

@@ -12,6 +12,13 @@ pub(crate) const REBOOT: &str = "Reboot";
 /// The event of a state change (up, down, unknown).
 pub(crate) const ELEMENT_STATE: &str = "element.state";
 const CONDITION_ENDED: &str = "condition ended";
+/// Alarm kinds an answered poll repeats every time while their condition holds: an
+/// answered poll that does not repeat one has seen its condition end (the new owner of an
+/// element whose owner died clears them after its first answer, `AlarmTable::settle`).
+/// NodeDown is not among them: an answer clears it by itself.
+pub(crate) const REPEATED_BY_EVERY_ANSWER: &[&str] = &[link::LINK_DOWN];
+/// Why `REPEATED_BY_EVERY_ANSWER` alarms continued from a dead owner clear.
+pub(crate) const ENDED_WHILE_OWNER_DOWN: &str = "condition ended while the owner was down";
 
 /// sysUpTime wraps after ~497 days; a drop from this close to the top is a wrap, not a reboot.
 const UPTIME_WRAP_MARGIN: u32 = 360_000;

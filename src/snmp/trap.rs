@@ -5,6 +5,7 @@
 //! here panics on any input; [`fuzz_one`] is the body of the cargo-fuzz target and of the
 //! bounded property test that runs in the normal test suite.
 
+use super::timeliness::EngineClocks;
 use super::usm::{InformUser, LocalEngine, int, octets as ber_octets, tlv};
 #[cfg(any(test, feature = "testing"))]
 use crate::config::{AuthProtocol, PrivProtocol};
@@ -15,6 +16,7 @@ use snmp2::{AsnReader, MessageType, Pdu, Value, asn1, v3};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 /// sysUpTime.0
 pub(crate) const SYS_UPTIME_0: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
@@ -216,6 +218,9 @@ pub(crate) struct Decoded {
     pub ack: Option<Vec<u8>>,
 }
 
+/// The `reason` of v3 traps and informs refused as outside the time window (replays).
+const NOT_IN_TIME_WINDOW: &str = "not_in_time_window";
+
 /// Why a datagram was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -235,6 +240,9 @@ pub enum DecodeError {
     Auth(String),
     #[error("SNMPv3 informs need the receiver's engine id (this server's [traps] engine_id)")]
     V3Inform,
+    /// An authentic v3 trap older than what its engine has sent since (a replay).
+    #[error("SNMPv3 trap not in the time window of engine {engine}: {why}")]
+    NotInTimeWindow { engine: String, why: String },
     /// A USM report answers instead (engine discovery, unknown user, not in time window).
     #[error("SNMPv3 report: {why}")]
     Report {
@@ -254,6 +262,10 @@ impl DecodeError {
             DecodeError::UnknownUser(_) | DecodeError::UnknownEngine { .. } => "unknown_user",
             DecodeError::Auth(_) => "auth",
             DecodeError::V3Inform => "v3_inform",
+            DecodeError::NotInTimeWindow { .. } => NOT_IN_TIME_WINDOW,
+            DecodeError::Report { why, .. } if *why == super::usm::NOT_IN_TIME_WINDOW => {
+                NOT_IN_TIME_WINDOW
+            }
             DecodeError::Report { .. } => "usm_report",
         }
     }
@@ -264,8 +276,9 @@ impl DecodeError {
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 9] = [
         "usm_report",
+        NOT_IN_TIME_WINDOW,
         "malformed",
         "version",
         "community",
@@ -279,6 +292,8 @@ impl DecodeError {
 struct V3User {
     name: Vec<u8>,
     engine: Vec<u8>,
+    /// Configured with authentication: its messages' boots and time are checked.
+    auth: bool,
     /// Keys already localized to `engine` (the costly part); cloned for each datagram.
     template: v3::Security,
 }
@@ -290,6 +305,8 @@ pub(crate) struct Decoder {
     /// Our own engine and the users localized to it, for v3 informs.
     local: Option<LocalEngine>,
     inform_users: Vec<InformUser>,
+    /// The trap senders' engines' boots and time as learnt from their authentic messages.
+    clocks: Mutex<EngineClocks>,
 }
 
 impl fmt::Debug for Decoder {
@@ -315,6 +332,7 @@ impl Decoder {
             out.push(V3User {
                 name: u.user.as_bytes().to_vec(),
                 engine,
+                auth: u.auth_protocol.is_some(),
                 template,
             });
         }
@@ -326,6 +344,7 @@ impl Decoder {
             users: out,
             local: None,
             inform_users: Vec::new(),
+            clocks: Mutex::default(),
         })
     }
 
@@ -399,7 +418,13 @@ impl Decoder {
         source: IpAddr,
         received: UnixMillis,
     ) -> Result<Decoded, DecodeError> {
-        let (engine, user) = peek_usm(datagram)?;
+        let UsmHeader {
+            engine,
+            user,
+            boots,
+            time,
+            authenticated,
+        } = peek_usm(datagram)?;
         if let Some(local) = &self.local
             && (engine.is_empty() || engine == local.id)
         {
@@ -444,6 +469,17 @@ impl Decoder {
         .map_err(|e| DecodeError::Auth(format!("{e:?}")))??;
         if parsed.message_type == MessageType::InformRequest {
             return Err(DecodeError::V3Inform);
+        }
+        // Authentic, so its boots and time are the engine's word (RFC 3414 3.2.7 b); a
+        // noAuthNoPriv user's messages have no time window to check.
+        if authenticated || u.auth {
+            let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+            clocks
+                .check(&engine, boots, time, std::time::Instant::now())
+                .map_err(|why| DecodeError::NotInTimeWindow {
+                    engine: hex(&engine),
+                    why: why.to_string(),
+                })?;
         }
         let name = String::from_utf8_lossy(&user).into_owned();
         Ok(Decoded {
@@ -491,24 +527,44 @@ fn peek_version(datagram: &[u8]) -> Result<i64, DecodeError> {
         .map_err(malformed)
 }
 
-/// msgAuthoritativeEngineID and msgUserName of a v3 message (RFC 3412 6, RFC 3414 2.4).
-fn peek_usm(datagram: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+/// What a v3 message says of its security before any check (RFC 3412 6, RFC 3414 2.4).
+struct UsmHeader {
+    engine: Vec<u8>,
+    user: Vec<u8>,
+    boots: i64,
+    time: i64,
+    /// msgFlags has the auth bit (the message is checked for it before it is believed).
+    authenticated: bool,
+}
+
+fn peek_usm(datagram: &[u8]) -> Result<UsmHeader, DecodeError> {
     let seq = AsnReader::from_bytes(datagram)
         .read_raw(asn1::TYPE_SEQUENCE)
         .map_err(malformed)?;
     let mut msg = AsnReader::from_bytes(seq);
     msg.read_asn_integer().map_err(malformed)?;
-    msg.read_raw(asn1::TYPE_SEQUENCE).map_err(malformed)?;
+    let global = msg.read_raw(asn1::TYPE_SEQUENCE).map_err(malformed)?;
+    let mut global = AsnReader::from_bytes(global);
+    global.read_asn_integer().map_err(malformed)?;
+    global.read_asn_integer().map_err(malformed)?;
+    let flags = global.read_asn_octetstring().map_err(malformed)?;
+    let authenticated = flags.first().is_some_and(|f| f & 0x01 != 0);
     let params = msg.read_asn_octetstring().map_err(malformed)?;
     let usm = AsnReader::from_bytes(params)
         .read_raw(asn1::TYPE_SEQUENCE)
         .map_err(malformed)?;
     let mut usm = AsnReader::from_bytes(usm);
     let engine = usm.read_asn_octetstring().map_err(malformed)?.to_vec();
-    usm.read_asn_integer().map_err(malformed)?;
-    usm.read_asn_integer().map_err(malformed)?;
+    let boots = usm.read_asn_integer().map_err(malformed)?;
+    let time = usm.read_asn_integer().map_err(malformed)?;
     let user = usm.read_asn_octetstring().map_err(malformed)?.to_vec();
-    Ok((engine, user))
+    Ok(UsmHeader {
+        engine,
+        user,
+        boots,
+        time,
+        authenticated,
+    })
 }
 
 struct V1Info {
@@ -663,6 +719,7 @@ pub fn fuzz_one(data: &[u8]) {
                 users: Vec::new(),
                 local: None,
                 inform_users: Vec::new(),
+                clocks: Mutex::default(),
             })
     });
     if let Ok(decoded) = d.decode(data, IpAddr::V4(Ipv4Addr::LOCALHOST), 0) {

@@ -65,6 +65,16 @@ impl LocalEngine {
         id
     }
 
+    /// An engine that started `secs` seconds ago (tests: a sender whose clock is ahead).
+    #[cfg(test)]
+    pub(crate) fn started_ago(id: Vec<u8>, boots: u32, secs: u64) -> LocalEngine {
+        let mut e = LocalEngine::new(id, boots);
+        if let Some(t) = e.started.checked_sub(std::time::Duration::from_secs(secs)) {
+            e.started = t;
+        }
+        e
+    }
+
     pub fn time(&self) -> u32 {
         u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX) & 0x7fff_ffff
     }
@@ -353,7 +363,7 @@ pub(crate) fn octets(b: &[u8]) -> Vec<u8> {
     tlv(0x04, b)
 }
 
-fn oid(arcs: &[u32]) -> Vec<u8> {
+pub(crate) fn oid(arcs: &[u32]) -> Vec<u8> {
     let mut c = vec![(arcs[0] * 40 + arcs[1]) as u8];
     for &a in &arcs[2..] {
         let mut stack = vec![(a & 0x7f) as u8];
@@ -687,7 +697,7 @@ pub(crate) fn accept(
             },
         );
         return Err(DecodeError::Report {
-            why: "not in time window",
+            why: NOT_IN_TIME_WINDOW,
             reply: reply.filter(|_| reportable),
         });
     }
@@ -746,6 +756,9 @@ pub fn encode_as_engine(
         },
     )
 }
+
+/// `why` of the report refusing an inform outside our time window (a replay).
+pub(crate) const NOT_IN_TIME_WINDOW: &str = "not in time window";
 
 /// `why` of the discovery report.
 pub(crate) const DISCOVERY: &str = "engine id discovery";

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod alarm_failover;
 mod console;
 mod demo;
 mod harness_selftest;
@@ -24,4 +25,5 @@ mod server_snmp;
 mod sim_agents;
 mod sim_vs_netsnmp;
 mod tls;
+mod trap_replay;
 mod traps;

@@ -34,7 +34,14 @@ fn settled_pool_with(agents: &Agents, timings: &str) -> Pool {
                 .is_some_and(|a| a.len() == 60))
         .then_some(())
     })
-    .unwrap_or_else(|e| panic!("pool did not settle: {e}\n{:?}", pool.views()));
+    .unwrap_or_else(|e| {
+        let alarms = pool.server(1).get("/api/v1/alarms");
+        panic!(
+            "pool did not settle: {e}\n{:?}\nalarms: {} {alarms}",
+            pool.views(),
+            alarms["alarms"].as_array().map_or(0, Vec::len)
+        )
+    });
     pool
 }
 

@@ -17,6 +17,11 @@ pub struct Agents {
 
 impl Agents {
     pub fn start(n: usize) -> Agents {
+        Agents::start_with(n, |_| {})
+    }
+
+    /// Like [`Agents::start`], with `tweak` changing the simulator's config (flaps, outages).
+    pub fn start_with(n: usize, tweak: impl FnOnce(&mut SimConfig)) -> Agents {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -25,6 +30,7 @@ impl Agents {
         let mut cfg = SimConfig::new(Arc::new(Dataset::router24().expect("template")));
         cfg.agents = n;
         cfg.track_requesters = true;
+        tweak(&mut cfg);
         let sim = rt.block_on(start_sim(cfg)).expect("simulator");
         let base = sim.addr(0).expect("agent 0").port();
         Agents {
