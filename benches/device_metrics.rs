@@ -126,6 +126,7 @@ fn get_raw(
 ) -> Result<(u16, Vec<u8>, Duration), String> {
     rt.block_on(async {
         let t0 = Instant::now();
+        emspool::testing::install_tls_provider();
         let mut req = reqwest::Client::new()
             .get(url)
             .timeout(Duration::from_secs(120));

@@ -369,6 +369,7 @@ listen = "127.0.0.1:{trap}"
             }
         });
     }
+    emspool::testing::install_tls_provider();
     let http = reqwest::Client::new();
     // Ready when server 1 owns the element and has polled it once (its NodeDown is written).
     let t0 = Instant::now();

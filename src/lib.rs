@@ -5,7 +5,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | vocabulary | [`model`], `config`, `logging`, `metrics` | shared types (the JSON contract), the validated configuration, logs, Prometheus registry |
+//! | vocabulary | [`model`], `config`, `logging`, `ratelog`, `metrics`, `tls` | shared types (the JSON contract), the validated configuration, logs (and refusals logged once a minute per source), Prometheus registry, rustls configurations and the TLS accept layer |
 //! | records | `eventlog`, `alarms` | the redb event log of this server; the active-alarm table and the one path by which alarm changes are applied |
 //! | protocol stacks | `snmp`, `netconf` | SNMP client, trap decoding, USM; NETCONF over SSH (framing, XML, sessions, notifications) |
 //! | rules | `rules` | pure functions: a poll result, a trap, a notification -> alarm changes |
@@ -38,12 +38,14 @@ pub mod model;
 pub(crate) mod netconf;
 pub(crate) mod northbound;
 pub(crate) mod poll;
+pub(crate) mod ratelog;
 pub(crate) mod resolve;
 pub(crate) mod rules;
 pub(crate) mod server;
 pub mod sim;
 pub(crate) mod snmp;
 pub(crate) mod support;
+pub(crate) mod tls;
 pub(crate) mod traps;
 
 #[cfg(test)]

@@ -32,6 +32,12 @@ pub mod support {
     };
 }
 
+/// Makes ring the process's rustls provider: reqwest is built without one, so a test or bench
+/// must call this before `reqwest::Client::new()` (the server and the CLI do it themselves).
+pub fn install_tls_provider() {
+    crate::tls::init();
+}
+
 pub use crate::config::{
     Config, Credential, NetconfCredential, NetconfSection, Secret, parse_engine_id,
 };

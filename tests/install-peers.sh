@@ -48,6 +48,8 @@ need openssh-server test -x /usr/sbin/sshd
 need openssh-client command -v ssh
 need dpkg-dev       command -v dpkg-shlibdeps
 need systemd        command -v systemd-analyze
+# The outside client of the TLS tests (tests/it/tls.rs): CA, client certificates, raw requests.
+need curl           command -v curl
 # NATS with JetStream (tests/jetstream.rs, benches/traps.rs TRAPS_BENCH_JETSTREAM=1).
 need nats-server    command -v nats-server
 # The Prometheus server of tests/prometheus.rs (Debian 12: 2.42). No systemd in CI, so the

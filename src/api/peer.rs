@@ -1,5 +1,7 @@
 //! Peer endpoints under `/peer/v1`: election, heartbeats, assignments and hand-over.
-//! Every request must carry the pool secret; refusals are counted.
+//! Every request must carry the pool secret; with mutual TLS (`[pool] ca`) also a pool
+//! certificate, whose member id is the request's sender. What a request claims is bound to
+//! that sender by `cluster::authority`; refusals are counted.
 
 use super::Shared;
 use super::client::{
@@ -9,11 +11,12 @@ use super::error::ApiError;
 use super::local;
 use super::peered::AckRequest;
 use crate::alarms::replica::{AlarmSync, SyncAnswer};
+use crate::cluster::ClusterError;
+use crate::cluster::authority::Reason;
 use crate::cluster::delta::{Ack, Chunk, Push};
 use crate::cluster::inventory::{Accepted, Forwarded};
 use crate::cluster::protocol::{Assignment, ElectionEnvelope, Fault, Heartbeat, Release, Released};
 use crate::cluster::transport::FROM_HEADER;
-use crate::cluster::{ClusterError, InventoryChange};
 use crate::model::ServerId;
 use crate::model::{Alarm, ElementView};
 use crate::traps::{BatchResult, TrapBatch};
@@ -21,7 +24,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -64,7 +67,12 @@ pub(crate) fn endpoint_label(matched: Option<&MatchedPath>) -> &str {
         .unwrap_or("unmatched")
 }
 
-async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Response {
+/// The authenticated sender of a peer request, set by [`require_secret`]: the member id of the
+/// client certificate with mutual TLS, else the `x-emspool-from` header behind the secret.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sender(pub(crate) Option<ServerId>);
+
+async fn require_secret(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
     let secret = s.cluster.secret();
     let given = req
         .headers()
@@ -91,12 +99,40 @@ async fn require_secret(State(s): State<Shared>, req: Request, next: Next) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u32>().ok())
         .map(ServerId);
-    if let Some(from) = from
+    let sender = if s.cluster.authority.mutual_tls {
+        let cert = req
+            .extensions()
+            .get::<ConnectInfo<crate::tls::Remote>>()
+            .and_then(|c| c.0.member);
+        match (cert, from) {
+            (None, _) => {
+                let e = s.cluster.authority.refuse(
+                    None,
+                    Reason::NoCertificate,
+                    "a peer request without a pool certificate".into(),
+                );
+                return cluster_error(e).into_response();
+            }
+            (Some(c), Some(h)) if c != h => {
+                let e = s.cluster.authority.refuse(
+                    Some(c),
+                    Reason::Impersonation,
+                    format!("certificate of {c} claims to be {h}"),
+                );
+                return cluster_error(e).into_response();
+            }
+            (Some(c), _) => Some(c),
+        }
+    } else {
+        from
+    };
+    if let Some(from) = sender
         && s.cluster.transport.is_blocked(from)
     {
         return ApiError::Unavailable(format!("server {from} is cut off (fault injection)"))
             .into_response();
     }
+    req.extensions_mut().insert(Sender(sender));
     let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
     s.metrics.peer_requests.with_label_values(&[endpoint]).inc();
     next.run(req).await
@@ -111,13 +147,17 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 /// `applied` version when it was distributed within [`super::inventory::SETTLE`].
 async fn inventory(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     c: Result<Json<Forwarded>, JsonRejection>,
 ) -> Result<Json<Accepted>, ApiError> {
     let f = body(c)?;
-    if let InventoryChange::Add(e) | InventoryChange::Put(e) = &f.change {
-        crate::config::validate_element(e, &s.poller.credentials())
-            .map_err(|(k, m)| ApiError::BadRequest(format!("{k}: {m}")))?;
-    }
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_inventory(from, &f.change)
+        .map_err(cluster_error)?;
     s.cluster
         .change_inventory(f.change, f.replay, super::inventory::SETTLE)
         .await
@@ -132,39 +172,87 @@ pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
         ClusterError::NotMaster => ApiError::Unavailable(e.to_string()),
         ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
         ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),
-        ClusterError::Refused(_) => ApiError::Conflict(e.to_string()),
+        // A member whose base differs: the master answers with a snapshot.
+        ClusterError::AssignmentRefused(_) => ApiError::Conflict(e.to_string()),
+        ClusterError::Tls(m) => ApiError::Internal(m),
+        ClusterError::Refused {
+            reason: Reason::NoCertificate,
+            ..
+        } => ApiError::Unauthorized,
+        ClusterError::Refused {
+            reason: Reason::Invalid,
+            ..
+        } => ApiError::BadRequest(e.to_string()),
+        ClusterError::Refused { .. } => ApiError::Forbidden(e.to_string()),
     }
 }
 
 async fn heartbeat(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     hb: Result<Json<Heartbeat>, JsonRejection>,
 ) -> Result<Json<Heartbeat>, ApiError> {
-    Ok(Json(s.cluster.on_heartbeat(body(hb)?)))
+    let hb = body(hb)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_heartbeat(from, &hb)
+        .map_err(cluster_error)?;
+    Ok(Json(s.cluster.on_heartbeat(hb)))
 }
 
 async fn election(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     env: Result<Json<ElectionEnvelope>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let env = body(env)?;
-    s.cluster.on_election(env.from, env.msg);
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_election(from, env.from, &env.msg)
+        .map_err(cluster_error)?;
+    s.cluster.on_election(from, env.msg);
     Ok(Json(serde_json::json!({})))
 }
 
+/// Only the master of the current term may take elements away (`cluster::authority`).
 async fn release(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     r: Result<Json<Release>, JsonRejection>,
 ) -> Result<Json<Released>, ApiError> {
     let r = body(r)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_release(from, &r)
+        .await
+        .map_err(cluster_error)?;
     s.cluster.release(r).await.map(Json).map_err(cluster_error)
 }
 
+/// Only the master of the current term may assign (`cluster::authority`).
 async fn assignment(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     p: Result<Json<Push>, JsonRejection>,
 ) -> Result<Json<Ack>, ApiError> {
     let p = body(p)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_push(from, &p)
+        .await
+        .map_err(cluster_error)?;
     s.cluster
         .apply_push(p)
         .await
@@ -172,11 +260,21 @@ async fn assignment(
         .map_err(cluster_error)
 }
 
+/// Only the master of the current term may assign, in whole as in deltas.
 async fn assignment_chunk(
     State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
     c: Result<Json<Chunk>, JsonRejection>,
 ) -> Result<Json<Ack>, ApiError> {
     let c = body(c)?;
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    s.cluster
+        .authorize_chunk(from, &c)
+        .await
+        .map_err(cluster_error)?;
     s.cluster
         .apply_chunk(c)
         .await

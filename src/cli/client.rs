@@ -20,6 +20,8 @@ pub(crate) enum ClientError {
     AllFailed(String),
     #[error("{url}: unreadable answer: {message}")]
     Decode { url: String, message: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 pub(crate) struct Client {
@@ -29,19 +31,25 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// `tls`: the CA to trust for https servers (else the system's roots) and a client
+    /// certificate for pools that require one.
     pub(crate) fn new(
         servers: Vec<String>,
         token: Option<Secret>,
         timeout: Duration,
+        tls: &crate::tls::ClientTls<'_>,
     ) -> Result<Client, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .connect_timeout(timeout.min(Duration::from_secs(2)));
+        let http = tls
+            .apply(builder)
+            .map_err(|e| ClientError::Tls(e.to_string()))?
             .build()
-            .map_err(|e| ClientError::AllFailed(e.to_string()))?;
+            .map_err(|e| ClientError::Tls(without_url(&e)))?;
         let servers = servers
             .into_iter()
             .map(|s| s.trim_end_matches('/').to_owned())

@@ -102,6 +102,7 @@ pub(crate) async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> a
             starts: 0,
         });
     }
+    crate::tls::init();
     let http = reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
         .no_proxy()

@@ -1,6 +1,7 @@
 //! The `emspool` command line: the server, the simulator, the demo and the client commands.
 //! `main.rs` only sets the allocator up and calls [`main`].
 
+mod certs;
 mod client;
 mod demo;
 mod render;
@@ -36,6 +37,11 @@ enum Command {
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
+    /// Lab certificates for TLS and mutual TLS: a pool CA, member and client certificates.
+    Certs {
+        #[command(subcommand)]
+        what: certs::CertsCommand,
+    },
     /// The embedded default: simulated SNMP agents and a pool of servers on loopback.
     Demo(demo::DemoArgs),
     /// SNMP agent simulator on loopback ports (until SIGINT/SIGTERM).
@@ -137,6 +143,14 @@ struct Conn {
     /// API token (or EMSPOOL_TOKEN).
     #[arg(long, env = "EMSPOOL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA to trust for https servers (or [client] ca; default: the system's roots).
+    #[arg(long, env = "EMSPOOL_CA")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate and key, for pools with client_auth = "required".
+    #[arg(long, env = "EMSPOOL_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, env = "EMSPOOL_KEY", requires = "cert")]
+    key: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -147,6 +161,8 @@ impl Conn {
     fn client(&self) -> anyhow::Result<Client> {
         let mut servers = self.servers.clone();
         let mut token = self.token.clone().map(Secret::new);
+        let mut ca = self.ca.clone();
+        let mut identity = self.cert.clone().zip(self.key.clone());
         if let Some(path) = &self.config {
             let c = Config::load(path)?;
             if servers.is_empty() {
@@ -155,8 +171,18 @@ impl Conn {
             if token.is_none() {
                 token = c.client.token.clone();
             }
+            if ca.is_none() {
+                ca = c.client.ca.clone();
+            }
+            if identity.is_none() {
+                identity = c.client.cert.clone().zip(c.client.key.clone());
+            }
         }
-        Ok(Client::new(servers, token, self.timeout)?)
+        let tls = crate::tls::ClientTls {
+            ca: ca.as_deref(),
+            identity: identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        };
+        Ok(Client::new(servers, token, self.timeout, &tls)?)
     }
 }
 
@@ -203,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("info");
             crate::sim::run(args, server::signal()).await
         }
+        Command::Certs { what } => certs::run(what),
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
             println!(

@@ -18,7 +18,8 @@ pub(super) fn spawn(
     term: u64,
     inbox: mpsc::UnboundedReceiver<Input>,
 ) {
-    let election = Election::new(cluster.me, members, term);
+    let election =
+        Election::new(cluster.me, members, term).with_max_jump(cluster.authority.max_jump);
     tokio::spawn(Driver::new(cluster, election).run(inbox));
 }
 

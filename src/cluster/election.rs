@@ -139,10 +139,48 @@ pub(crate) fn has_quorum(alive_including_me: usize, configured: usize) -> bool {
     alive_including_me * 2 > configured
 }
 
+/// The highest term any message may carry. Terms come from peers, so they are bounded well
+/// below `u64::MAX`: the next claim above any accepted term is still a valid term (see
+/// [`next_term`]), and a peer that sends `u64::MAX` is refused instead of overflowing ours.
+pub(crate) const MAX_TERM: u64 = u64::MAX >> 1;
+
+/// Default bound on how many election rounds a peer's term may run ahead of ours.
+pub(crate) const DEFAULT_MAX_JUMP: u64 = 65_536;
+
+/// Why a term from a peer is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TermRefusal {
+    #[error("term {0} is beyond the highest valid term")]
+    OutOfRange(u64),
+    #[error("term {got} is {epochs} election rounds ahead of ours (at most {max})")]
+    Jump { got: u64, epochs: u64, max: u64 },
+}
+
+/// Whether a peer's term `got` may be taken by a server whose highest term is `have`.
+pub(crate) fn check_term(have: u64, got: u64, max_jump: u64) -> Result<(), TermRefusal> {
+    if got > MAX_TERM {
+        return Err(TermRefusal::OutOfRange(got));
+    }
+    let epochs = term_epoch(got).saturating_sub(term_epoch(have));
+    if epochs > max_jump {
+        return Err(TermRefusal::Jump {
+            got,
+            epochs,
+            max: max_jump,
+        });
+    }
+    Ok(())
+}
+
 /// The first term of the epoch after `seen`'s, owned by `me`: above anything seen, unique to `me`.
-pub(crate) fn next_term(seen: u64, me: ServerId) -> u64 {
-    // 2^32 elections are out of reach, so a plain add cannot overflow in practice.
-    ((term_epoch(seen) + 1) << 32) | u64::from(me.0)
+/// None when that would pass [`MAX_TERM`] (2^31 rounds: only a hostile peer gets there, and
+/// then no claim is better than a wrapped one).
+pub(crate) fn next_term(seen: u64, me: ServerId) -> Option<u64> {
+    let epoch = term_epoch(seen).checked_add(1)?;
+    if epoch > term_epoch(MAX_TERM) {
+        return None;
+    }
+    Some((epoch << 32) | u64::from(me.0))
 }
 
 /// The epoch part of a term: how many claim rounds preceded it, for humans.
@@ -167,6 +205,8 @@ pub(crate) struct Election {
     /// The term of the claim we follow or made. Below `term` when a newer claim was heard of but
     /// not yet settled.
     master_term: u64,
+    /// Election rounds a peer's term may run ahead of ours ([`check_term`]).
+    max_jump: u64,
 }
 
 impl Election {
@@ -183,7 +223,14 @@ impl Election {
             role: Role::Idle,
             master: None,
             master_term: 0,
+            max_jump: DEFAULT_MAX_JUMP,
         }
+    }
+
+    /// Bounds the term jump a peer's message may make (`[pool] max_term_jump`).
+    pub(crate) fn with_max_jump(mut self, epochs: u64) -> Election {
+        self.max_jump = epochs;
+        self
     }
 
     #[cfg(test)]
@@ -251,6 +298,18 @@ impl Election {
             return;
         }
         let t = msg.term();
+        // A hostile or broken peer must not move our term out of range or race it ahead; the
+        // edge (`cluster::authority`) refuses and counts these, this is the core's own guard.
+        if check_term(self.term, t, self.max_jump).is_err() {
+            return;
+        }
+        // A claim names its claimant in the term: a sender claiming another member's term would
+        // make two masters of one term.
+        if matches!(msg, Message::Coordinator { .. } | Message::Heartbeat { .. })
+            && term_owner(t) != from
+        {
+            return;
+        }
         if t > self.term {
             self.term = t;
             out.push(Action::PersistTerm(t));
@@ -359,7 +418,11 @@ impl Election {
     }
 
     fn claim(&mut self, out: &mut Vec<Action>) {
-        let term = next_term(self.term, self.me);
+        let Some(term) = next_term(self.term, self.me) else {
+            // Terms are exhausted (see `next_term`): stay without a master rather than claim a
+            // term nobody may accept; an operator has to reset the pool's terms.
+            return;
+        };
         self.term = term;
         out.push(Action::PersistTerm(term));
         self.enter(Role::Master, out);
@@ -398,3 +461,7 @@ impl Election {
 #[cfg(test)]
 #[path = "election_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "election_hostile.rs"]
+mod hostile;

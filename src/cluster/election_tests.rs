@@ -6,6 +6,11 @@ fn s(id: u32) -> ServerId {
     ServerId(id)
 }
 
+/// The next term, far below the bound in every test here.
+fn nt(seen: u64, me: ServerId) -> u64 {
+    next_term(seen, me).expect("below MAX_TERM")
+}
+
 fn pool(me: u32, n: u32, term: u64) -> Election {
     Election::new(s(me), (1..=n).map(ServerId).collect(), term)
 }
@@ -35,13 +40,13 @@ fn master(me: u32, n: u32, persisted: u64) -> Election {
 
 #[test]
 fn terms_are_above_what_was_seen_and_name_their_claimant() {
-    let t = next_term(0, s(7));
+    let t = nt(0, s(7));
     assert_eq!((term_epoch(t), term_owner(t)), (1, s(7)));
-    let u = next_term(t, s(2));
+    let u = nt(t, s(2));
     assert!(u > t);
     assert_eq!((term_epoch(u), term_owner(u)), (2, s(2)));
-    assert_ne!(next_term(t, s(3)), next_term(t, s(4)));
-    assert!(next_term(u, s(1)) > next_term(t, s(u32::MAX)));
+    assert_ne!(nt(t, s(3)), nt(t, s(4)));
+    assert!(nt(u, s(1)) > nt(t, s(u32::MAX)));
 }
 
 #[test]
@@ -71,7 +76,7 @@ fn new_keeps_the_persisted_term_and_includes_me() {
 #[test]
 fn highest_id_claims_at_once_on_start() {
     let mut e = pool(3, 3, 0);
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     assert_eq!(
         e.handle(Input::Start),
         vec![
@@ -116,7 +121,7 @@ fn lower_id_asks_the_higher_ones_on_start() {
 fn no_answer_means_mastership() {
     let mut e = pool(1, 3, 9);
     e.handle(Input::Start);
-    let t = next_term(9, s(1));
+    let t = nt(9, s(1));
     assert_eq!(
         e.handle(Input::Timeout(Timer::AnswerWait)),
         vec![
@@ -167,15 +172,16 @@ fn answers_from_lower_ids_or_outside_an_election_are_ignored() {
     e.handle(Input::Start);
     assert_eq!(e.handle(recv(1, Answer { term: 0 })), vec![]);
     assert_eq!(e.role(), Role::Electing);
-    let mut f = follower(1, 3, 3, 5);
-    assert_eq!(f.handle(recv(2, Answer { term: 5 })), vec![]);
+    let t = nt(0, s(3));
+    let mut f = follower(1, 3, 3, t);
+    assert_eq!(f.handle(recv(2, Answer { term: t })), vec![]);
 }
 
 #[test]
 fn coordinator_from_higher_id_is_followed_and_its_term_persisted() {
     let mut e = pool(1, 3, 0);
     e.handle(Input::Start);
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     assert_eq!(
         e.handle(recv(3, Coordinator { term: t })),
         vec![
@@ -197,7 +203,7 @@ fn coordinator_from_higher_id_is_followed_and_its_term_persisted() {
 
 #[test]
 fn heartbeats_from_the_master_rearm_the_failure_detector_only() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(1, 3, 3, t);
     assert_eq!(
         e.handle(recv(3, Heartbeat { term: t })),
@@ -207,7 +213,7 @@ fn heartbeats_from_the_master_rearm_the_failure_detector_only() {
 
 #[test]
 fn only_the_current_masters_commands_are_accepted() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(1, 3, 3, t);
     assert!(e.accepts(s(3), t));
     assert!(!e.accepts(s(2), t));
@@ -222,7 +228,7 @@ fn only_the_current_masters_commands_are_accepted() {
 
 #[test]
 fn a_silent_master_triggers_an_election() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(1, 3, 3, t);
     assert_eq!(
         e.handle(Input::Timeout(Timer::FailureDetect)),
@@ -246,7 +252,7 @@ fn a_silent_master_triggers_an_election() {
 
 #[test]
 fn peer_down_of_the_master_fails_over_at_once_others_are_ignored() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(1, 3, 3, t);
     assert_eq!(e.handle(Input::PeerDown(s(2))), vec![]);
     assert!(e.handle(Input::PeerDown(s(3))).contains(&NoMaster));
@@ -282,7 +288,7 @@ fn election_from_lower_id_is_answered_and_joined_when_masterless() {
 
 #[test]
 fn election_from_lower_id_is_only_answered_when_following_a_current_master() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(2, 3, 3, t);
     assert_eq!(
         e.handle(recv(1, Message::Election { term: t })),
@@ -327,8 +333,9 @@ fn master_answers_an_election_and_reasserts_itself() {
 fn master_bullies_a_lower_claimant_with_an_older_term() {
     let mut m = master(3, 3, 0);
     let t = m.term();
+    // Epoch 0 claimed by 2: older than the master's term.
     assert_eq!(
-        m.handle(recv(2, Heartbeat { term: 5 })),
+        m.handle(recv(2, Heartbeat { term: 2 })),
         vec![Send {
             to: s(2),
             msg: Coordinator { term: t }
@@ -340,8 +347,8 @@ fn master_bullies_a_lower_claimant_with_an_older_term() {
 #[test]
 fn master_outbids_a_lower_claimant_with_a_newer_term() {
     let mut m = master(3, 3, 0);
-    let newer = next_term(next_term(0, s(3)), s(2));
-    let t = next_term(newer, s(3));
+    let newer = nt(nt(0, s(3)), s(2));
+    let t = nt(newer, s(3));
     assert_eq!(
         m.handle(recv(2, Coordinator { term: newer })),
         vec![
@@ -358,9 +365,9 @@ fn master_outbids_a_lower_claimant_with_a_newer_term() {
 #[test]
 fn master_outbids_a_newer_term_heard_in_an_election() {
     let mut m = master(3, 3, 0);
-    let newer = next_term(m.term(), s(1));
+    let newer = nt(m.term(), s(1));
     let actions = m.handle(recv(1, Message::Election { term: newer }));
-    let t = next_term(newer, s(3));
+    let t = nt(newer, s(3));
     assert_eq!(actions.last(), Some(&BecameMaster { term: t }));
     assert!(actions.contains(&Broadcast(Coordinator { term: t })));
 }
@@ -368,7 +375,7 @@ fn master_outbids_a_newer_term_heard_in_an_election() {
 #[test]
 fn master_steps_down_for_a_higher_id_with_a_current_term() {
     let mut m = master(2, 3, 0);
-    let t = next_term(m.term(), s(3));
+    let t = nt(m.term(), s(3));
     assert_eq!(
         m.handle(recv(3, Coordinator { term: t })),
         vec![
@@ -388,7 +395,7 @@ fn master_steps_down_for_a_higher_id_with_a_current_term() {
 fn higher_id_with_an_outdated_claim_is_told_the_current_term() {
     let mut m = master(2, 3, 5 << 32);
     let current = m.term();
-    let old = next_term(0, s(3));
+    let old = nt(0, s(3));
     assert!(old < current);
     assert_eq!(
         m.handle(recv(3, Coordinator { term: old })),
@@ -402,9 +409,9 @@ fn higher_id_with_an_outdated_claim_is_told_the_current_term() {
 
 #[test]
 fn follower_pokes_its_master_when_it_learnt_of_a_newer_term() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(1, 3, 3, t);
-    let newer = next_term(t, s(2));
+    let newer = nt(t, s(2));
     e.handle(recv(2, Answer { term: newer }));
     assert_eq!(e.master(), Some(s(3)));
     assert_eq!(
@@ -421,9 +428,9 @@ fn follower_pokes_its_master_when_it_learnt_of_a_newer_term() {
 
 #[test]
 fn follower_bullies_a_lower_claimant_with_a_newer_term() {
-    let t = next_term(0, s(3));
+    let t = nt(0, s(3));
     let mut e = follower(2, 3, 3, t);
-    let newer = next_term(t, s(1));
+    let newer = nt(t, s(1));
     assert_eq!(
         e.handle(recv(1, Heartbeat { term: newer })),
         vec![
@@ -441,26 +448,18 @@ fn follower_bullies_a_lower_claimant_with_a_newer_term() {
 
 #[test]
 fn follower_ignores_a_lower_claimant_with_an_older_term() {
-    let t = next_term(next_term(0, s(1)), s(3));
+    let t = nt(nt(0, s(1)), s(3));
     let mut e = follower(2, 3, 3, t);
-    assert_eq!(
-        e.handle(recv(
-            1,
-            Heartbeat {
-                term: next_term(0, s(1))
-            }
-        )),
-        vec![]
-    );
+    assert_eq!(e.handle(recv(1, Heartbeat { term: nt(0, s(1)) })), vec![]);
     assert_eq!(e.master(), Some(s(3)));
 }
 
 #[test]
 fn idle_server_bullies_a_lower_claimant() {
     let mut e = pool(3, 3, 0);
-    let t = next_term(0, s(1));
+    let t = nt(0, s(1));
     let actions = e.handle(recv(1, Coordinator { term: t }));
-    let mine = next_term(t, s(3));
+    let mine = nt(t, s(3));
     assert_eq!(actions.last(), Some(&BecameMaster { term: mine }));
 }
 
@@ -483,7 +482,7 @@ fn stray_timeouts_are_ignored() {
     ] {
         assert_eq!(e.handle(Input::Timeout(t)), vec![]);
     }
-    let mut f = follower(1, 3, 3, 5);
+    let mut f = follower(1, 3, 3, nt(0, s(3)));
     assert_eq!(f.handle(Input::Timeout(Timer::Heartbeat)), vec![]);
     assert_eq!(f.handle(Input::Timeout(Timer::AnswerWait)), vec![]);
 }
@@ -501,15 +500,13 @@ fn master_heartbeats_on_its_timer() {
 #[test]
 fn restarted_higher_id_takes_over_even_from_an_old_persisted_term() {
     // 3 was master in epoch 1, crashed; 2 took over and the pool went on to epoch 5.
-    let t1 = next_term(0, s(3));
-    let t5 = next_term(next_term(next_term(next_term(t1, s(2)), s(2)), s(1)), s(2));
+    let t1 = nt(0, s(3));
+    let t5 = nt(nt(nt(nt(t1, s(2)), s(2)), s(1)), s(2));
     let mut two = master(2, 3, t5 - (1 << 32));
     assert_eq!(two.term(), t5);
     let mut three = pool(3, 3, t1);
     let a = three.handle(Input::Start);
-    let claim = Coordinator {
-        term: next_term(t1, s(3)),
-    };
+    let claim = Coordinator { term: nt(t1, s(3)) };
     assert!(a.contains(&Broadcast(claim)));
     // Its claim is outdated: 2 tells it the current term, 3 out-bids it, 2 follows.
     let poke = two.handle(recv(3, claim));
@@ -521,7 +518,7 @@ fn restarted_higher_id_takes_over_even_from_an_old_persisted_term() {
         }]
     );
     let a = three.handle(recv(2, Message::Election { term: t5 }));
-    let t6 = next_term(t5, s(3));
+    let t6 = nt(t5, s(3));
     assert!(a.contains(&Broadcast(Coordinator { term: t6 })));
     assert!(a.contains(&BecameMaster { term: t6 }));
     two.handle(recv(3, Coordinator { term: t6 }));
@@ -532,7 +529,7 @@ fn restarted_higher_id_takes_over_even_from_an_old_persisted_term() {
 #[test]
 fn the_term_is_persisted_before_any_message_carries_it() {
     let mut e = pool(2, 3, 0);
-    let newer = next_term(0, s(1));
+    let newer = nt(0, s(1));
     let a = e.handle(recv(1, Message::Election { term: newer }));
     assert_eq!(a[0], PersistTerm(newer));
     assert!(
@@ -554,3 +551,82 @@ fn messages_round_trip_as_tagged_json() {
 /// and time advances only from event to event.
 #[path = "election_sim.rs"]
 mod sim;
+
+#[test]
+fn terms_beyond_the_bound_or_too_far_ahead_change_nothing() {
+    let t = nt(0, s(3));
+    for hostile in [u64::MAX, MAX_TERM + 1, (u64::MAX << 32) | 2] {
+        let mut f = follower(1, 3, 3, t);
+        for msg in [
+            Message::Election { term: hostile },
+            Answer { term: hostile },
+            Coordinator { term: hostile },
+            Heartbeat { term: hostile },
+        ] {
+            assert_eq!(f.handle(recv(2, msg)), vec![], "{msg:?}");
+        }
+        assert_eq!((f.term(), f.master()), (t, Some(s(3))));
+    }
+    let mut f = follower(1, 3, 3, t).with_max_jump(10);
+    let far = (12 << 32) | 2;
+    assert_eq!(f.handle(recv(2, Message::Election { term: far })), vec![]);
+    assert_eq!(f.term(), t);
+    let near = (10 << 32) | 2;
+    assert!(
+        !f.handle(recv(2, Message::Election { term: near }))
+            .is_empty()
+    );
+    assert_eq!(f.term(), near);
+}
+
+#[test]
+fn a_claim_of_another_members_term_is_ignored() {
+    let t3 = nt(0, s(3));
+    let mut f = pool(1, 3, 0);
+    f.handle(Input::Start);
+    // 2 says it is master of a term 3 would claim.
+    assert_eq!(
+        f.handle(recv(2, Coordinator { term: nt(t3, s(3)) })),
+        vec![]
+    );
+    assert_eq!((f.term(), f.master()), (0, None));
+}
+
+#[test]
+fn next_term_is_checked_at_the_bound() {
+    assert_eq!(next_term(MAX_TERM, s(1)), None);
+    let last = next_term(MAX_TERM - (1 << 32), s(u32::MAX)).expect("last epoch");
+    assert!(last <= MAX_TERM);
+    assert_eq!(next_term(u64::MAX, s(1)), None);
+    // A master at the last epoch cannot out-bid: it stays without a new claim, no overflow.
+    let mut m = pool(3, 3, MAX_TERM);
+    assert!(
+        m.handle(Input::Start)
+            .iter()
+            .all(|a| !matches!(a, BecameMaster { .. }))
+    );
+}
+
+#[test]
+fn check_term_bounds_range_and_jump() {
+    assert_eq!(
+        check_term(0, MAX_TERM + 1, u64::MAX),
+        Err(TermRefusal::OutOfRange(MAX_TERM + 1))
+    );
+    assert_eq!(
+        check_term(0, u64::MAX, u64::MAX),
+        Err(TermRefusal::OutOfRange(u64::MAX))
+    );
+    let have = (5 << 32) | 3;
+    assert_eq!(check_term(have, (15 << 32) | 2, 10), Ok(()));
+    assert_eq!(
+        check_term(have, (16 << 32) | 2, 10),
+        Err(TermRefusal::Jump {
+            got: (16 << 32) | 2,
+            epochs: 11,
+            max: 10
+        })
+    );
+    // Older terms are not a jump (they are stale, which the callers handle).
+    assert_eq!(check_term(have, 1, 0), Ok(()));
+}

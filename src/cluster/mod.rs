@@ -6,6 +6,7 @@
 
 mod alarm_sync;
 pub(crate) mod assignment;
+pub(crate) mod authority;
 pub(crate) mod delta;
 mod driver;
 pub(crate) mod election;
@@ -58,7 +59,14 @@ pub(crate) enum ClusterError {
     #[error("no element named {0:?}")]
     NoSuchElement(String),
     #[error("assignment refused: {0}")]
-    Refused(#[from] delta::Refusal),
+    AssignmentRefused(#[from] delta::Refusal),
+    #[error("peer transport: {0}")]
+    Tls(String),
+    #[error("refused: {detail}")]
+    Refused {
+        reason: authority::Reason,
+        detail: String,
+    },
 }
 
 /// What the member knows; read by the API and the driver, changed under one short lock.
@@ -112,6 +120,8 @@ pub(crate) struct Cluster {
     /// Wakes the master's round when the inventory changed or an assignment settled.
     inventory_changed: tokio::sync::Notify,
     settled: inventory::SettledTx,
+    /// Binds what peers claim to who they are (`authority`).
+    pub(crate) authority: authority::Authority,
 }
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
@@ -187,17 +197,34 @@ impl Cluster {
             Some(b) => serde_json::from_slice(&b).unwrap_or(0),
             None => 0,
         };
+        // Before terms were bounded a hostile message could leave u64::MAX here, which no
+        // claim can out-bid: start over from 0 (every member of such a pool does the same).
+        let term = if term > election::MAX_TERM {
+            tracing::error!("persisted election term {term} is out of range; starting from 0");
+            0
+        } else {
+            term
+        };
+        let (max_jump, mutual_tls) = config
+            .pool
+            .as_ref()
+            .map_or((election::DEFAULT_MAX_JUMP, false), |p| {
+                (p.max_term_jump, p.ca.is_some())
+            });
+        let authority = authority::Authority::new(metrics.registry(), max_jump, mutual_tls);
         let assignment: Assignment = match events.meta_get(META_ASSIGNMENT).map_err(store)? {
             Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
             None => Assignment::default(),
         };
+        let transport = Transport::new(me, urls, secret, &crate::tls::ClientTls::for_pool(config))
+            .map_err(|e| ClusterError::Tls(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (writes, writes_rx) = mpsc::channel(4096);
         let cluster = Arc::new(Cluster {
             me,
             members,
             seed: Mutex::new(config.elements.clone()),
-            transport: Arc::new(Transport::new(me, urls, secret)),
+            transport: Arc::new(transport),
             poller,
             alarms,
             events,
@@ -222,6 +249,7 @@ impl Cluster {
             writes,
             inventory_changed: tokio::sync::Notify::new(),
             settled: tokio::sync::watch::channel((0, AssignmentId::default())).0,
+            authority,
         });
         let journal = cluster.load_journal();
         cluster.lock().applied_seq = journal.applied_seq();

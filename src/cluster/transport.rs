@@ -37,25 +37,35 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub(crate) fn new(me: ServerId, urls: BTreeMap<ServerId, String>, secret: Secret) -> Transport {
-        // Reuse connections: heartbeats flow several times a second to every peer.
-        let http = reqwest::Client::builder()
+    /// `tls` says whom to trust (the pool CA only) and which certificate to show (this
+    /// member's) when a member URL is https.
+    pub(crate) fn new(
+        me: ServerId,
+        urls: BTreeMap<ServerId, String>,
+        secret: Secret,
+        tls: &crate::tls::ClientTls<'_>,
+    ) -> Result<Transport, crate::tls::TlsError> {
+        // Reuse connections: heartbeats flow several times a second to every peer (and with
+        // TLS, a handshake per heartbeat would cost more than the heartbeat).
+        let builder = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_millis(500))
-            .dns_resolver(crate::resolve::MemberResolver)
+            .dns_resolver(crate::resolve::MemberResolver);
+        let http = tls
+            .apply(builder)?
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .map_err(|e| crate::tls::TlsError::Client(describe(&e)))?;
         let urls = urls
             .into_iter()
             .map(|(id, u)| (id, u.trim_end_matches('/').to_owned()))
             .collect();
-        Transport {
+        Ok(Transport {
             me,
             urls,
             secret,
             http,
             blocked: RwLock::new(HashSet::new()),
-        }
+        })
     }
 
     pub(crate) fn secret(&self) -> &Secret {
@@ -168,6 +178,8 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
         "timed out".into()
     } else if e.is_connect() {
         "cannot connect".into()
+    } else if e.is_builder() {
+        "cannot build the HTTP client".into()
     } else {
         "request failed".into()
     }

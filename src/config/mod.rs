@@ -2,6 +2,7 @@
 
 mod jetstream;
 mod limits;
+pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
 pub(crate) use jetstream::JetStreamSection;
@@ -11,6 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub(crate) use tls::ClientAuth;
 
 /// Where a bad configuration was found and why; `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,27 @@ pub struct PoolSection {
     /// Lets tests cut this server off from chosen peers through `/peer/v1/fault`.
     #[serde(default)]
     pub fault_injection: bool,
+    /// PEM file of the pool CA: set, members authenticate each other with mutual TLS and the
+    /// member id in a peer's certificate is the only sender a peer request may claim.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// This member's client certificate and key for mutual TLS; default: `[server] tls_cert`
+    /// and `tls_key` (a certificate for both server and client use).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Whether a connection without a pool certificate is refused already in the handshake.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// The most election rounds (term epochs) a peer's term may run ahead of this server's;
+    /// a larger jump is refused and counted (a hostile or broken member racing the terms).
+    #[serde(default = "default_max_term_jump")]
+    pub max_term_jump: u64,
+}
+
+fn default_max_term_jump() -> u64 {
+    65_536
 }
 
 fn default_heartbeat() -> Duration {
@@ -153,6 +176,12 @@ pub struct ServerSection {
     /// `text` or `json`; under systemd, `text` becomes journald's format (see `logging`).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// PEM certificate chain and private key: set, the listener (API and peer protocol)
+    /// speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// A connection must send a whole request head within this (from its first byte, or from
     /// connecting for its first request), else it is closed.
     #[serde(default = "limits::default_header_timeout", with = "humantime_serde")]
@@ -287,6 +316,11 @@ pub struct ApiSection {
 pub struct ClientSection {
     pub servers: Vec<String>,
     pub token: Option<Secret>,
+    /// PEM CA the CLI trusts for https servers (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for a pool with `client_auth = "required"`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// A credential profile. `version` picks the kind: `v2c` and `v3` for SNMP, `netconf` for
@@ -440,6 +474,8 @@ impl Config {
         if let Some(pool) = &self.pool {
             validate_pool(pool, self.server.id).map_err(|(k, m)| invalid(&k, &m))?;
         }
+        tls::validate(&self.server, self.pool.as_ref(), &self.client)
+            .map_err(|(k, m)| invalid(&k, &m))?;
         for (name, cred) in &self.credentials {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }

@@ -62,6 +62,9 @@ pub(crate) struct Started {
     trap_tasks: Vec<tokio::task::JoinHandle<()>>,
     jetstream: Option<crate::northbound::jetstream::Northbound>,
     element_count: usize,
+    /// rustls configuration of the listener; None serves plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handshake_failures: crate::tls::acceptor::HandshakeFailures,
     http_limits: limits::HttpLimits,
 }
 
@@ -96,6 +99,13 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         None => None,
     };
     let alarms = Arc::new(AlarmTable::new(id, events.clone()));
+    let tls = crate::tls::server_config(config).context("TLS")?;
+    let handshake_failures = crate::tls::acceptor::HandshakeFailures {
+        counter: tls_failure_counter(&metrics)?,
+        log: Arc::new(crate::ratelog::RateLog::new(
+            std::time::Duration::from_secs(60),
+        )),
+    };
     let listener = limits::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -112,6 +122,21 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         ))
         .await
         .context("cannot write to the event log")?;
+    if config.pool.is_some() && tls.is_none() && !crate::tls::is_loopback(&config.server.listen) {
+        let text = format!(
+            "the peer protocol runs WITHOUT TLS on {}: the pool secret travels in clear text and \
+             anyone who sniffs it can speak for a member; set [server] tls_cert/tls_key and \
+             [pool] ca (README, \"TLS and mutual TLS\")",
+            config.server.listen
+        );
+        tracing::warn!("INSECURE: {text}");
+        events.append(NewEvent::now(
+            None,
+            "server.insecure",
+            Severity::Warning,
+            text,
+        ));
+    }
 
     let (poller, scheduler) = Poller::start(
         id,
@@ -162,8 +187,22 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         trap_tasks,
         jetstream,
         element_count: config.elements.len(),
+        tls,
+        handshake_failures,
         http_limits: limits::HttpLimits::from_config(&config.server),
     })
+}
+
+fn tls_failure_counter(metrics: &Metrics) -> anyhow::Result<prometheus::IntCounter> {
+    let c = prometheus::IntCounter::new(
+        "emspool_tls_handshake_failures_total",
+        "TLS handshakes refused (no or a wrong client certificate, bad protocol, timeout).",
+    )?;
+    metrics
+        .registry()
+        .register(Box::new(c.clone()))
+        .context("register the TLS metric")?;
+    Ok(c)
 }
 
 impl Started {
@@ -186,10 +225,19 @@ impl Started {
             trap_tasks,
             jetstream,
             element_count,
+            tls,
+            handshake_failures,
             http_limits,
         } = self;
         let id = state.id;
         let listen = listener.local_addr().context("API socket")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = tls.map(|config| {
+            Arc::new(limits::TlsAccept {
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+                failures: handshake_failures,
+            })
+        });
         let app = api::router(state.clone());
         let reloader = reload.map(|r| {
             tokio::spawn(reload::on_hangup(
@@ -200,8 +248,10 @@ impl Started {
             ))
         });
         state.ready.store(true, Ordering::Relaxed);
-        tracing::info!("server {id} listening on http://{listen} with {element_count} element(s)");
-        let status = format!("server {id} listening on http://{listen}");
+        tracing::info!(
+            "server {id} listening on {scheme}://{listen} with {element_count} element(s)"
+        );
+        let status = format!("server {id} listening on {scheme}://{listen}");
         notify::ready(&status);
         let shutdown = async move {
             shutdown.await;
@@ -212,6 +262,7 @@ impl Started {
             app,
             http_limits,
             state.metrics.faults.clone(),
+            tls,
             shutdown,
         )
         .await;

@@ -107,6 +107,11 @@ pub(crate) fn reload(
             "server.log_format",
             new.server.log_format != running.server.log_format,
         ),
+        (
+            "server.tls_cert/tls_key",
+            new.server.tls_cert != running.server.tls_cert
+                || new.server.tls_key != running.server.tls_key,
+        ),
         ("poll", new.poll != running.poll),
         ("events", new.events != running.events),
         ("api", new.api != running.api),

@@ -25,5 +25,6 @@ mod scale;
 mod server_snmp;
 mod sim_agents;
 mod sim_vs_netsnmp;
+mod tls;
 mod trap_replay;
 mod traps;

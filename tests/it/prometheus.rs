@@ -231,6 +231,7 @@ fn gzip_get(url: &str, auth: &str) -> (u16, Vec<u8>, Option<String>) {
         .enable_all()
         .build()
         .expect("runtime");
+    emspool::testing::install_tls_provider();
     rt.block_on(async {
         let resp = reqwest::Client::new()
             .get(url)

@@ -9,19 +9,22 @@
 //! thousands of idle sockets) is closed to make room; a member connecting sends its request at
 //! once and is classified before anyone can evict it.
 //!
-//! With TLS (issue 13) the class would come from the handshake (a pool certificate) instead
-//! of the request line: `classify` is the one place that reads the transport before hyper.
+//! With TLS the class comes from the handshake instead of the request line: a connection
+//! whose verified certificate names a member is a peer's (`tls::acceptor::handshake`, under
+//! the same head timeout and eviction as a request head).
 
 use super::http::{HttpLimits, drive};
 use crate::logging::throttle::Throttle;
 use crate::metrics::FaultMetrics;
+use crate::tls::Remote;
+use crate::tls::acceptor::{HandshakeFailures, handshake};
 use axum::Router;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -121,13 +124,20 @@ pub(crate) async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListe
     socket.listen(BACKLOG)
 }
 
-/// Serves `app` on `listener` under `limits` until `shutdown` resolves; then stops accepting,
-/// lets connections finish for a short grace and returns.
+/// The TLS side of the listener: the rustls acceptor and what counts refused handshakes.
+pub(crate) struct TlsAccept {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    pub(crate) failures: HandshakeFailures,
+}
+
+/// Serves `app` on `listener` under `limits` (over TLS with `tls`) until `shutdown` resolves;
+/// then stops accepting, lets connections finish for a short grace and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     metrics: FaultMetrics,
+    tls: Option<Arc<TlsAccept>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let total = limits
@@ -150,8 +160,8 @@ pub(crate) async fn serve(
             _ = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: ours, not the client's. Back off rather than spin.
                 if let Some(held) = ACCEPT_FAILURES.allow() {
@@ -190,9 +200,11 @@ pub(crate) async fn serve(
         tokio::spawn(connection(
             gate.clone(),
             stream,
+            addr,
             slot,
             app.clone(),
             stop_rx.clone(),
+            tls.clone(),
         ));
     }
     drop(listener);
@@ -205,9 +217,11 @@ pub(crate) async fn serve(
 async fn connection(
     gate: Arc<Gate>,
     stream: TcpStream,
+    addr: std::net::SocketAddr,
     _slot: OwnedSemaphorePermit,
     app: Router,
     mut stopping: watch::Receiver<bool>,
+    tls: Option<Arc<TlsAccept>>,
 ) {
     let id = gate.next_id.fetch_add(1, Ordering::Relaxed);
     let bell = Arc::new(Notify::new());
@@ -216,22 +230,59 @@ async fn connection(
         .unwrap_or_else(|p| p.into_inner())
         .push_back((id, bell.clone()));
     gate.gauge("pending", 1);
-    let class = tokio::select! {
-        c = classify(&stream) => c,
+    let Some(tls) = tls else {
+        let class = tokio::select! {
+            c = classify(&stream) => c,
+            _ = bell.notified() => Err("evicted"),
+            _ = tokio::time::sleep(gate.limits.header_timeout) => Err("header_timeout"),
+            _ = stopping.changed() => Err("shutdown"),
+        };
+        gate.forget_pending(id);
+        gate.gauge("pending", -1);
+        let remote = Remote {
+            addr,
+            tls: false,
+            member: None,
+        };
+        match class {
+            Ok(c) => serve_connection(&gate, c, stream, remote, app, stopping).await,
+            Err("closed") => {}
+            Err(reason) => gate.closed(reason),
+        }
+        return;
+    };
+    let shaken = tokio::select! {
+        h = handshake(&tls.acceptor, stream, addr, &tls.failures) => h.ok_or("tls_handshake"),
         _ = bell.notified() => Err("evicted"),
         _ = tokio::time::sleep(gate.limits.header_timeout) => Err("header_timeout"),
         _ = stopping.changed() => Err("shutdown"),
     };
     gate.forget_pending(id);
     gate.gauge("pending", -1);
-    let class = match class {
-        Ok(c) => c,
-        Err("closed") => return,
-        Err(reason) => {
-            gate.closed(reason);
-            return;
+    match shaken {
+        Ok((stream, remote)) => {
+            let class = if remote.member.is_some() {
+                Class::Peer
+            } else {
+                Class::Client
+            };
+            serve_connection(&gate, class, stream, remote, app, stopping).await;
         }
-    };
+        Err(reason) => gate.closed(reason),
+    }
+}
+
+/// A classified connection: under its class's cap, driven by hyper until it ends.
+async fn serve_connection<T>(
+    gate: &Arc<Gate>,
+    class: Class,
+    stream: T,
+    remote: Remote,
+    app: Router,
+    stopping: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let cap = match class {
         Class::Client => &gate.clients,
         Class::Peer => &gate.peers,
@@ -254,10 +305,11 @@ async fn connection(
     gate.gauge(class.label(), 1);
     let ended = drive(
         stream,
+        remote,
         app,
         gate.limits,
         gate.metrics.clone(),
-        stopping.clone(),
+        stopping,
     )
     .await;
     gate.gauge(class.label(), -1);
@@ -292,7 +344,7 @@ async fn classify(stream: &TcpStream) -> Result<Class, &'static str> {
 }
 
 /// A short answer rather than a reset, so a client can tell a full server from a dead one.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse<T: AsyncWrite + Unpin>(mut stream: T) {
     let body = "too many connections\n";
     let resp = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\

@@ -244,6 +244,7 @@ impl HttpBody for DeadlineBody {
 /// Returns why it ended, for the metrics (`None`: the client or hyper ended it).
 pub(super) async fn drive<T>(
     io: T,
+    remote: crate::tls::Remote,
     app: Router,
     limits: HttpLimits,
     metrics: FaultMetrics,
@@ -261,7 +262,7 @@ where
         let limit = limits.body_timeout;
         let metrics = svc_metrics.clone();
         async move {
-            let req = req.map(|inner| {
+            let mut req = req.map(|inner| {
                 Body::new(DeadlineBody {
                     inner,
                     sleep: Box::pin(tokio::time::sleep(limit)),
@@ -269,6 +270,9 @@ where
                     metrics,
                 })
             });
+            // Who is on the other end (with mutual TLS, which member): `api::peer` reads it.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(remote));
             let resp = match router.call(req).await {
                 Ok(r) => r,
                 Err(never) => match never {},

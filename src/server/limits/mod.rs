@@ -6,7 +6,7 @@
 mod accept;
 mod http;
 
-pub(crate) use accept::{bind, serve};
+pub(crate) use accept::{TlsAccept, bind, serve};
 pub(crate) use http::HttpLimits;
 
 use crate::config::Config;

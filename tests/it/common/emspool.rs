@@ -16,6 +16,8 @@ pub struct Emspool {
     config: PathBuf,
     child: Option<ChildGuard>,
     starts: usize,
+    /// For an HTTPS server: curl's TLS arguments (`--cacert`, `--cert`, `--key`) to reach it.
+    curl_tls: Option<Vec<String>>,
     /// Environment set (`Some`) or removed (`None`) for the process, in order.
     env: Vec<(String, Option<String>)>,
     /// Soft and hard open-file limit of the process (through util-linux `prlimit`).
@@ -42,10 +44,20 @@ impl Emspool {
             config,
             child: None,
             starts: 0,
+            curl_tls: None,
             env: Vec::new(),
             nofile: None,
         };
         e.rewrite_config(&format!("log_level = \"info,emspool=debug\"\n\n{body}"));
+        e
+    }
+
+    /// Like [`Emspool::configure`] for a server that serves HTTPS (its `body` sets
+    /// `tls_cert`...); `curl_tls` are the curl arguments its readiness check connects with.
+    pub fn configure_https(id: u32, port: u16, body: &str, curl_tls: Vec<String>) -> Emspool {
+        let mut e = Emspool::configure(id, port, body);
+        e.url = format!("https://127.0.0.1:{port}");
+        e.curl_tls = Some(curl_tls);
         e
     }
 
@@ -131,9 +143,22 @@ impl Emspool {
         let name = format!("emspool-{}", self.starts);
         self.child = Some(super::spawn(&name, cmd, self.dir.path()));
         let url = format!("{}/readyz", self.url);
-        let ready = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-            ureq::get(&url).call().ok().map(|_| ())
-        });
+        let ready = wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || match &self.curl_tls {
+                Some(tls) => {
+                    let out = Command::new("curl")
+                        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2"])
+                        .args(tls)
+                        .arg(&url)
+                        .output()
+                        .ok()?;
+                    (out.stdout == b"200").then_some(())
+                }
+                None => ureq::get(&url).call().ok().map(|_| ()),
+            },
+        );
         if let Err(e) = ready {
             panic!("emspool did not become ready: {e}\n{}", self.log_tail());
         }
