@@ -168,7 +168,9 @@ async fn inventory(
 pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
     match e {
         ClusterError::StaleTerm { .. } => ApiError::Conflict(e.to_string()),
-        ClusterError::Store(m) => ApiError::Internal(m),
+        // The disk or the database is failing (full, read-only...): a retry may succeed, and
+        // nothing was acknowledged.
+        ClusterError::Store(m) => ApiError::Unavailable(format!("storage: {m}")),
         ClusterError::NotMaster => ApiError::Unavailable(e.to_string()),
         ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
         ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),

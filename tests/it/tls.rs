@@ -505,7 +505,7 @@ fn forged_commands_from_a_member_are_refused_and_the_inventory_survives_fail_ove
         ),
         (
             "/peer/v1/inventory",
-            r#"{"add":{"name":"../../x","address":"1","credential":"nope"}}"#.to_owned(),
+            r#"{"change":{"add":{"name":"../../x","address":"1","credential":"nope"}}}"#.to_owned(),
             vec![bearer(), from(1)],
             400,
         ),
