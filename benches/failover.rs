@@ -22,41 +22,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::*;
 
 const SERVERS: u32 = 3;
 const SECRET: &str = "bench-pool-secret";
 
-struct Server {
-    id: u32,
-    url: String,
-    config: PathBuf,
-    log_dir: PathBuf,
-    proc: Option<ChildGuard>,
-    starts: u32,
-}
-
-impl Server {
-    fn spawn(&mut self) {
-        self.starts += 1;
-        // One log pair per start: a restart must not overwrite the log of the killed one.
-        self.proc = Some(spawn_serve(
-            &format!("serve-{}-{}", self.id, self.starts),
-            &self.config,
-            &self.log_dir,
-            &self.url,
-            Duration::from_millis(50),
-            300,
-        ));
-    }
-
-    fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let body = http_get(&format!("{}{path}", self.url), Duration::from_secs(2))?;
-        serde_json::from_str(&body).ok()
-    }
-}
+type Server = PoolServer;
 
 fn agrees(servers: &[Server], master: u32, each: u64) -> bool {
     servers.iter().filter(|s| s.proc.is_some()).all(|s| {
@@ -114,51 +86,18 @@ fn main() {
     let (sim, base) = start_sim(&rt, n);
     let dir = temp_dir("failover");
 
-    let ports: Vec<u16> = {
-        let mut v = Vec::new();
-        while v.len() < SERVERS as usize {
-            let p = free_tcp_port();
-            if !v.contains(&p) {
-                v.push(p);
-            }
-        }
-        v
-    };
-    let mut members = String::new();
-    for (i, p) in ports.iter().enumerate() {
-        members.push_str(&format!(
-            "\n[[pool.members]]\nid = {}\nurl = \"http://127.0.0.1:{p}\"\n",
-            i + 1
-        ));
-    }
     let inventory = support::support::v2c_inventory(
         "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1",
         n,
         base,
         |i| format!("ne{i:05}"),
     );
-    let mut servers: Vec<Server> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let id = i as u32 + 1;
-            let config = dir.path().join(format!("s{id}.toml"));
-            let text = format!(
-                "[server]\nid = {id}\nlisten = \"127.0.0.1:{p}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
-                 [pool]\nsecret = \"{SECRET}\"\nheartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"\n{members}\n{inventory}",
-                dir.path().join(format!("s{id}-data")).display()
-            );
-            std::fs::write(&config, text).expect("config");
-            Server {
-                id,
-                url: format!("http://127.0.0.1:{p}"),
-                config,
-                log_dir: dir.path().to_path_buf(),
-                proc: None,
-                starts: 0,
-            }
-        })
-        .collect();
+    let mut servers = pool_servers(dir.path(), SERVERS, SECRET, &inventory);
+    for s in &mut servers {
+        s.ready_step = Duration::from_millis(50);
+        s.ready_tries = 300;
+        s.get_timeout = Duration::from_secs(2);
+    }
     for s in &mut servers {
         s.spawn();
     }

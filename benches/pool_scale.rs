@@ -19,49 +19,22 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::*;
 
 const SERVERS: u32 = 5;
 const SECRET: &str = "bench-pool-secret";
 
-struct Server {
-    id: u32,
-    url: String,
-    config: PathBuf,
-    log_dir: PathBuf,
-    proc: Option<ChildGuard>,
-    starts: u32,
-}
+type Server = PoolServer;
 
-impl Server {
-    fn spawn(&mut self) {
-        self.starts += 1;
-        self.proc = Some(spawn_serve(
-            &format!("serve-{}-{}", self.id, self.starts),
-            &self.config,
-            &self.log_dir,
-            &self.url,
-            Duration::from_millis(100),
-            600,
-        ));
-    }
-
-    fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let body = http_get(&format!("{}{path}", self.url), Duration::from_secs(5))?;
-        serde_json::from_str(&body).ok()
-    }
-
-    fn metric(&self, kind: &str) -> f64 {
-        let text =
-            http_get(&format!("{}/metrics", self.url), Duration::from_secs(5)).unwrap_or_default();
-        metric(
-            &text,
-            "emspool_assignment_sent_bytes_total",
-            Some(&format!("kind=\"{kind}\"")),
-        )
-    }
+/// Bytes the server sent as assignments of `kind` (`delta`, `snapshot`).
+fn sent_bytes(s: &Server, kind: &str) -> f64 {
+    let text = http_get(&format!("{}/metrics", s.url), Duration::from_secs(5)).unwrap_or_default();
+    metric(
+        &text,
+        "emspool_assignment_sent_bytes_total",
+        Some(&format!("kind=\"{kind}\"")),
+    )
 }
 
 /// Every running server agrees on `master`, holds the same assignment, and the loads add up.
@@ -140,23 +113,6 @@ fn main() {
     let changes = env_or("EMSPOOL_BENCH_CHANGES", 20usize);
     let kills = env_or("EMSPOOL_BENCH_KILLS", 3usize);
     let dir = temp_dir("pool_scale");
-    let ports: Vec<u16> = {
-        let mut v = Vec::new();
-        while v.len() < SERVERS as usize {
-            let p = free_tcp_port();
-            if !v.contains(&p) {
-                v.push(p);
-            }
-        }
-        v
-    };
-    let mut members = String::new();
-    for (i, p) in ports.iter().enumerate() {
-        members.push_str(&format!(
-            "\n[[pool.members]]\nid = {}\nurl = \"http://127.0.0.1:{p}\"\n",
-            i + 1
-        ));
-    }
     let mut inventory = String::from(
         "[poll]\ninterval = \"1h\"\ntimeout = \"200ms\"\nretries = 0\n\n[credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
     );
@@ -165,28 +121,7 @@ fn main() {
             "\n[[elements]]\nname = \"e{i:06}\"\naddress = \"127.0.0.1:9\"\ncredential = \"public\"\n"
         ));
     }
-    let mut servers: Vec<Server> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let id = i as u32 + 1;
-            let config = dir.path().join(format!("s{id}.toml"));
-            let text = format!(
-                "[server]\nid = {id}\nlisten = \"127.0.0.1:{p}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
-                 [pool]\nsecret = \"{SECRET}\"\nheartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"\n{members}\n{inventory}",
-                dir.path().join(format!("s{id}-data")).display()
-            );
-            std::fs::write(&config, text).expect("config");
-            Server {
-                id,
-                url: format!("http://127.0.0.1:{p}"),
-                config,
-                log_dir: dir.path().to_path_buf(),
-                proc: None,
-                starts: 0,
-            }
-        })
-        .collect();
+    let mut servers = pool_servers(dir.path(), SERVERS, SECRET, &inventory);
     println!("pool_scale: {}", machine());
     println!("pool_scale: {SERVERS} servers, {n} elements");
     let started = Instant::now();
@@ -200,13 +135,13 @@ fn main() {
         took.as_secs_f64()
     );
     let master = &servers[SERVERS as usize - 1];
-    let whole = master.metric("snapshot") / f64::from(SERVERS - 1);
+    let whole = sent_bytes(master, "snapshot") / f64::from(SERVERS - 1);
 
     // Single-element changes, one at a time, each through another member.
     let mut per_change = Vec::new();
     let mut snapshot_during = 0.0;
     for k in 0..changes {
-        let before = (master.metric("delta"), master.metric("snapshot"));
+        let before = (sent_bytes(master, "delta"), sent_bytes(master, "snapshot"));
         let via = &servers[k % (SERVERS as usize - 1)].url;
         let status = if k % 2 == 0 {
             post(
@@ -226,7 +161,7 @@ fn main() {
         converged(&servers, SERVERS, size, Duration::from_secs(60));
         // Let the round that follows (re-pushes to members that had not acknowledged yet) land.
         std::thread::sleep(Duration::from_millis(600));
-        let after = (master.metric("delta"), master.metric("snapshot"));
+        let after = (sent_bytes(master, "delta"), sent_bytes(master, "snapshot"));
         per_change.push((after.0 - before.0) / f64::from(SERVERS - 1));
         snapshot_during += after.1 - before.1;
     }

@@ -332,3 +332,86 @@ pub fn serve_text(dir: &Path, url: &str, text: &str) -> (ChildGuard, Duration) {
 pub fn metrics_text(url: &str) -> String {
     http_get(&format!("{url}/metrics"), Duration::from_secs(10)).unwrap_or_default()
 }
+
+/// One `emspool serve` of a bench's pool on loopback; restartable, with a log pair per start
+/// (a restart must not overwrite the log of the killed one).
+pub struct PoolServer {
+    pub id: u32,
+    pub url: String,
+    pub config: PathBuf,
+    pub log_dir: PathBuf,
+    pub proc: Option<ChildGuard>,
+    pub starts: u32,
+    /// How `spawn` waits for `/readyz`: every `ready_step`, `ready_tries` times.
+    pub ready_step: Duration,
+    pub ready_tries: u32,
+    /// Deadline of one `get`.
+    pub get_timeout: Duration,
+}
+
+impl PoolServer {
+    pub fn spawn(&mut self) {
+        self.starts += 1;
+        self.proc = Some(spawn_serve(
+            &format!("serve-{}-{}", self.id, self.starts),
+            &self.config,
+            &self.log_dir,
+            &self.url,
+            self.ready_step,
+            self.ready_tries,
+        ));
+    }
+
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let body = http_get(&format!("{}{path}", self.url), self.get_timeout)?;
+        serde_json::from_str(&body).ok()
+    }
+}
+
+/// The configurations of a pool of `servers` members (ids 1..=N on free loopback ports, pool
+/// secret `secret`, 250 ms heartbeats, 1 s failure timeout) sharing `inventory`, written into
+/// `dir`; nothing started yet.
+pub fn pool_servers(dir: &Path, servers: u32, secret: &str, inventory: &str) -> Vec<PoolServer> {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < servers as usize {
+        let p = free_tcp_port();
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    let members: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "\n[[pool.members]]\nid = {}\nurl = \"http://127.0.0.1:{p}\"\n",
+                i + 1
+            )
+        })
+        .collect();
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = i as u32 + 1;
+            let config = dir.join(format!("s{id}.toml"));
+            let text = format!(
+                "[server]\nid = {id}\nlisten = \"127.0.0.1:{p}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\n\
+                 [pool]\nsecret = \"{secret}\"\nheartbeat = \"250ms\"\nfailure_timeout = \"1s\"\nlease = \"800ms\"\nhold_down = \"1s\"\n{members}\n{inventory}",
+                dir.join(format!("s{id}-data")).display()
+            );
+            std::fs::write(&config, text).expect("config");
+            PoolServer {
+                id,
+                url: format!("http://127.0.0.1:{p}"),
+                config,
+                log_dir: dir.to_path_buf(),
+                proc: None,
+                starts: 0,
+                ready_step: Duration::from_millis(100),
+                ready_tries: 600,
+                get_timeout: Duration::from_secs(5),
+            }
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use super::traps::{self, metric};
 use common::emspool::Emspool;
 use common::{free_port, snmp_tool, wait_until};
 use std::net::{SocketAddr, UdpSocket};
@@ -165,37 +166,17 @@ fn relayed_inform(to: SocketAddr) -> Vec<Vec<u8>> {
     sent
 }
 
-fn metric(s: &Emspool, name_and_labels: &str) -> u64 {
-    let url = format!("{}/metrics", s.url);
-    let text = ureq::get(&url)
-        .call()
-        .expect("GET /metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
+/// The receiver's side is the traps tests': the same alarm and metric reads.
+fn wait_alarm(s: &Emspool, key: &str, present: bool) {
+    if present {
+        traps::wait_alarm(s, key);
+    } else {
+        traps::wait_no_alarm(s, key);
+    }
 }
 
 fn has_alarm(s: &Emspool, key: &str) -> bool {
-    let v = s.get("/api/v1/alarms?scope=local");
-    v["alarms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("alarms answer without a list: {v}"))
-        .iter()
-        .any(|a| a["key"] == key)
-}
-
-fn wait_alarm(s: &Emspool, key: &str, present: bool) {
-    wait_until(WAIT, Duration::from_millis(50), || {
-        (has_alarm(s, key) == present).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{key} present={present}: {e}\n{}", s.log_tail()));
+    traps::alarm(s, key).is_some()
 }
 
 fn wait_metric(s: &Emspool, name: &str, value: u64) {
@@ -206,8 +187,7 @@ fn wait_metric(s: &Emspool, name: &str, value: u64) {
 }
 
 fn wait_owned(s: &Emspool) {
-    wait_until(WAIT, Duration::from_millis(100), || s.element("r1"))
-        .unwrap_or_else(|e| panic!("r1 not owned: {e}\n{}", s.log_tail()));
+    traps::wait_owned(s, &["r1"]);
 }
 
 #[test]

@@ -156,26 +156,23 @@ fn if_index(i: u32) -> [String; 3] {
     [format!("{IF_INDEX}.{i}"), "i".into(), i.to_string()]
 }
 
-fn alarm_keys(s: &Emspool) -> Vec<String> {
-    s.get("/api/v1/alarms?scope=local")["alarms"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["key"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// This server's active alarms; panics with the answer when it has no list.
+fn local_alarms(s: &Emspool) -> Vec<Value> {
+    common::json_array(&s.get("/api/v1/alarms?scope=local"), "alarms")
 }
 
-fn alarm(s: &Emspool, key: &str) -> Option<Value> {
-    s.get("/api/v1/alarms?scope=local")["alarms"]
-        .as_array()?
+pub(super) fn alarm_keys(s: &Emspool) -> Vec<String> {
+    local_alarms(s)
         .iter()
-        .find(|a| a["key"] == key)
-        .cloned()
+        .filter_map(|x| x["key"].as_str().map(str::to_owned))
+        .collect()
 }
 
-fn wait_alarm(s: &Emspool, key: &str) -> Value {
+pub(super) fn alarm(s: &Emspool, key: &str) -> Option<Value> {
+    local_alarms(s).into_iter().find(|a| a["key"] == key)
+}
+
+pub(super) fn wait_alarm(s: &Emspool, key: &str) -> Value {
     wait_until(WAIT, Duration::from_millis(100), || alarm(s, key)).unwrap_or_else(|e| {
         panic!(
             "alarm {key}: {e}; have {:?}\n{}",
@@ -185,7 +182,7 @@ fn wait_alarm(s: &Emspool, key: &str) -> Value {
     })
 }
 
-fn wait_no_alarm(s: &Emspool, key: &str) {
+pub(super) fn wait_no_alarm(s: &Emspool, key: &str) {
     wait_until(WAIT, Duration::from_millis(100), || {
         alarm(s, key).is_none().then_some(())
     })
@@ -211,7 +208,7 @@ fn wait_event(s: &Emspool, kind: &str, contains: &str) -> Value {
 }
 
 /// A counter from `/metrics` (0 when not yet exported).
-fn metric(s: &Emspool, name_and_labels: &str) -> u64 {
+pub(super) fn metric(s: &Emspool, name_and_labels: &str) -> u64 {
     let url = format!("{}/metrics", s.url);
     let text = ureq::get(&url)
         .call()
@@ -235,7 +232,7 @@ fn wait_metric(s: &Emspool, name: &str, at_least: u64) {
     .unwrap_or_else(|e| panic!("{name} < {at_least}: {e} (is {})", metric(s, name)));
 }
 
-fn wait_owned(s: &Emspool, names: &[&str]) {
+pub(super) fn wait_owned(s: &Emspool, names: &[&str]) {
     wait_until(WAIT, Duration::from_millis(100), || {
         let v = s.get("/api/v1/elements");
         let have: Vec<String> = v["elements"]
