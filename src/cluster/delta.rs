@@ -330,6 +330,21 @@ impl Staging {
     }
 }
 
+impl Chunk {
+    /// The empty chunk after this one, of the same assignment.
+    fn following(&self) -> Chunk {
+        Chunk {
+            from: self.from,
+            id: self.id,
+            index: self.index.saturating_add(1),
+            last: false,
+            elements: Vec::new(),
+            owners: Vec::new(),
+            handover: Handover::default(),
+        }
+    }
+}
+
 /// Cuts `a` into chunks of at most about `max_bytes` of JSON each (one element always fits).
 pub(crate) fn chunks(
     from: ServerId,
@@ -352,19 +367,8 @@ pub(crate) fn chunks(
         // Name, address and credential dominate; 96 bytes cover the keys and the owner.
         let cost = e.name.len() * 2 + e.address.len() + e.credential.len() + 96;
         if size > 0 && size.saturating_add(cost) > max_bytes {
-            let index = cur.index;
-            out.push(std::mem::replace(
-                &mut cur,
-                Chunk {
-                    from,
-                    id: a.id,
-                    index: index.saturating_add(1),
-                    last: false,
-                    elements: Vec::new(),
-                    owners: Vec::new(),
-                    handover: Handover::default(),
-                },
-            ));
+            let next = cur.following();
+            out.push(std::mem::replace(&mut cur, next));
             size = 0;
         }
         size = size.saturating_add(cost);
@@ -387,19 +391,8 @@ pub(crate) fn chunks(
             .drain(..handover.statuses.len().min(room))
             .collect();
         cur.handover = Handover { alarms, statuses };
-        let index = cur.index;
-        out.push(std::mem::replace(
-            &mut cur,
-            Chunk {
-                from,
-                id: a.id,
-                index: index.saturating_add(1),
-                last: false,
-                elements: Vec::new(),
-                owners: Vec::new(),
-                handover: Handover::default(),
-            },
-        ));
+        let next = cur.following();
+        out.push(std::mem::replace(&mut cur, next));
     }
     cur.handover = handover;
     cur.last = true;
