@@ -53,13 +53,9 @@ fn wait_agree(servers: &[Server], master: u32, each: u64, timeout: Duration) -> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let views: Vec<String> = servers
-        .iter()
-        .filter_map(|s| s.get("/api/v1/pool").map(|v| format!("{}: {v}", s.id)))
-        .collect();
     panic!(
         "pool did not agree on master {master} with {each} each within {timeout:?}\n{}",
-        views.join("\n")
+        pool_views(servers)
     );
 }
 

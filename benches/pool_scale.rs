@@ -67,22 +67,23 @@ fn converged(servers: &[Server], master: u32, n: usize, timeout: Duration) -> Du
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let views: Vec<String> = servers
-        .iter()
-        .filter_map(|s| s.get("/api/v1/pool").map(|v| format!("{}: {v}", s.id)))
-        .collect();
     panic!(
         "pool did not converge within {timeout:?}:\n{}",
-        views.join("\n")
+        pool_views(servers)
     );
 }
 
-fn post(url: &str, body: &str) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client that hands back every status (the bench counts them) within 30 s.
+fn api_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
-        .into();
+        .into()
+}
+
+fn post(url: &str, body: &str) -> u16 {
+    let agent = api_agent();
     agent
         .post(&format!("{url}/api/v1/elements"))
         .header("content-type", "application/json")
@@ -92,11 +93,7 @@ fn post(url: &str, body: &str) -> u16 {
 }
 
 fn delete(url: &str, name: &str) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
+    let agent = api_agent();
     agent
         .delete(&format!("{url}/api/v1/elements/{name}"))
         .call()

@@ -415,3 +415,12 @@ pub fn pool_servers(dir: &Path, servers: u32, secret: &str, inventory: &str) -> 
         })
         .collect()
 }
+
+/// What every member says of the pool (`/api/v1/pool`), a line each: for a panic message.
+pub fn pool_views(servers: &[PoolServer]) -> String {
+    servers
+        .iter()
+        .filter_map(|s| s.get("/api/v1/pool").map(|v| format!("{}: {v}", s.id)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
