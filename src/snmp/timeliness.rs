@@ -163,20 +163,12 @@ mod tests {
     /// restarts; a captured datagram sent again later is refused and counted under its reason.
     #[test]
     fn a_replayed_v3_trap_datagram_is_refused() {
-        use crate::config::{AuthProtocol, PrivProtocol, Secret, TrapUser};
         use crate::snmp::trap::{DecodeError, Decoder};
         use crate::snmp::usm::{InformUser, LocalEngine, encode_as_engine, int, oid, tlv};
         use std::net::{IpAddr, Ipv4Addr};
 
         let id = vec![0x80, 0, 0, 0, 1, 2, 3, 4];
-        let u = TrapUser {
-            user: "tuser".into(),
-            engine_id: "8000000001020304".into(),
-            auth_protocol: Some(AuthProtocol::Sha),
-            auth_password: Some(Secret::new("authpass123")),
-            priv_protocol: Some(PrivProtocol::Aes),
-            priv_password: Some(Secret::new("privpass123")),
-        };
+        let u = crate::snmp::trap::fuzz_trap_user();
         let d = Decoder::new(&[], std::slice::from_ref(&u)).expect("decoder");
         let trap = |engine: &LocalEngine, msg_id: i64| {
             let vbs = [

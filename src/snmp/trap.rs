@@ -692,6 +692,19 @@ fn take(varbinds: &mut Vec<VarBind>, oid: &[u32]) -> Option<TrapValue> {
     Some(varbinds.remove(i).value)
 }
 
+/// The authPriv trap user (engine 8000000001020304) of the fuzz body and the replay tests.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn fuzz_trap_user() -> TrapUser {
+    TrapUser {
+        user: "tuser".into(),
+        engine_id: "8000000001020304".into(),
+        auth_protocol: Some(AuthProtocol::Sha),
+        auth_password: Some(Secret::new("authpass123")),
+        priv_protocol: Some(PrivProtocol::Aes),
+        priv_password: Some(Secret::new("privpass123")),
+    }
+}
+
 /// The fuzz body: decode anything with a decoder that accepts any community and knows one
 /// authPriv user, and check what a successful decode promises. Panics only on a broken promise.
 #[cfg(any(test, feature = "testing"))]
@@ -699,14 +712,7 @@ pub fn fuzz_one(data: &[u8]) {
     use std::sync::OnceLock;
     static DECODER: OnceLock<Decoder> = OnceLock::new();
     let d = DECODER.get_or_init(|| {
-        let user = TrapUser {
-            user: "tuser".into(),
-            engine_id: "8000000001020304".into(),
-            auth_protocol: Some(AuthProtocol::Sha),
-            auth_password: Some(Secret::new("authpass123")),
-            priv_protocol: Some(PrivProtocol::Aes),
-            priv_password: Some(Secret::new("privpass123")),
-        };
+        let user = fuzz_trap_user();
         let mut inform = user.clone();
         inform.engine_id = super::usm::hex_engine(&LocalEngine::default_id(1));
         let users = [user, inform];

@@ -64,7 +64,7 @@ fn families(text: &str) -> BTreeSet<String> {
 }
 
 /// The value of one sample line, e.g. `emspool_config_reloads_total{result="success"}`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(super) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         l.strip_prefix(series)?
             .strip_prefix(' ')?

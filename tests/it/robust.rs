@@ -29,13 +29,7 @@ fn get(url: &str, path: &str, timeout: Duration) -> Result<(u16, String), String
 
 fn sample(ems: &Emspool, series: &str) -> Option<f64> {
     let (_, text) = get(&ems.url, "/metrics", Duration::from_secs(5)).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    super::operations::sample(&text, series)
 }
 
 fn post_element(ems: &Emspool, name: &str, address: &str) -> u16 {
