@@ -7,12 +7,18 @@
 //!     cargo bench --bench failover
 //!     EMSPOOL_BENCH_KILLS=20 EMSPOOL_BENCH_AGENTS=300 cargo bench --bench failover
 //!     EMSPOOL_BENCH_SIGNAL=STOP cargo bench --bench failover
+//!     EMSPOOL_BENCH_SIGNAL=PAUSE EMSPOOL_BENCH_PAUSE_MS=3000 cargo bench --bench failover
 //!
 //! With SIGKILL the dead master's port refuses connections at once, and its peers treat a refused
 //! heartbeat as death without waiting for `failure_timeout`. `EMSPOOL_BENCH_SIGNAL=STOP` freezes
 //! the master instead (SIGSTOP: its port still accepts connections but nothing answers), which is
 //! what a hung process or a lost host looks like: peers must wait for `failure_timeout`. The
-//! frozen server is then killed and restarted like a killed one.
+//! frozen server is then killed and restarted like a killed one. `PAUSE` freezes it the same
+//! way and then continues it (SIGCONT) after `EMSPOOL_BENCH_PAUSE_MS` (at the earliest once its
+//! elements are polled by the others): it wakes with overdue poll timers and must poll nothing
+//! the others took over. Reported from the agents' own poll history: agents polled by two
+//! servers within 1.5 s of each other (double polls, goal 0) and the distribution over all
+//! agents of the longest time each went unpolled.
 //!
 //! Pool timings as in the tests: heartbeat 250 ms, failure_timeout 1 s, lease 800 ms,
 //! answer_timeout 150 ms (default), hold_down 1 s; polls every 1 s, timeout 300 ms. After each
@@ -21,6 +27,7 @@
 
 mod support;
 
+use emspool::sim::requesters::{double_polls, longest_gap};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use support::*;
@@ -67,9 +74,12 @@ fn main() {
     let kills = env_or("EMSPOOL_BENCH_KILLS", 20usize);
     let sig: String = env_or("EMSPOOL_BENCH_SIGNAL", "KILL".to_string());
     assert!(
-        sig == "KILL" || sig == "STOP",
-        "EMSPOOL_BENCH_SIGNAL: KILL or STOP"
+        ["KILL", "STOP", "PAUSE"].contains(&sig.as_str()),
+        "EMSPOOL_BENCH_SIGNAL: KILL, STOP or PAUSE"
     );
+    let pause = Duration::from_millis(env_or("EMSPOOL_BENCH_PAUSE_MS", 3000u64));
+    let mut doubles: Vec<usize> = Vec::new();
+    let mut gaps: Vec<Duration> = Vec::new();
     let n = env_or("EMSPOOL_BENCH_AGENTS", 300usize);
     let each = (n / SERVERS as usize) as u64;
     assert_eq!(n % SERVERS as usize, 0, "agents must divide by {SERVERS}");
@@ -99,7 +109,7 @@ fn main() {
     }
     println!("failover: {}", machine());
     println!(
-        "failover: {SERVERS} servers, {n} agents polled every 1 s, {kills} kills of the master (SIG{sig})"
+        "failover: {SERVERS} servers, {n} agents polled every 1 s, {kills} kills of the master ({sig})"
     );
     wait_agree(&servers, SERVERS, each, Duration::from_secs(30));
 
@@ -181,6 +191,27 @@ fn main() {
         if let Some(d) = new_master {
             master_seen.push(d);
         }
+        if sig == "PAUSE" {
+            std::thread::sleep(pause.saturating_sub(wall.elapsed()));
+            let mut p = frozen.take().expect("the paused master");
+            assert!(p.signal("CONT"), "SIGCONT");
+            servers[SERVERS as usize - 1].proc = Some(p);
+            wait_agree(&servers, SERVERS, each, Duration::from_secs(30));
+            // A few intervals more: a double poll shows as the other server's next poll.
+            std::thread::sleep(Duration::from_secs(3));
+            let until = sim.elapsed();
+            let mut twice = 0;
+            for i in 0..n {
+                let polls = sim.polls(i);
+                twice += usize::from(
+                    !double_polls(&polls, killed_at, Duration::from_millis(1500)).is_empty(),
+                );
+                gaps.push(longest_gap(&polls, killed_at, until));
+            }
+            eprintln!("  pause {k}: {twice} agent(s) polled by two servers at once");
+            doubles.push(twice);
+            continue;
+        }
         if let Some(mut p) = frozen.take() {
             p.kill9();
         }
@@ -198,7 +229,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| SIG{sig} | {kills} | {} | {each} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms / {:.0} ms |",
+        "| {sig} | {kills} | {} | {each} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms / {:.0} ms |",
         recovered.len(),
         ms(&recovered, 0.5),
         ms(&recovered, 0.99),
@@ -206,6 +237,22 @@ fn main() {
         ms(&master_seen, 0.5),
         ms(&master_seen, 1.0),
     );
+    if sig == "PAUSE" {
+        gaps.sort();
+        println!();
+        println!(
+            "| pause | pauses | agents polled twice (total) | longest unpolled per agent p50 | p99 | max |"
+        );
+        println!("|---|---|---|---|---|---|");
+        println!(
+            "| {} ms | {kills} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            pause.as_millis(),
+            doubles.iter().sum::<usize>(),
+            ms(&gaps, 0.5),
+            ms(&gaps, 0.99),
+            ms(&gaps, 1.0),
+        );
+    }
     println!("failover: load average after: {}", loadavg());
     for s in &mut servers {
         if let Some(mut p) = s.proc.take() {

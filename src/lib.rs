@@ -5,7 +5,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | vocabulary | [`model`], `config`, `logging`, `ratelog`, `metrics`, `tls` | shared types (the JSON contract), the validated configuration, logs (and refusals logged once a minute per source), Prometheus registry, rustls configurations and the TLS accept layer |
+//! | vocabulary | [`model`], `config`, `lease`, `logging`, `ratelog`, `metrics`, `tls` | shared types (the JSON contract), the validated configuration, the right to act on owned elements (checked at every poll and alarm change), logs (and refusals logged once a minute per source), Prometheus registry, rustls configurations and the TLS accept layer |
 //! | records | `eventlog`, `alarms` | the redb event log of this server; the active-alarm table and the one path by which alarm changes are applied |
 //! | protocol stacks | `snmp`, `netconf` | SNMP client, trap decoding, USM; NETCONF over SSH (framing, XML, sessions, notifications) |
 //! | rules | `rules` | pure functions: a poll result, a trap, a notification -> alarm changes |
@@ -32,6 +32,7 @@ pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod eventlog;
 pub(crate) mod fingerprint;
+pub(crate) mod lease;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub mod model;

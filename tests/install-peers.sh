@@ -50,6 +50,8 @@ need dpkg-dev       command -v dpkg-shlibdeps
 need systemd        command -v systemd-analyze
 # The outside client of the TLS tests (tests/it/tls.rs): CA, client certificates, raw requests.
 need curl           command -v curl
+# Silent partitions in the fencing tests: the kernel drops one member's packets.
+need nftables       test -x /usr/sbin/nft
 # NATS with JetStream (tests/jetstream.rs, benches/traps.rs TRAPS_BENCH_JETSTREAM=1).
 need nats-server    command -v nats-server
 # The Prometheus server of tests/prometheus.rs (Debian 12: 2.42). No systemd in CI, so the

@@ -1,8 +1,8 @@
 //! Runs the election state machine: delivers messages and timer expiries, performs its actions,
 //! sends membership heartbeats, enforces the lease and starts the master's duties.
 
-use super::election::{Action, Election, Input, Message, Timer, has_quorum};
-use super::protocol::{ElectionEnvelope, Heartbeat};
+use super::election::{Action, Election, Input, Message, Role, Timer};
+use super::protocol::{AssignmentId, ElectionEnvelope, Heartbeat};
 use super::transport::PeerError;
 use super::{Cluster, META_TERM, master};
 use crate::model::{ServerId, Severity};
@@ -166,10 +166,17 @@ impl Driver {
         });
     }
 
-    /// Every heartbeat period: tell every peer we live, learn who else does, apply the lease.
+    /// Every heartbeat period: apply the lease, tell every peer we live, learn who else does.
     async fn tick(&mut self) {
         let c = self.cluster.clone();
+        // First, before any answer can renew the lease: after a pause or a cut long enough for
+        // the majority to have taken over, stop polling what we held (`lease.rs`).
+        let lease = c.poller.lease().clone();
+        if lease.overdue(std::time::Instant::now()) || lease.disowned() {
+            self.disowned().await;
+        }
         let hb = c.my_heartbeat();
+        let sent = Instant::now();
         for &to in self.election.members() {
             if to == c.me {
                 continue;
@@ -183,7 +190,18 @@ impl Driver {
                     .await;
                 match r {
                     Ok(reply) if reply.from == to => {
-                        c.lock().membership.heard(&reply, Instant::now());
+                        let now = Instant::now();
+                        let base = {
+                            let mut st = c.lock();
+                            st.membership.heard(&reply, now);
+                            st.membership.answered(to, sent);
+                            st.membership.lease_base()
+                        };
+                        // A renewal that finds the lease past takeover disowns; the next tick
+                        // fences before anything is polled again.
+                        if let Some(base) = base {
+                            c.poller.lease().renew(base.into_std(), now.into_std());
+                        }
                     }
                     Ok(_) => tracing::warn!("server {to} answered a heartbeat as someone else"),
                     // Nothing listens there: the process is gone, no need to wait for the timeout.
@@ -216,20 +234,25 @@ impl Driver {
         }
         self.alive = alive.clone();
         c.metrics.set_members_alive(alive.len());
-        let configured = self.election.members().len();
-        let quorum = has_quorum(alive.len(), configured);
-        let fence = {
+    }
+
+    /// The majority may have taken our elements over: fence (once), watch the pool anew before
+    /// deciding anything as master, and let a master re-claim above whatever term was elected
+    /// meanwhile.
+    async fn disowned(&mut self) {
+        let c = self.cluster.clone();
+        let fresh_fence = {
             let mut st = c.lock();
-            if quorum {
-                st.last_quorum = now;
-                false
-            } else {
-                !st.fenced && now.saturating_duration_since(st.last_quorum) > c.timings.lease
-            }
+            st.membership.restart_watch(Instant::now());
+            // Nothing applied yet (a start without answers): nothing to fence.
+            !st.fenced && st.applied != AssignmentId::default()
         };
-        if fence {
-            let c = c.clone();
-            tokio::spawn(async move { c.fence().await });
+        if !fresh_fence {
+            return;
+        }
+        c.fence().await;
+        if self.election.role() == Role::Master {
+            self.handle(Input::Start).await;
         }
     }
 }

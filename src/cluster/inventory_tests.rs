@@ -26,6 +26,7 @@ async fn one_server(dir: &std::path::Path) -> Arc<Cluster> {
         config.credentials.clone(),
         alarms.clone(),
         metrics.clone(),
+        Arc::new(crate::lease::Lease::for_config(&config)),
     );
     let c = Cluster::start(&config, poller, alarms, events, metrics)
         .await

@@ -78,9 +78,22 @@ async fn round(
     if !has_quorum(alive.len(), c.members.len()) || c.lock().term != term {
         return;
     }
+    // Cut off or just woken up: a majority must have answered within the lease.
+    if !c.poller.lease().fresh_at(std::time::Instant::now()) {
+        return;
+    }
+    // Just started or woken up: a member not heard yet may be alive and polling; taking its
+    // elements without a release now would poll them twice.
+    if c.lock().membership.undecided(Instant::now()) {
+        return;
+    }
     // Decide only from the newest assignment a majority knows of: a master that just started
     // (or came back) must not redistribute from its own outdated copy.
     if !c.catch_up_assignment().await {
+        return;
+    }
+    // A newer term made that assignment: the election has to out-bid it before we decide.
+    if c.assignment_id().term > term {
         return;
     }
     let weights = c.weights();

@@ -1,10 +1,12 @@
 //! Who is alive: a member is alive while its heartbeats keep arriving within the failure timeout.
+//! Also when a majority last answered us (what the lease runs from), and whether we have
+//! watched long enough to call a silent member dead.
 //!
 //! Pure bookkeeping over instants the driver passes in, so it is tested without sleeping.
 
 use super::protocol::{AssignmentId, Heartbeat};
 use crate::model::ServerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,6 +23,12 @@ pub(crate) struct Membership {
     configured: Vec<ServerId>,
     failure_timeout: Duration,
     peers: BTreeMap<ServerId, PeerInfo>,
+    /// Per peer, when the newest heartbeat it answered was sent.
+    answered: BTreeMap<ServerId, Instant>,
+    /// Peers whose port refused a connection since we last heard of them: certainly down.
+    refused: BTreeSet<ServerId>,
+    /// Since when we have been listening (start, or waking up from a pause).
+    watching_since: Instant,
 }
 
 impl Membership {
@@ -34,6 +42,9 @@ impl Membership {
             configured,
             failure_timeout,
             peers: BTreeMap::new(),
+            answered: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            watching_since: Instant::now(),
         }
     }
 
@@ -49,11 +60,58 @@ impl Membership {
                 known: hb.known,
             },
         );
+        self.refused.remove(&hb.from);
     }
 
     /// The peer is certainly gone (nothing listens on its port): dead now, not after the timeout.
     pub(crate) fn forget(&mut self, id: ServerId) {
         self.peers.remove(&id);
+        if self.configured.contains(&id) && id != self.me {
+            self.refused.insert(id);
+        }
+    }
+
+    /// `id` answered a heartbeat we sent at `sent`.
+    pub(crate) fn answered(&mut self, id: ServerId, sent: Instant) {
+        if id == self.me || !self.configured.contains(&id) {
+            return;
+        }
+        let e = self.answered.entry(id).or_insert(sent);
+        *e = (*e).max(sent);
+    }
+
+    /// Peers whose answers, with ours, make a majority of the configured pool: zero for a pool
+    /// of one, one for a pool of two or three.
+    pub(crate) fn peers_for_majority(&self) -> usize {
+        self.configured.len() / 2
+    }
+
+    /// The send instant of the newest heartbeat answers that make a majority with us: the
+    /// lease runs from there. None until enough peers answered (or for a pool of one).
+    pub(crate) fn lease_base(&self) -> Option<Instant> {
+        let k = self.peers_for_majority();
+        if k == 0 {
+            return None;
+        }
+        let mut sent: Vec<Instant> = self.answered.values().copied().collect();
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        sent.get(k - 1).copied()
+    }
+
+    /// Start watching anew: after a pause what we knew of the others is stale.
+    pub(crate) fn restart_watch(&mut self, now: Instant) {
+        self.watching_since = now;
+    }
+
+    /// Whether a silent member might just not have been heard yet: we have watched for less
+    /// than the failure timeout and its port did not refuse us. A master must not take the
+    /// elements of such a member (it may be polling them).
+    pub(crate) fn undecided(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.watching_since) < self.failure_timeout
+            && self
+                .configured
+                .iter()
+                .any(|&id| id != self.me && !self.is_alive(id, now) && !self.refused.contains(&id))
     }
 
     pub(crate) fn is_alive(&self, id: ServerId, now: Instant) -> bool {
@@ -110,5 +168,56 @@ mod tests {
         );
         assert_eq!(m.alive(t0 + Duration::from_secs(1)), vec![ServerId(1)]);
         assert!(m.info(ServerId(9)).is_none());
+    }
+
+    #[test]
+    fn the_lease_runs_from_the_answer_that_completes_a_majority() {
+        let ids: Vec<ServerId> = (1..=5).map(ServerId).collect();
+        let mut m = Membership::new(ServerId(1), ids, Duration::from_secs(1));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        m.answered(ServerId(2), at(300));
+        assert_eq!(m.lease_base(), None, "two of five is no majority");
+        m.answered(ServerId(3), at(100));
+        m.answered(ServerId(4), at(200));
+        // Newest answers: 300, 200, 100; with us, the second makes three of five.
+        assert_eq!(m.lease_base(), Some(at(200)));
+        m.answered(ServerId(4), at(50));
+        assert_eq!(
+            m.lease_base(),
+            Some(at(200)),
+            "an older answer changes nothing"
+        );
+        m.answered(ServerId(9), at(900));
+        assert_eq!(m.lease_base(), Some(at(200)), "strangers do not count");
+        let one = Membership::new(ServerId(1), vec![ServerId(1)], Duration::from_secs(1));
+        assert_eq!(one.peers_for_majority(), 0);
+    }
+
+    #[test]
+    fn a_fresh_watcher_cannot_call_the_unheard_dead_until_the_timeout() {
+        let ids = vec![ServerId(1), ServerId(2), ServerId(3)];
+        let mut m = Membership::new(ServerId(3), ids, Duration::from_secs(1));
+        let t0 = Instant::now();
+        m.restart_watch(t0);
+        m.heard(&hb(2), t0);
+        assert!(
+            m.undecided(t0 + Duration::from_millis(500)),
+            "1 not heard yet"
+        );
+        assert!(
+            !m.undecided(t0 + Duration::from_secs(1)),
+            "watched long enough"
+        );
+        m.forget(ServerId(1));
+        assert!(!m.undecided(t0), "1's port refused: it is down");
+        m.heard(&hb(1), t0);
+        assert!(!m.undecided(t0));
+        m.forget(ServerId(1));
+        m.heard(&hb(1), t0);
+        assert!(
+            !m.undecided(t0 + Duration::from_millis(999)),
+            "everyone heard"
+        );
     }
 }

@@ -42,7 +42,6 @@ pub(crate) struct Timings {
     pub(crate) heartbeat: Duration,
     pub(crate) failure_timeout: Duration,
     pub(crate) answer_timeout: Duration,
-    pub(crate) lease: Duration,
     pub(crate) hold_down: Duration,
 }
 
@@ -80,7 +79,6 @@ pub(crate) struct State {
     /// The assignment this server polls by; zero while fenced.
     applied: AssignmentId,
     fenced: bool,
-    last_quorum: Instant,
     /// Inventory changed through the API and not yet distributed (master only).
     pending: Option<inventory::Pending>,
     /// The newest journal sequence in an assignment this master applied and persisted.
@@ -165,7 +163,6 @@ impl Cluster {
                     heartbeat: p.heartbeat,
                     failure_timeout: p.failure_timeout,
                     answer_timeout: p.answer_timeout,
-                    lease: p.lease,
                     hold_down: p.hold_down,
                 },
                 p.fault_injection,
@@ -181,7 +178,6 @@ impl Cluster {
                     heartbeat: Duration::from_millis(250),
                     failure_timeout: Duration::from_secs(1),
                     answer_timeout: Duration::from_millis(150),
-                    lease: Duration::from_millis(800),
                     hold_down: Duration::ZERO,
                 },
                 false,
@@ -216,7 +212,9 @@ impl Cluster {
             Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
             None => Assignment::default(),
         };
-        let transport = Transport::new(me, urls, secret, &crate::tls::ClientTls::for_pool(config))
+        let source = config.pool.as_ref().and_then(|p| p.source_address);
+        let tls = crate::tls::ClientTls::for_pool(config);
+        let transport = Transport::new(me, urls, secret, &tls, source)
             .map_err(|e| ClusterError::Tls(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (writes, writes_rx) = mpsc::channel(4096);
@@ -237,7 +235,6 @@ impl Cluster {
                 assignment,
                 applied: AssignmentId::default(),
                 fenced: false,
-                last_quorum: Instant::now(),
                 pending: None,
                 applied_seq: 0,
                 staging: Staging::default(),
@@ -509,6 +506,8 @@ impl Cluster {
         let mut st = self.lock();
         st.applied = assignment.id;
         st.fenced = false;
+        // Applied after the fence, from a master that holds the newest term: act again.
+        self.poller.lease().restore();
         if assignment.id >= st.assignment.id {
             st.assignment = assignment;
         }

@@ -44,12 +44,14 @@ impl Transport {
         urls: BTreeMap<ServerId, String>,
         secret: Secret,
         tls: &crate::tls::ClientTls<'_>,
+        source: Option<std::net::IpAddr>,
     ) -> Result<Transport, crate::tls::TlsError> {
         // Reuse connections: heartbeats flow several times a second to every peer (and with
         // TLS, a handshake per heartbeat would cost more than the heartbeat).
         let builder = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_millis(500))
+            .local_address(source)
             .dns_resolver(crate::resolve::MemberResolver);
         let http = tls
             .apply(builder)?

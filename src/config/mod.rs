@@ -97,8 +97,9 @@ pub struct PoolSection {
     /// How long an election waits for a higher id to answer.
     #[serde(default = "default_answer_timeout", with = "humantime_serde")]
     pub answer_timeout: Duration,
-    /// A server cut off from a majority this long stops polling; must be below
-    /// failure_timeout so it has stopped before the majority hands its elements to others.
+    /// A server stops acting on its elements this long after the heartbeat a majority last
+    /// answered was sent; at most 90% of failure_timeout, so it has stopped before the
+    /// majority can have handed its elements to others.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
     /// A member coming back must stay alive this long before it is given elements again.
@@ -124,6 +125,17 @@ pub struct PoolSection {
     /// a larger jump is refused and counted (a hostile or broken member racing the terms).
     #[serde(default = "default_max_term_jump")]
     pub max_term_jump: u64,
+    /// The local address this member's peer connections leave from (a multi-homed server, or
+    /// one of several members on one host); default: whatever the route picks.
+    #[serde(default)]
+    pub source_address: Option<std::net::IpAddr>,
+}
+
+/// How long after the send instant of a heartbeat that a majority answered nobody can have
+/// taken this server's elements over: failure_timeout, less 10% for the clock rates of two
+/// machines and a busy scheduler.
+pub(crate) fn takeover_after(failure_timeout: Duration) -> Duration {
+    failure_timeout.saturating_sub(failure_timeout / 10)
 }
 
 fn default_max_term_jump() -> u64 {
@@ -516,10 +528,17 @@ fn validate_pool(p: &PoolSection, me: u32) -> Result<(), (String, String)> {
             "must be above zero and at most half of failure_timeout",
         );
     }
-    if p.lease >= p.failure_timeout || p.lease < p.heartbeat {
+    // The lease runs from the send instant of a heartbeat the majority answered; the majority
+    // keeps us alive for failure_timeout from that instant or later. Our lease must end first,
+    // with room for clock rates and scheduling (docs/ARCHITECTURE.md, "Lease").
+    let takeover = takeover_after(p.failure_timeout);
+    if p.lease > takeover || p.lease < p.heartbeat {
         return err(
             "lease",
-            "must be at least heartbeat and below failure_timeout (the cut-off side must stop first)",
+            &format!(
+                "must be at least heartbeat and at most failure_timeout minus 10% ({takeover:?}): \
+                 a cut-off server must stop before the majority takes its elements over"
+            ),
         );
     }
     if p.answer_timeout.is_zero() {

@@ -17,6 +17,8 @@ pub(crate) struct FaultMetrics {
     pub(crate) connections_closed: IntCounterVec,
     /// Polls that failed because of this server's own resources (open files, buffers).
     pub(crate) polls_starved: IntCounter,
+    /// Polls and results not acted on because the lease did not hold (paused or cut off).
+    pub(crate) polls_withheld: IntCounter,
 }
 
 impl FaultMetrics {
@@ -76,6 +78,14 @@ impl FaultMetrics {
                     "emspool_polls_starved_total",
                     "Polls that failed for want of this server's own resources (open files, \
                      buffers): the element's state is unknown, not down.",
+                )?,
+            ),
+            polls_withheld: register(
+                r,
+                IntCounter::new(
+                    "emspool_polls_withheld_total",
+                    "Polls not sent, or their results not applied, because this server's lease \
+                     did not hold (it was paused or cut off from a majority of the pool).",
                 )?,
             ),
         };

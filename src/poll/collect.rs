@@ -1,10 +1,12 @@
 //! What one SNMP poll of an element reads: the system group and the interface tables.
 
+use crate::lease::Lease;
 use crate::model::interface::{Counters, has, status_byte};
 use crate::model::intern::shared_str;
 use crate::model::{Interface, PollData};
 use crate::snmp::client::{Client, OwnedValue, SnmpError, Target, oid};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub(crate) const SYS_DESCR: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
 pub(crate) const SYS_UPTIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
@@ -70,9 +72,9 @@ fn column_oid(ifx: bool, col: u32) -> Vec<u32> {
 /// Guards memory against an agent that returns an endless table.
 const MAX_INTERFACES: usize = 10_000;
 
-pub(crate) async fn poll_snmp(target: Target) -> Result<PollData, SnmpError> {
+pub(crate) async fn poll_snmp(target: Target, lease: Arc<Lease>) -> Result<PollData, SnmpError> {
     let max_rep = target.max_repetitions;
-    let mut client = Client::new(target);
+    let mut client = Client::new(target).with_lease(lease);
     let sys = client
         .get(&[oid(&SYS_UPTIME)?, oid(&SYS_NAME)?, oid(&SYS_DESCR)?])
         .await?;

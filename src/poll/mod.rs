@@ -6,6 +6,7 @@ pub(crate) mod scheduler;
 
 use crate::alarms::AlarmTable;
 use crate::config::{Credential, PollSection};
+use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::model::Outcome;
 use crate::model::{Element, ElementStatus, Protocol, now_millis};
@@ -33,6 +34,9 @@ pub(crate) struct Poller {
     metrics: Metrics,
     commands: mpsc::UnboundedSender<Command>,
     netconf: crate::netconf::NetconfClient,
+    /// Checked at every poll, result and notification: a server paused or cut off from the
+    /// majority must not act on what may be somebody else's by now.
+    lease: Arc<Lease>,
 }
 
 impl Poller {
@@ -43,6 +47,7 @@ impl Poller {
         credentials: BTreeMap<String, Credential>,
         alarms: Arc<AlarmTable>,
         metrics: Metrics,
+        lease: Arc<Lease>,
     ) -> (Arc<Poller>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let poller = Arc::new(Poller {
@@ -55,6 +60,7 @@ impl Poller {
             commands: tx,
             netconf: crate::netconf::NetconfClient::new(settings.netconf.clone(), settings.timeout),
             settings: settings.clone(),
+            lease,
         });
         let host: std::sync::Weak<dyn crate::netconf::Host> = Arc::downgrade(&poller) as _;
         poller.netconf.set_host(host);
@@ -167,12 +173,25 @@ impl Poller {
         status.contains_key(name)
     }
 
+    /// Whether this server may act on `name` now: it owns it and its lease holds.
+    pub(crate) fn may_act(&self, name: &str) -> bool {
+        self.lease.may_act() && self.owns(name)
+    }
+
+    pub(crate) fn lease(&self) -> &Arc<Lease> {
+        &self.lease
+    }
+
     pub(crate) fn status_of(&self, name: &str) -> Option<(Element, ElementStatus)> {
         let status = self.status.read().unwrap_or_else(|p| p.into_inner());
         status.get(name).cloned()
     }
 
     async fn poll_once(&self, element: Element) {
+        if !self.may_act(&element.name) {
+            self.metrics.faults.polls_withheld.inc();
+            return;
+        }
         let started = Instant::now();
         let outcome = self.run_poll(&element).await;
         let elapsed = started.elapsed();
@@ -226,7 +245,7 @@ impl Poller {
             retries: self.settings.retries,
             max_repetitions: self.settings.max_repetitions,
         };
-        match tokio::time::timeout(deadline, collect::poll_snmp(target)).await {
+        match tokio::time::timeout(deadline, collect::poll_snmp(target, self.lease.clone())).await {
             Err(_) => Outcome::Unreachable(format!("poll did not finish within {deadline:?}")),
             Ok(Ok(data)) => Outcome::Answered(data),
             Ok(Err(e)) if e.agent_unreachable() => Outcome::Unreachable(e.to_string()),
@@ -240,6 +259,11 @@ impl Poller {
         let Some((_, prev)) = status.get(&element.name) else {
             return;
         };
+        // The answer may have come back after the lease ended (a pause mid-poll).
+        if !self.lease.may_act() {
+            self.metrics.faults.polls_withheld.inc();
+            return;
+        }
         let answered = matches!(outcome, Outcome::Answered(_));
         let (next, changes) = crate::rules::poll::evaluate(
             prev,

@@ -19,6 +19,9 @@ impl Host for Poller {
         let Some((_, st)) = status.get_mut(element) else {
             return;
         };
+        if !self.lease.may_act() {
+            return;
+        }
         let changes = crate::rules::netconf::interpret(n, own, &mut st.interfaces);
         self.alarms.apply(element, changes);
     }

@@ -144,6 +144,7 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         config.credentials.clone(),
         alarms.clone(),
         metrics.clone(),
+        Arc::new(crate::lease::Lease::for_config(config)),
     );
     let cluster = Cluster::start(
         config,

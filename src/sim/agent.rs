@@ -123,6 +123,15 @@ impl SimHandle {
             .unwrap_or_default()
     }
 
+    /// The newest polls of agent `index`, oldest first (empty unless `track_requesters`).
+    pub fn polls(&self, index: usize) -> Vec<super::requesters::Poll> {
+        self.shared
+            .requesters
+            .as_ref()
+            .map(|r| r.polls(index))
+            .unwrap_or_default()
+    }
+
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
     }

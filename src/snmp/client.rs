@@ -5,8 +5,10 @@
 //! live only for one poll: they hold ~131 KB of buffers, far too much to keep one per element.
 
 use crate::config::{AuthProtocol, Credential, PrivProtocol, Secret};
+use crate::lease::Lease;
 use snmp2::{AsyncSession, Oid, Value, v3};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An OID as plain arcs; what we keep after the session buffer is gone.
@@ -85,6 +87,9 @@ pub enum SnmpError {
     /// This server is out of descriptors or buffers (`model::starved`): not the agent's fault.
     #[error("{0}")]
     Starved(String),
+    /// The pool lease ended mid-poll (paused or cut off): the element may be another's now.
+    #[error("not sent: this server's pool lease does not hold")]
+    Withheld,
 }
 
 impl SnmpError {
@@ -131,6 +136,8 @@ pub struct Client {
     target: Target,
     session: Option<AsyncSession>,
     next_req_id: i32,
+    /// Asked before every request of a poll, retries and walk steps included.
+    lease: Option<Arc<Lease>>,
 }
 
 impl Client {
@@ -139,7 +146,14 @@ impl Client {
             next_req_id: tagged(target.request_tag, rand::random::<u32>()),
             target,
             session: None,
+            lease: None,
         }
+    }
+
+    /// Sends nothing once `lease` no longer holds ([`SnmpError::Withheld`]).
+    pub(crate) fn with_lease(mut self, lease: Arc<Lease>) -> Client {
+        self.lease = Some(lease);
+        self
     }
 
     async fn session(&mut self) -> Result<&mut AsyncSession, SnmpError> {
@@ -172,6 +186,9 @@ impl Client {
         let attempts = self.target.retries + 1;
         let mut last = SnmpError::Timeout(self.target.timeout);
         for _ in 0..attempts {
+            if self.lease.as_ref().is_some_and(|l| !l.may_act()) {
+                return Err(SnmpError::Withheld);
+            }
             let timeout = self.target.timeout;
             let result = tokio::time::timeout(timeout, async {
                 let session = self.session().await?;
@@ -205,7 +222,11 @@ impl Client {
             match result {
                 Ok(v) => return Ok(v),
                 // Authentication and error-status answers will not change on retry.
-                Err(e @ (SnmpError::Auth(_) | SnmpError::ErrorStatus { .. })) => return Err(e),
+                Err(
+                    e @ (SnmpError::Auth(_) | SnmpError::ErrorStatus { .. } | SnmpError::Withheld),
+                ) => {
+                    return Err(e);
+                }
                 Err(e) => {
                     self.session = None;
                     self.next_req_id = tagged(

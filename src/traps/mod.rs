@@ -503,9 +503,15 @@ impl TrapService {
     /// Applies here, queues for the owner, or logs as unrouted. Returns what happened.
     fn route(&self, t: RoutedTrap, routes: &Routes) -> Routed {
         match self.owner_of(&t.element, routes) {
-            Some(owner) if owner == self.me => {
+            Some(owner) if owner == self.me && self.poller.lease().may_act() => {
                 self.apply(&t.element, &t.trap);
                 Routed::Applied
+            }
+            Some(owner) if owner == self.me => {
+                // Paused or cut off: the element may be someone else's by now.
+                let why = "this server's pool lease does not hold (cut off or paused)";
+                self.unrouted(&[t], why);
+                Routed::Unrouted
             }
             Some(owner) if t.hops < MAX_HOPS => {
                 self.forward(owner, t);
@@ -550,7 +556,7 @@ impl TrapService {
         for (kind, after) in self.clear_rules.clear_after() {
             let before = now.saturating_sub(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
             for (element, instance) in self.alarms.stale(kind, before) {
-                if self.poller.owns(&element) {
+                if self.poller.may_act(&element) {
                     self.alarms.clear(
                         kind,
                         &element,
@@ -567,7 +573,7 @@ impl TrapService {
         for (element, change) in due {
             // An element that moved away meanwhile: its new owner re-derives its state by
             // polling; raising it here would leave an alarm on a server that does not own it.
-            if self.poller.owns(&element) {
+            if self.poller.may_act(&element) {
                 self.alarms.apply(&element, [change]);
             }
         }

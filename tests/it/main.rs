@@ -11,6 +11,7 @@ mod common;
 mod alarm_failover;
 mod console;
 mod demo;
+mod fencing;
 mod harness_selftest;
 mod inventory;
 mod jetstream;

@@ -12,6 +12,8 @@ pub struct Emspool {
     pub dir: TempDir,
     pub url: String,
     pub port: u16,
+    /// The loopback address it listens on (127.0.0.1 unless [`Emspool::configure_at`]).
+    pub host: String,
     id: u32,
     config: PathBuf,
     child: Option<ChildGuard>,
@@ -34,12 +36,19 @@ impl Emspool {
 
     /// Writes the config but does not start the process (see [`Emspool::spawn`]).
     pub fn configure(id: u32, port: u16, body: &str) -> Emspool {
+        Emspool::configure_at(id, "127.0.0.1", port, body)
+    }
+
+    /// [`Emspool::configure`] listening on another loopback address (`127.A.B.C`), so that a
+    /// test can drop this server's packets in the kernel (`faults::Cut`).
+    pub fn configure_at(id: u32, host: &str, port: u16, body: &str) -> Emspool {
         let dir = super::peer_tempdir("emspool");
         let config = dir.path().join("emspool.toml");
         let e = Emspool {
             dir,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             port,
+            host: host.to_owned(),
             id,
             config,
             child: None,
@@ -56,7 +65,7 @@ impl Emspool {
     /// `tls_cert`...); `curl_tls` are the curl arguments its readiness check connects with.
     pub fn configure_https(id: u32, port: u16, body: &str, curl_tls: Vec<String>) -> Emspool {
         let mut e = Emspool::configure(id, port, body);
-        e.url = format!("https://127.0.0.1:{port}");
+        e.url = format!("https://{}:{port}", e.host);
         e.curl_tls = Some(curl_tls);
         e
     }
@@ -66,8 +75,9 @@ impl Emspool {
     /// sees it on SIGHUP or restart.
     pub fn rewrite_config(&self, rest: &str) {
         let text = format!(
-            "[server]\nid = {}\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n{rest}\n",
+            "[server]\nid = {}\nlisten = \"{}:{}\"\ndata_dir = \"{}\"\n{rest}\n",
             self.id,
+            self.host,
             self.port,
             self.dir.path().join("data").display()
         );

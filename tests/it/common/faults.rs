@@ -118,3 +118,56 @@ impl Drop for SilentNameServer {
         self.stop();
     }
 }
+
+/// Loopback addresses `127.77.X.1..=n` for the members of one pool, `X` from this process
+/// and a counter, so that two runs (or two tests) never cut each other's servers.
+pub fn member_hosts(n: usize) -> Vec<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+    let x = (std::process::id().wrapping_mul(7).wrapping_add(k) % 250) + 1;
+    (1..=n).map(|i| format!("127.77.{x}.{i}")).collect()
+}
+
+/// A silent partition made by the kernel: nftables drops every TCP segment from and to one
+/// loopback address, so the server there and its peers see nothing, not an error. Removed
+/// (its own table deleted) when dropped, also when the test fails.
+pub struct Cut {
+    table: String,
+}
+
+impl Cut {
+    pub fn isolate(addr: &str) -> Cut {
+        assert!(is_root(), "nftables rules need root");
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let table = format!(
+            "emspool_cut_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let rules = format!(
+            "table ip {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  \
+             ip saddr {addr} meta l4proto tcp drop\n  ip daddr {addr} meta l4proto tcp drop\n }}\n}}\n"
+        );
+        let mut child = Command::new(super::find_tool("nft"))
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft (tests/install-peers.sh installs nftables)");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("nft stdin");
+            stdin.write_all(rules.as_bytes()).expect("nft rules");
+        }
+        let status = child.wait().expect("nft");
+        assert!(status.success(), "nft -f refused the rules:\n{rules}");
+        Cut { table }
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = Command::new(super::find_tool("nft"))
+            .args(["delete", "table", "ip", &self.table])
+            .status();
+    }
+}

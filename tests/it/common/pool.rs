@@ -19,22 +19,41 @@ impl Pool {
 
     /// [`Pool::start`] with more `[server]` keys (`server_extra`) for every member.
     pub fn start_with_server(n: usize, server_extra: &str, body: &str, pool_extra: &str) -> Pool {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let hosts = vec!["127.0.0.1".to_owned(); n];
+        Pool::start_on(&hosts, server_extra, body, pool_extra)
+    }
+
+    /// A pool whose member `i + 1` listens on, and connects to its peers from, `hosts[i]`
+    /// (loopback addresses): the kernel can then cut one member off (`faults::Cut`).
+    pub fn start_on(hosts: &[String], server_extra: &str, body: &str, pool_extra: &str) -> Pool {
+        let ports: Vec<u16> = hosts.iter().map(|_| free_port()).collect();
         let mut members = String::new();
-        for (i, p) in ports.iter().enumerate() {
+        for (i, (h, p)) in hosts.iter().zip(&ports).enumerate() {
             members.push_str(&format!(
-                "\n[[pool.members]]\nid = {}\nurl = \"http://127.0.0.1:{p}\"\n",
+                "\n[[pool.members]]\nid = {}\nurl = \"http://{h}:{p}\"\n",
                 i + 1
             ));
         }
-        let pool = format!(
-            "[pool]\nsecret = \"{SECRET}\"\nfault_injection = true\n{pool_extra}\n{members}\n"
-        );
-        let mut servers: Vec<Emspool> = ports
+        let mut servers: Vec<Emspool> = hosts
             .iter()
+            .zip(&ports)
             .enumerate()
-            .map(|(i, &p)| {
-                Emspool::configure(i as u32 + 1, p, &format!("{server_extra}\n{pool}\n{body}"))
+            .map(|(i, (h, &p))| {
+                let source = if h == "127.0.0.1" {
+                    String::new()
+                } else {
+                    format!("source_address = \"{h}\"")
+                };
+                let pool = format!(
+                    "[pool]\nsecret = \"{SECRET}\"\nfault_injection = true\n{source}\n\
+                     {pool_extra}\n{members}\n"
+                );
+                Emspool::configure_at(
+                    i as u32 + 1,
+                    h,
+                    p,
+                    &format!("{server_extra}\n{pool}\n{body}"),
+                )
             })
             .collect();
         for s in &mut servers {
@@ -53,10 +72,17 @@ impl Pool {
 
     /// `/api/v1/pool` of every running server, by id.
     pub fn views(&self) -> Vec<(u32, serde_json::Value)> {
+        let ids: Vec<u32> = (1..=self.servers.len() as u32).collect();
+        self.views_of(&ids)
+    }
+
+    /// `/api/v1/pool` of the running servers among `ids` (leave out one that is stopped: it
+    /// would only time out).
+    pub fn views_of(&self, ids: &[u32]) -> Vec<(u32, serde_json::Value)> {
         self.servers
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.is_running())
+            .filter(|(i, s)| s.is_running() && ids.contains(&(*i as u32 + 1)))
             .filter_map(|(i, s)| {
                 let url = format!("{}/api/v1/pool", s.url);
                 let mut r = ureq::get(&url)
