@@ -9,6 +9,7 @@
 mod common;
 
 mod alarm_failover;
+mod chaos;
 mod console;
 mod demo;
 mod fencing;
