@@ -589,16 +589,30 @@ impl Cluster {
             c.sort();
             (st.assignment.id, c)
         };
-        if let Some((_, peer)) = candidates.last() {
-            let got: Result<Assignment, _> = self
-                .transport
-                // The whole inventory: allow for a large one.
-                .get(
-                    *peer,
-                    "/peer/v1/assignment",
-                    self.timings.failure_timeout * 4,
-                )
-                .await;
+        if let Some(&(_, peer)) = candidates.last() {
+            // The whole inventory: allow for a large one, but not for a peer that stopped
+            // answering heartbeats meanwhile (paused, cut off): its elements wait on us.
+            let fetch = self.transport.get::<Assignment>(
+                peer,
+                "/peer/v1/assignment",
+                self.timings.failure_timeout * 4,
+            );
+            let gone = async {
+                loop {
+                    tokio::time::sleep(self.timings.heartbeat).await;
+                    if !self.lock().membership.is_alive(peer, Instant::now()) {
+                        break;
+                    }
+                }
+            };
+            let got = tokio::select! {
+                got = fetch => got,
+                // Next round asks the newest of those still alive.
+                () = gone => {
+                    tracing::info!("server {peer} died while sending the newest assignment");
+                    return false;
+                }
+            };
             match got {
                 Ok(a) if a.id > mine => {
                     let mut st = self.lock();

@@ -25,15 +25,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The active alarm with this key in the pool-wide answer of `s`.
-fn alarm(s: &Emspool, key: &str) -> Option<Value> {
-    let v = s.get("/api/v1/alarms?limit=100000");
-    let list = v["alarms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("alarms answer without a list: {v}"));
-    list.iter().find(|a| a["key"] == key).cloned()
-}
-
 /// Events of the pool-wide log; with `complete`, the answer must have every member's log.
 fn events(s: &Emspool, query: &str, complete: bool) -> Vec<Value> {
     let v = s.get(&format!("/api/v1/events?limit=10000&{query}"));
@@ -84,18 +75,14 @@ fn kill_9_of_the_owner_keeps_an_acked_alarms_id_and_ack_and_clears_what_ended_me
     let standing = format!("LinkDown:{element}:23");
     let flapping = format!("LinkDown:{element}:1");
     let before = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        alarm(pool.server(1), &standing)
+        pool.server(1).alarm(&standing)
     })
     .unwrap_or_else(|e| panic!("{standing} never raised: {e}"));
     assert_eq!(before["server"], victim, "{before}");
     let id = before["id"].as_u64().expect("alarm id");
-    let (code, body) = pool.server(1).raw(
-        "POST",
-        &format!("/api/v1/alarms/{id}/ack"),
-        Some(r#"{"by":"alice"}"#),
-    );
+    let (code, body) = pool.server(1).ack(id, "alice");
     assert_eq!(code, 200, "ack: {body}");
-    let acked = alarm(pool.server(1), &standing).expect("still active");
+    let acked = pool.server(1).alarm(&standing).expect("still active");
     assert_eq!(acked["acked_by"], "alice");
 
     // Kill the owner just before ifIndex 1 comes back up: the link alarm is active (and the
@@ -108,7 +95,7 @@ fn kill_9_of_the_owner_keeps_an_acked_alarms_id_and_ack_and_clears_what_ended_me
     })
     .expect("flap phase");
     assert!(
-        alarm(pool.server(1), &flapping).is_some(),
+        pool.server(1).alarm(&flapping).is_some(),
         "{flapping} should be active in the down half of the flap"
     );
     let killed_ms = now_ms();
@@ -121,7 +108,9 @@ fn kill_9_of_the_owner_keeps_an_acked_alarms_id_and_ack_and_clears_what_ended_me
 
     // The new owner continues the same alarm: same id, first-seen and acknowledgement.
     let after = wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
-        alarm(pool.server(1), &standing).filter(|a| a["server"] != victim)
+        pool.server(1)
+            .alarm(&standing)
+            .filter(|a| a["server"] != victim)
     })
     .unwrap_or_else(|e| panic!("{standing} not taken over: {e}"));
     let heir = after["server"].as_u64().expect("server id") as u32;
@@ -136,7 +125,7 @@ fn kill_9_of_the_owner_keeps_an_acked_alarms_id_and_ack_and_clears_what_ended_me
 
     // The link came up while the element had no owner: the heir's first poll clears it.
     wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
-        alarm(pool.server(1), &flapping).is_none().then_some(())
+        pool.server(1).alarm(&flapping).is_none().then_some(())
     })
     .unwrap_or_else(|e| panic!("{flapping} not cleared after the take-over: {e}"));
     let cleared = events(
@@ -181,7 +170,7 @@ fn kill_9_of_the_owner_keeps_an_acked_alarms_id_and_ack_and_clears_what_ended_me
         .collect();
     assert!(reraised.is_empty(), "{flapping} raised again: {reraised:?}");
     // Moved back to the returning server by a hand-over, it is still the same alarm.
-    let last = alarm(pool.server(1), &standing).expect("still active");
+    let last = pool.server(1).alarm(&standing).expect("still active");
     assert_eq!(last["id"], before["id"], "{last}");
     assert_eq!(last["acked_by"], "alice", "{last}");
 }
@@ -200,7 +189,7 @@ fn remove_writes_element_removed_and_clears_its_alarms_on_the_owner() {
     let owner = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         let a = keys
             .iter()
-            .map(|k| alarm(watcher, k))
+            .map(|k| watcher.alarm(k))
             .collect::<Option<Vec<Value>>>()?;
         a[0]["server"].as_u64()
     })
@@ -236,8 +225,12 @@ fn remove_writes_element_removed_and_clears_its_alarms_on_the_owner() {
                 .is_some_and(|t| t.ends_with(": element removed")),
             "{c:?}"
         );
-        assert!(alarm(watcher, k).is_none(), "{k} still active");
+        assert!(watcher.alarm(k).is_none(), "{k} still active");
     }
     // The other elements' alarms are untouched.
-    assert!(alarm(watcher, &format!("LinkDown:{}:23", Agents::name(1))).is_some());
+    assert!(
+        watcher
+            .alarm(&format!("LinkDown:{}:23", Agents::name(1)))
+            .is_some()
+    );
 }

@@ -9,7 +9,6 @@
 //! `EMSPOOL_CHAOS_SEED` repeats a run (the seed is printed).
 
 use crate::common::agents::Agents;
-use crate::common::emspool::Emspool;
 use crate::common::faults::{Cut, member_hosts};
 use crate::common::pool::Pool;
 use crate::common::wait::wait_until;
@@ -50,14 +49,6 @@ fn balanced(pool: &Pool) -> bool {
     pool.agrees(SERVERS, &loads)
 }
 
-fn alarm(s: &Emspool, key: &str) -> Option<Value> {
-    let v = s.get("/api/v1/alarms?limit=100000");
-    let list = v["alarms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("alarms answer without a list: {v}"));
-    list.iter().find(|a| a["key"] == key).cloned()
-}
-
 #[test]
 fn five_servers_under_kills_pauses_and_cuts_poll_every_element_once_and_keep_acks() {
     let faults: usize = std::env::var("EMSPOOL_CHAOS_FAULTS")
@@ -91,15 +82,11 @@ fn five_servers_under_kills_pauses_and_cuts_poll_every_element_once_and_keep_ack
     for i in (0..AGENTS).step_by(AGENTS / 10) {
         let key = format!("LinkDown:{}:23", Agents::name(i));
         let a = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            alarm(pool.server(1), &key)
+            pool.server(1).alarm(&key)
         })
         .unwrap_or_else(|e| panic!("{key} never raised: {e}"));
         let id = a["id"].as_u64().expect("alarm id");
-        let (code, body) = pool.server(1).raw(
-            "POST",
-            &format!("/api/v1/alarms/{id}/ack"),
-            Some(r#"{"by":"chaos"}"#),
-        );
+        let (code, body) = pool.server(1).ack(id, "chaos");
         assert_eq!(code, 200, "ack {key}: {body}");
         acked.push((key, a["id"].clone()));
     }
@@ -208,7 +195,10 @@ fn five_servers_under_kills_pauses_and_cuts_poll_every_element_once_and_keep_ack
         gaps.join("\n")
     );
     for (key, id) in &acked {
-        let a = alarm(pool.server(1), key).unwrap_or_else(|| panic!("{key} is gone"));
+        let a = pool
+            .server(1)
+            .alarm(key)
+            .unwrap_or_else(|| panic!("{key} is gone"));
         assert_eq!(a["id"], *id, "{key} changed its id: {a}");
         assert_eq!(
             a["acked_by"], "chaos",

@@ -16,20 +16,6 @@ const POOL_TIMINGS: &str =
 const WINDOW: Duration = Duration::from_millis(1500);
 const PAUSE: Duration = Duration::from_secs(3);
 
-fn agree_among(pool: &Pool, ids: &[u32], master: u32, loads: &[(u32, u64)]) -> bool {
-    let views = pool.views_of(ids);
-    views.len() == ids.len()
-        && views.iter().all(|(_, v)| {
-            v["master"] == master
-                && loads.iter().all(|(id, n)| {
-                    v["members"]
-                        .as_array()
-                        .and_then(|ms| ms.iter().find(|m| m["id"] == *id))
-                        .is_some_and(|m| m["elements"] == *n)
-                })
-        })
-}
-
 /// What a fault is done to one server for [`PAUSE`].
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -58,7 +44,8 @@ fn fault_and_heal(
         Fault::Cut => Some(Cut::isolate(&pool.server(victim).host)),
     };
     let took = wait_until(Duration::from_secs(8), Duration::from_millis(100), || {
-        agree_among(pool, &others, interim_master, &loads).then_some(())
+        pool.agrees_among(&others, interim_master, &loads)
+            .then_some(())
     });
     let slept = agents.now().saturating_sub(before);
     std::thread::sleep(PAUSE.saturating_sub(slept));

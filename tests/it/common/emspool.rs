@@ -261,6 +261,19 @@ impl Emspool {
         super::json_array(&self.get("/api/v1/alarms"), "alarms")
     }
 
+    /// The active alarm with reduction key `key` in this server's pool-wide answer.
+    pub fn alarm(&self, key: &str) -> Option<serde_json::Value> {
+        super::json_array(&self.get("/api/v1/alarms?limit=100000"), "alarms")
+            .into_iter()
+            .find(|a| a["key"] == key)
+    }
+
+    /// Acknowledges alarm `id` as `by` through this server; the status and body of the answer.
+    pub fn ack(&self, id: u64, by: &str) -> (u16, String) {
+        let body = serde_json::json!({ "by": by }).to_string();
+        self.raw("POST", &format!("/api/v1/alarms/{id}/ack"), Some(&body))
+    }
+
     pub fn events(&self, query: &str) -> Vec<serde_json::Value> {
         super::json_array(&self.get(&format!("/api/v1/events?{query}")), "events")
     }

@@ -98,8 +98,19 @@ impl Pool {
 
     /// Every running server agrees that `master` is master and sees `loads` (by id) assigned.
     pub fn agrees(&self, master: u32, loads: &[(u32, u64)]) -> bool {
-        let views = self.views();
-        let running = self.servers.iter().filter(|s| s.is_running()).count();
+        let ids: Vec<u32> = (1..=self.servers.len() as u32).collect();
+        self.agrees_among(&ids, master, loads)
+    }
+
+    /// [`Pool::agrees`] asked of the running servers among `ids` only.
+    pub fn agrees_among(&self, ids: &[u32], master: u32, loads: &[(u32, u64)]) -> bool {
+        let views = self.views_of(ids);
+        let running = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.is_running() && ids.contains(&(*i as u32 + 1)))
+            .count();
         views.len() == running
             && views.iter().all(|(_, v)| {
                 v["master"] == master
