@@ -178,7 +178,7 @@ mod tests {
         r.record(0, 4 << 24, Duration::from_millis(16));
         r.record(0, 3 << 24, Duration::from_millis(1010));
         assert_eq!(r.polls(0), vec![poll(3, 10), poll(4, 16), poll(3, 1010)]);
-        for i in 0..200u64 {
+        for i in 0..HISTORY as u64 + 100 {
             r.record(0, 5 << 24, Duration::from_millis(2000 + i * 1000));
         }
         assert_eq!(r.polls(0).len(), HISTORY);
