@@ -172,7 +172,13 @@ impl Driver {
         // First, before any answer can renew the lease: after a pause or a cut long enough for
         // the majority to have taken over, stop polling what we held (`lease.rs`).
         let lease = c.poller.lease().clone();
-        if lease.overdue(std::time::Instant::now()) || lease.disowned() {
+        let now = std::time::Instant::now();
+        // Out of contact: what we know of the others is stale, so watch them anew until the
+        // majority answers again (a master then waits for the silent ones, `undecided`).
+        if !lease.fresh_at(now) {
+            c.lock().membership.restart_watch(Instant::now());
+        }
+        if lease.overdue(now) || lease.disowned() {
             self.disowned().await;
         }
         let hb = c.my_heartbeat();
@@ -236,14 +242,12 @@ impl Driver {
         c.metrics.set_members_alive(alive.len());
     }
 
-    /// The majority may have taken our elements over: fence (once), watch the pool anew before
-    /// deciding anything as master, and let a master re-claim above whatever term was elected
-    /// meanwhile.
+    /// The majority may have taken our elements over: fence (once), and let a master re-claim
+    /// above whatever term was elected meanwhile.
     async fn disowned(&mut self) {
         let c = self.cluster.clone();
         let fresh_fence = {
-            let mut st = c.lock();
-            st.membership.restart_watch(Instant::now());
+            let st = c.lock();
             // Nothing applied yet (a start without answers): nothing to fence.
             !st.fenced && st.applied != AssignmentId::default()
         };

@@ -27,7 +27,8 @@ pub(crate) struct Membership {
     answered: BTreeMap<ServerId, Instant>,
     /// Peers whose port refused a connection since we last heard of them: certainly down.
     refused: BTreeSet<ServerId>,
-    /// Since when we have been listening (start, or waking up from a pause).
+    /// Since when we have been in contact with a majority (start, or regaining it after a
+    /// pause or a cut).
     watching_since: Instant,
 }
 
@@ -98,7 +99,8 @@ impl Membership {
         sent.get(k - 1).copied()
     }
 
-    /// Start watching anew: after a pause what we knew of the others is stale.
+    /// Start watching anew: out of contact (paused, cut off), what we knew of the others is
+    /// stale.
     pub(crate) fn restart_watch(&mut self, now: Instant) {
         self.watching_since = now;
     }

@@ -119,12 +119,16 @@ fn a_full_disk_stops_writes_and_readiness_until_it_grows_and_nothing_is_lost() {
     eprintln!("ready again {:?} after the disk grew", t.elapsed());
     assert_eq!(sample(&ems, "emspool_event_log_writable"), Some(1.0));
     assert_eq!(sample(&ems, "emspool_event_log_queued"), Some(0.0));
-    assert_eq!(sample(&ems, "emspool_event_log_outages_total"), Some(1.0));
     assert_eq!(sample(&ems, "emspool_event_log_dropped_total"), Some(0.0));
+    // On a full disk a reopen may succeed and the next write fail again (more so on a loaded
+    // machine, which retries more often before the disk grows): then that is an outage of its
+    // own. Each one is counted, and logged at its start and at its end.
+    let outages = sample(&ems, "emspool_event_log_outages_total").unwrap_or(0.0) as usize;
+    assert!(outages >= 1, "no outage counted");
     let down = ems.events("kind=eventlog.unwritable");
-    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down.len(), outages, "{down:?}");
     let up = ems.events("kind=eventlog.writable");
-    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up.len(), outages, "{up:?}");
     // Events of the outage were written when the space came back: the last element added
     // before it has its NodeDown in the log.
     let last = added
