@@ -3,8 +3,30 @@
 use crate::model::{Alarm, ElementView, Event, ServerId, format_millis};
 use std::fmt::Write;
 
-/// Left-aligned columns sized to their widest cell.
+/// A cell as a terminal may show it: control characters (a device's ESC or BEL in its
+/// sysName, say) escaped as `\u{1b}`, everything else as it is. JSON answers stay faithful.
+pub(crate) fn cell(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Left-aligned columns sized to their widest cell; control characters escaped.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -204,5 +226,15 @@ mod tests {
     fn columns_align_to_widest_cell() {
         let t = super::table(&["A", "B"], &[vec!["long".into(), "x".into()]]);
         assert_eq!(t, "A     B\nlong  x\n");
+    }
+
+    #[test]
+    fn a_devices_control_bytes_are_escaped_in_tables() {
+        // A sysName that would clear the screen and ring the bell on a terminal.
+        let evil = "r1\u{1b}[2J\u{7}\u{9b}";
+        let t = super::table(&["NAME", "SYSNAME"], &[vec!["r1".into(), evil.into()]]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("r1\\u{1b}[2J\\u{7}\\u{9b}"), "{t}");
+        assert_eq!(super::cell("plain name"), "plain name");
     }
 }

@@ -3,6 +3,7 @@
 pub mod interface;
 pub mod intern;
 mod poll;
+pub mod text;
 
 pub use interface::Interface;
 pub use poll::{Outcome, PollData, STARVED, starved};

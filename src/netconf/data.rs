@@ -50,7 +50,7 @@ impl DataVisit for SystemData {
             return;
         }
         let names: Vec<&str> = path.iter().map(|n| n.name.as_str()).collect();
-        let v = Some(text.to_owned());
+        let v = Some(crate::model::text::device_str(text));
         match names.as_slice() {
             ["system", "hostname"] => self.hostname = v,
             ["system-state", "platform", "os-name"] => self.os_name = v,
@@ -190,12 +190,12 @@ impl DataVisit for InterfacesData {
         };
         let leaf: Vec<&str> = path[2..].iter().map(|n| n.name.as_str()).collect();
         match leaf.as_slice() {
-            ["name"] => *name = Some(text.to_owned()),
+            ["name"] => *name = Some(crate::model::text::device_str(text)),
             ["enabled"] => row.enabled = Some(text == "true"),
             ["admin-status"] => row.admin = Some(admin_status(text)),
             ["oper-status"] => row.oper = Some(oper_status(text)),
             ["if-index"] => row.if_index = text.parse().ok(),
-            ["description"] => row.description = Some(text.to_owned()),
+            ["description"] => row.description = Some(crate::model::text::device_str(text)),
             ["speed"] => row.stat("speed", text),
             ["statistics", leaf] => row.stat(leaf, text),
             _ => {}

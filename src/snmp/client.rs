@@ -62,9 +62,10 @@ impl OwnedValue {
         }
     }
 
+    /// A device string: bounded (`model::text`), control characters kept as received.
     pub fn as_text(&self) -> Option<String> {
         match self {
-            OwnedValue::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            OwnedValue::Bytes(b) => Some(crate::model::text::device_bytes(b)),
             _ => None,
         }
     }
