@@ -83,17 +83,16 @@ impl Lease {
         self.since_base(now).is_none_or(|d| d < self.lease)
     }
 
-    /// A majority answered heartbeats sent at `base` or later. True if the lease had run past
-    /// `takeover` before this renewal: the caller must fence before acting again.
-    pub(crate) fn renew(&self, base: Instant, now: Instant) -> bool {
-        let lapsed = self.overdue(now);
+    /// A majority answered heartbeats sent at `base` or later. A lease that had run past
+    /// `takeover` before this renewal stays disowned (the driver's next tick fences).
+    pub(crate) fn renew(&self, base: Instant, now: Instant) {
+        self.overdue(now);
         let b = self.nanos(base);
         let _ = self
             .base
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
                 (old != FOREVER && b > old).then_some(b)
             });
-        lapsed
     }
 
     /// Whether the majority may have taken over by now; if so the server is disowned.
@@ -125,12 +124,14 @@ mod tests {
     fn holds_for_the_lease_from_the_send_instant_then_not() {
         let l = Lease::new(800 * MS, 900 * MS);
         let t0 = Instant::now();
-        assert!(!l.renew(t0, t0));
+        l.renew(t0, t0);
+        assert!(!l.disowned());
         assert!(l.may_act_at(t0 + 799 * MS));
         assert!(!l.may_act_at(t0 + 800 * MS), "lease ended");
         assert!(!l.overdue(t0 + 899 * MS));
         assert!(!l.disowned(), "before takeover a late answer still renews");
-        assert!(!l.renew(t0 + 500 * MS, t0 + 899 * MS));
+        l.renew(t0 + 500 * MS, t0 + 899 * MS);
+        assert!(!l.disowned());
         assert!(l.may_act_at(t0 + 1000 * MS));
     }
 
@@ -141,7 +142,8 @@ mod tests {
         l.renew(t0, t0);
         // Paused for 3 s: the answers that come back must not re-open the old ownership.
         let woke = t0 + 3000 * MS;
-        assert!(l.renew(woke, woke + 5 * MS), "lapsed past takeover");
+        l.renew(woke, woke + 5 * MS);
+        assert!(l.disowned(), "lapsed past takeover");
         assert!(!l.may_act_at(woke + 10 * MS));
         l.restore();
         assert!(l.may_act_at(woke + 10 * MS));

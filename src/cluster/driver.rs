@@ -203,8 +203,8 @@ impl Driver {
                             st.membership.answered(to, sent);
                             st.membership.lease_base()
                         };
-                        // A renewal that finds the lease past takeover disowns; the next tick
-                        // fences before anything is polled again.
+                        // A renewal that finds the lease past takeover leaves it disowned; the
+                        // next tick fences before anything is polled again.
                         if let Some(base) = base {
                             c.poller.lease().renew(base.into_std(), now.into_std());
                         }
