@@ -57,6 +57,8 @@ need nats-server    command -v nats-server
 # The Prometheus server of tests/prometheus.rs (Debian 12: 2.42). No systemd in CI, so the
 # package's unit does not start; the test runs its own on loopback.
 need prometheus     test -x /usr/bin/prometheus
+# Two clustered Alertmanagers in tests/it/alertmanager.rs (Debian 12: 0.25).
+need prometheus-alertmanager test -x /usr/bin/prometheus-alertmanager
 # The web console's browser tests (tests/it/console.rs): Debian's Chromium, driven by
 # playwright-core from npm (never `npx playwright install`: it downloads another browser).
 need chromium       test -x /usr/bin/chromium
