@@ -93,6 +93,9 @@ pub(crate) struct AlarmTable {
     /// Wakes the sender of the pool's copies (`cluster::alarm_sync`) after every change they
     /// must learn of: new, cleared, acknowledged, moved.
     changed: tokio::sync::Notify,
+    /// Counts every change to the table (including alarms moved in or out without an event),
+    /// for the Alertmanager sender, which must not steal `changed`'s one waiter.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// Ids are unique in the pool and across restarts: the server id in the high bits, and a
@@ -115,6 +118,7 @@ impl AlarmTable {
             }),
             replica: Mutex::new(Replica::default()),
             changed: tokio::sync::Notify::new(),
+            generation: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -129,6 +133,12 @@ impl AlarmTable {
 
     fn touched(&self) {
         self.changed.notify_one();
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// A receiver that sees a new value after every change to the table.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Resolves after the next change the other members must learn of (at once if one
@@ -178,6 +188,7 @@ impl AlarmTable {
                     kind: kind.into_owned(),
                     severity,
                     text,
+                    alarm: None,
                 }),
             }
         }
@@ -198,11 +209,17 @@ impl AlarmTable {
             a.count = a.count.saturating_add(1);
             a.last_seen = now;
             a.text = r.text;
-            // A repeat may escalate; the operator must see the new severity.
+            // A repeat may escalate; the operator (and the pool's copy, and Alertmanager,
+            // where severity is a label) must see the new severity.
+            let id = a.id;
             if a.severity != r.severity {
                 a.severity = r.severity;
+                let element = a.element.clone();
+                inner.dirty.insert(key, element);
+                drop(inner);
+                self.touched();
             }
-            return RaiseOutcome::Repeat(a.id);
+            return RaiseOutcome::Repeat(id);
         }
         let seq = inner.next_seq;
         inner.next_seq = (seq + 1) & ((1 << SEQ_BITS) - 1);
@@ -222,13 +239,17 @@ impl AlarmTable {
             acked_at: None,
             server: self.server,
         };
-        self.events.append(NewEvent {
-            ts: now,
-            element: Some(alarm.element.clone()),
-            kind: "alarm.raised".into(),
-            severity: alarm.severity,
-            text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
-        });
+        self.events.append(
+            NewEvent {
+                ts: now,
+                element: Some(alarm.element.clone()),
+                kind: "alarm.raised".into(),
+                severity: alarm.severity,
+                text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
+                alarm: None,
+            }
+            .about(&alarm),
+        );
         inner.dirty.insert(key.clone(), alarm.element.clone());
         inner.by_key.insert(key, Box::new(alarm));
         drop(inner);
@@ -249,15 +270,18 @@ impl AlarmTable {
         let Some(alarm) = inner.by_key.remove(&key) else {
             return false;
         };
-        self.events.append(NewEvent::now(
-            Some(&alarm.element),
-            "alarm.cleared",
-            Severity::Cleared,
-            format!(
-                "{} [{}] cleared after {} occurrence(s): {why}",
-                alarm.kind, key, alarm.count
-            ),
-        ));
+        self.events.append(
+            NewEvent::now(
+                Some(&alarm.element),
+                "alarm.cleared",
+                Severity::Cleared,
+                format!(
+                    "{} [{}] cleared after {} occurrence(s): {why}",
+                    alarm.kind, key, alarm.count
+                ),
+            )
+            .about(&alarm),
+        );
         if let Some(set) = inner.unconfirmed.get_mut(element) {
             set.remove(&key);
         }
@@ -273,13 +297,17 @@ impl AlarmTable {
         let now = now_millis();
         alarm.acked_by = Some(by.to_owned());
         alarm.acked_at = Some(now);
-        self.events.append(NewEvent {
-            ts: now,
-            element: Some(alarm.element.clone()),
-            kind: "alarm.acked".into(),
-            severity: Severity::Info,
-            text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
-        });
+        self.events.append(
+            NewEvent {
+                ts: now,
+                element: Some(alarm.element.clone()),
+                kind: "alarm.acked".into(),
+                severity: Severity::Info,
+                text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
+                alarm: None,
+            }
+            .about(alarm),
+        );
         let out = alarm.clone();
         inner.dirty.insert(out.key.clone(), out.element.clone());
         drop(inner);

@@ -154,9 +154,5 @@ impl Client {
 
 /// reqwest's own text embeds the URL (and so, with basic auth, possibly a secret).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = crate::cluster::transport::describe(e);
-    if let Some(src) = std::error::Error::source(e) {
-        s = format!("{s}: {src}");
-    }
-    s
+    crate::cluster::transport::cause(e)
 }

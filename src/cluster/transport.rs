@@ -174,6 +174,15 @@ impl Transport {
     }
 }
 
+/// `describe` and the error's source (a TLS or connection detail), still without the URL.
+pub(crate) fn cause(e: &reqwest::Error) -> String {
+    let mut s = describe(e);
+    if let Some(src) = std::error::Error::source(e) {
+        s = format!("{s}: {src}");
+    }
+    s
+}
+
 /// reqwest's errors embed the URL; keep the cause only.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {

@@ -2,10 +2,12 @@
 
 mod jetstream;
 mod limits;
+mod northbound;
 pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
 pub(crate) use jetstream::JetStreamSection;
+pub(crate) use northbound::{AlertmanagerSection, WebhookSection};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -81,6 +83,12 @@ pub struct Config {
     /// Absent: no trap listener (traps forwarded by peers are still applied).
     #[serde(default)]
     pub traps: Option<TrapsSection>,
+    /// Absent: alarms are not pushed to Alertmanager.
+    #[serde(default)]
+    pub(crate) alertmanager: Option<AlertmanagerSection>,
+    /// Receivers of a JSON POST per alarm change.
+    #[serde(default)]
+    pub(crate) webhooks: Vec<WebhookSection>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -498,6 +506,10 @@ impl Config {
         if let Some(j) = &self.events.jetstream {
             j.validate().map_err(|(k, m)| invalid(&k, &m))?;
         }
+        if let Some(a) = &self.alertmanager {
+            a.validate().map_err(|(k, m)| invalid(&k, &m))?;
+        }
+        northbound::validate_webhooks(&self.webhooks).map_err(|(k, m)| invalid(&k, &m))?;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ fn ev(ts: i64, element: Option<&str>, kind: &str) -> NewEvent {
         kind,
         severity,
         text,
+        alarm: None,
     }
 }
 

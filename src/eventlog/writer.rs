@@ -269,6 +269,7 @@ impl Writer {
             kind: ev.kind,
             severity: ev.severity,
             text: ev.text,
+            alarm: ev.alarm,
         };
         self.next_id += 1;
         event

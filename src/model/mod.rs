@@ -274,6 +274,10 @@ pub struct Event {
     pub kind: String,
     pub severity: Severity,
     pub text: String,
+    /// The alarm an `alarm.*` event is about, as it was at that moment: what webhooks and
+    /// the JetStream stream hand on without parsing `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<Box<Alarm>>,
 }
 
 /// An event before the log gives it an id.
@@ -284,6 +288,8 @@ pub struct NewEvent {
     pub kind: String,
     pub severity: Severity,
     pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<Box<Alarm>>,
 }
 
 impl NewEvent {
@@ -299,7 +305,14 @@ impl NewEvent {
             kind: kind.to_owned(),
             severity,
             text: text.into(),
+            alarm: None,
         }
+    }
+
+    /// The same event, about `alarm`.
+    pub fn about(mut self, alarm: &Alarm) -> NewEvent {
+        self.alarm = Some(Box::new(alarm.clone()));
+        self
     }
 }
 

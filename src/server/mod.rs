@@ -61,6 +61,7 @@ pub(crate) struct Started {
     scheduler: tokio::task::JoinHandle<()>,
     trap_tasks: Vec<tokio::task::JoinHandle<()>>,
     jetstream: Option<crate::northbound::jetstream::Northbound>,
+    push: Push,
     element_count: usize,
     /// rustls configuration of the listener; None serves plain HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -168,6 +169,10 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     .await
     .context("cannot start the trap receiver")?;
 
+    let push = start_push(config, &poller, &alarms, &events, &metrics)
+        .await
+        .context("cannot start the alarm push (alertmanager, webhooks)")?;
+
     let state = Arc::new(AppState {
         id,
         poller,
@@ -187,11 +192,66 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         scheduler,
         trap_tasks,
         jetstream,
+        push,
         element_count: config.elements.len(),
         tls,
         handshake_failures,
         http_limits: limits::HttpLimits::from_config(&config.server),
     })
+}
+
+/// The alarm push interfaces of one server.
+struct Push {
+    alertmanager: Option<crate::northbound::alertmanager::Alertmanager>,
+    webhooks: Option<crate::northbound::webhook::Webhooks>,
+}
+
+async fn start_push(
+    config: &Config,
+    poller: &Poller,
+    alarms: &Arc<AlarmTable>,
+    events: &EventLog,
+    metrics: &Metrics,
+) -> anyhow::Result<Push> {
+    let alertmanager = match &config.alertmanager {
+        Some(am) => {
+            let console = am.console_url.clone().unwrap_or_else(|| own_url(config));
+            Some(crate::northbound::alertmanager::start(
+                am,
+                console,
+                alarms.clone(),
+                events.clone(),
+                poller.lease().clone(),
+                metrics.registry(),
+            )?)
+        }
+        None => None,
+    };
+    let webhooks =
+        crate::northbound::webhook::start(&config.webhooks, events.clone(), metrics.registry())
+            .await?;
+    Ok(Push {
+        alertmanager,
+        webhooks,
+    })
+}
+
+/// This server's URL as its peers know it, else its listener's.
+fn own_url(config: &Config) -> String {
+    let me = config.server_id().0;
+    if let Some(m) = config
+        .pool
+        .as_ref()
+        .and_then(|p| p.members.iter().find(|m| m.id == me))
+    {
+        return m.url.clone();
+    }
+    let scheme = if config.server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", config.server.listen)
 }
 
 fn tls_failure_counter(metrics: &Metrics) -> anyhow::Result<prometheus::IntCounter> {
@@ -225,6 +285,7 @@ impl Started {
             scheduler,
             trap_tasks,
             jetstream,
+            push,
             element_count,
             tls,
             handshake_failures,
@@ -279,6 +340,12 @@ impl Started {
         scheduler.abort();
         if let Some(j) = jetstream {
             j.stop().await;
+        }
+        if let Some(a) = push.alertmanager {
+            a.stop().await;
+        }
+        if let Some(w) = push.webhooks {
+            w.stop().await;
         }
         state.events.append(NewEvent::now(
             None,

@@ -9,6 +9,7 @@
 mod common;
 
 mod alarm_failover;
+mod alertmanager;
 mod chaos;
 mod console;
 mod demo;
@@ -30,3 +31,4 @@ mod sim_vs_netsnmp;
 mod tls;
 mod trap_replay;
 mod traps;
+mod webhooks;

@@ -11,6 +11,7 @@ use super::metrics::JetStreamMetrics;
 use super::{JetStreamError, JetStreamSection, subject};
 use crate::eventlog::EventLog;
 use crate::model::{Event, ServerId, now_millis};
+use crate::northbound::sleep_or_stop;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, publish::PublishAck, stream};
 use bytes::Bytes;
@@ -80,14 +81,7 @@ impl Publisher {
         acked: Arc<AtomicU64>,
     ) -> Result<Publisher, JetStreamError> {
         let cursor = read_u64(log.meta_get(META_CURSOR)?).unwrap_or(0);
-        let epoch = match read_u64(log.meta_get(META_EPOCH)?) {
-            Some(e) => e,
-            None => {
-                let e = u64::try_from(now_millis()).unwrap_or(0);
-                log.meta_put(META_EPOCH, e.to_be_bytes().to_vec()).await?;
-                e
-            }
-        };
+        let epoch = crate::northbound::incarnation(&log, META_EPOCH).await?;
         acked.store(cursor, Ordering::Relaxed);
         Ok(Publisher {
             js,
@@ -332,14 +326,6 @@ impl Publisher {
             Ok(()) => self.saved = cursor,
             Err(e) => tracing::error!("cannot save the JetStream cursor: {e}"),
         }
-    }
-}
-
-/// Sleeps; true when asked to stop meanwhile.
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        r = stop.changed() => r.is_err() || *stop.borrow(),
     }
 }
 

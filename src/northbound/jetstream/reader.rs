@@ -263,6 +263,7 @@ mod tests {
             kind: kind.to_owned(),
             severity: Severity::Info,
             text: String::new(),
+            alarm: None,
         }
     }
 

@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agents;
+pub mod alertmanager;
 pub mod emspool;
 pub mod faults;
 pub mod nats;
