@@ -528,6 +528,17 @@ impl AlarmTable {
         self.replica().accept(sync, owner_of)
     }
 
+    /// The alarms kept here of `from`'s elements (it asks them back after a restart).
+    pub(crate) fn kept_of(&self, from: ServerId) -> Vec<Alarm> {
+        self.replica().of(from)
+    }
+
+    /// This server's own alarms as the pool kept them while it restarted: continued by
+    /// [`AlarmTable::inherit`] for the elements its first assignment gives it.
+    pub(crate) fn restore_own(&self, alarms: Vec<Alarm>) {
+        self.replica().restore_own(self.server, alarms);
+    }
+
     /// See [`Replica::prune`]; called with each new assignment.
     pub(crate) fn prune_replica(&self, owner_of: impl Fn(&str) -> Option<ServerId>) {
         self.replica().prune(owner_of);

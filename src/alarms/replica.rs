@@ -164,6 +164,41 @@ impl Replica {
     }
 
     /// The kept alarms of `element`, removed from the replica (its new owner takes them).
+    /// The alarms kept of `from` (what a restarted `from` asks back), at most
+    /// [`MAX_PER_SENDER`].
+    pub(crate) fn of(&self, from: ServerId) -> Vec<Alarm> {
+        self.by_element
+            .values()
+            .filter(|(s, _)| *s == from)
+            .flat_map(|(_, v)| v.iter().cloned())
+            .take(MAX_PER_SENDER)
+            .collect()
+    }
+
+    /// Keeps `alarms` of this server itself, as its peers kept them while it restarted, for
+    /// [`Replica::take`] when it applies its first assignment; of two copies of one alarm the
+    /// one seen last wins.
+    pub(crate) fn restore_own(&mut self, me: ServerId, alarms: Vec<Alarm>) {
+        for a in alarms {
+            // Another owner's copy here is newer news than what was kept of us.
+            if self
+                .by_element
+                .get(&a.element)
+                .is_some_and(|(o, _)| *o != me)
+            {
+                continue;
+            }
+            let newer = self
+                .by_element
+                .get(&a.element)
+                .and_then(|(_, v)| v.iter().find(|x| x.key == a.key))
+                .is_none_or(|x| (a.last_seen, a.acked_at) > (x.last_seen, x.acked_at));
+            if newer {
+                self.upsert(me, a);
+            }
+        }
+    }
+
     pub(crate) fn take(&mut self, element: &str) -> Vec<Alarm> {
         let Some((from, v)) = self.by_element.remove(element) else {
             return Vec::new();
@@ -320,5 +355,32 @@ mod tests {
             all_2,
         );
         assert_eq!((got.accepted, got.refused), (0, 1));
+    }
+
+    #[test]
+    fn a_restarted_owner_gets_back_what_was_kept_of_it_newest_copy_first() {
+        let mut r = Replica::default();
+        r.accept(
+            full(2, 1, vec![alarm(1, "a", 10), alarm(2, "b", 20)]),
+            owners,
+        );
+        r.accept(full(3, 1, vec![alarm(3, "c", 30)]), owners);
+        let mut mine = r.of(ServerId(2));
+        mine.sort_by_key(|a| a.id);
+        assert_eq!(mine.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
+
+        // Server 2, restarted, restores two peers' copies: the one seen last wins, and an
+        // element another owner's copy holds here is left to it.
+        let mut back = Replica::default();
+        back.accept(full(3, 1, vec![alarm(3, "c", 30)]), owners);
+        let mut older = alarm(1, "a", 10);
+        older.count = 1;
+        let mut newer = alarm(1, "a", 10);
+        newer.last_seen = 99;
+        newer.count = 7;
+        back.restore_own(ServerId(2), vec![older, newer.clone(), alarm(9, "c", 5)]);
+        back.restore_own(ServerId(2), vec![alarm(1, "a", 10)]);
+        assert_eq!(back.take("a"), vec![newer]);
+        assert_eq!(back.take("c").iter().map(|a| a.id).collect::<Vec<_>>(), [3]);
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn router(state: Shared) -> Router<Shared> {
             "/alarms",
             post(alarms).layer(axum::extract::DefaultBodyLimit::max(ALARM_SYNC_LIMIT)),
         )
+        .route("/alarms/kept", get(kept_alarms))
         .fallback(|| async { ApiError::NotFound("no such peer endpoint".into()) })
         .layer(middleware::from_fn_with_state(state, require_secret))
 }
@@ -315,6 +316,18 @@ async fn alarms(
         ));
     }
     Ok(Json(s.cluster.accept_alarms(sync)))
+}
+
+/// The alarms kept here of the asking member: what it held before it restarted.
+async fn kept_alarms(
+    State(s): State<Shared>,
+    Extension(sender): Extension<Sender>,
+) -> Result<Json<Vec<crate::model::Alarm>>, ApiError> {
+    let from = s
+        .cluster
+        .authorize_sender(sender.0)
+        .map_err(cluster_error)?;
+    Ok(Json(s.alarms.kept_of(from)))
 }
 
 async fn set_fault(

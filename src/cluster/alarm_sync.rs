@@ -45,6 +45,10 @@ pub(super) async fn run(c: Weak<Cluster>) {
         if woke_by_change {
             tokio::time::sleep(BATCH).await;
         }
+        // Our first snapshot replaces what the others kept of us: not before we asked for it.
+        if !cluster.recovered() {
+            continue;
+        }
         let peers: Vec<ServerId> = cluster
             .alive_members()
             .into_iter()

@@ -15,6 +15,7 @@ pub(crate) mod inventory;
 mod master;
 pub(crate) mod membership;
 pub(crate) mod protocol;
+mod recover;
 pub(crate) mod transport;
 
 use crate::alarms::AlarmTable;
@@ -121,6 +122,8 @@ pub(crate) struct Cluster {
     settled: inventory::SettledTx,
     /// Binds what peers claim to who they are (`authority`).
     pub(crate) authority: authority::Authority,
+    /// This server asked the others back for its alarms since it started (`recover`).
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
@@ -248,6 +251,7 @@ impl Cluster {
             inventory_changed: tokio::sync::Notify::new(),
             settled: tokio::sync::watch::channel((0, AssignmentId::default())).0,
             authority,
+            recovered: Default::default(),
         });
         let journal = cluster.load_journal();
         cluster.lock().applied_seq = journal.applied_seq();
@@ -466,6 +470,8 @@ impl Cluster {
         if !fenced && assignment.id <= applied {
             return Ok(());
         }
+        // Before anything is polled: a poll would raise anew what the pool kept of us.
+        self.recover_own_alarms().await;
         let mine = assignment.owned_by(self.me);
         let keep: BTreeSet<&str> = mine.iter().map(|e| &*e.name).collect();
         let before = self.poller.owned();

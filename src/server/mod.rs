@@ -139,13 +139,19 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
         ));
     }
 
+    let lease = Arc::new(crate::lease::Lease::for_config(config));
+    // Before anything polls: a new webhook starts from the log's end, and must not miss the
+    // first raises.
+    let push = start_push(config, &lease, &alarms, &events, &metrics)
+        .await
+        .context("cannot start the alarm push (alertmanager, webhooks)")?;
     let (poller, scheduler) = Poller::start(
         id,
         config.poll.clone(),
         config.credentials.clone(),
         alarms.clone(),
         metrics.clone(),
-        Arc::new(crate::lease::Lease::for_config(config)),
+        lease,
     );
     let cluster = Cluster::start(
         config,
@@ -168,10 +174,6 @@ pub(crate) async fn start(config: &Config) -> anyhow::Result<Started> {
     )
     .await
     .context("cannot start the trap receiver")?;
-
-    let push = start_push(config, &poller, &alarms, &events, &metrics)
-        .await
-        .context("cannot start the alarm push (alertmanager, webhooks)")?;
 
     let state = Arc::new(AppState {
         id,
@@ -208,7 +210,7 @@ struct Push {
 
 async fn start_push(
     config: &Config,
-    poller: &Poller,
+    lease: &Arc<crate::lease::Lease>,
     alarms: &Arc<AlarmTable>,
     events: &EventLog,
     metrics: &Metrics,
@@ -221,7 +223,7 @@ async fn start_push(
                 console,
                 alarms.clone(),
                 events.clone(),
-                poller.lease().clone(),
+                lease.clone(),
                 metrics.registry(),
             )?)
         }

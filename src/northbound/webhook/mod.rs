@@ -28,7 +28,7 @@ const IDLE: Duration = Duration::from_millis(100);
 /// How often the cursor is saved while it only passes events that are no alarm change.
 const SAVE_EVERY: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// The running senders, one per target.
 pub(crate) struct Webhooks {

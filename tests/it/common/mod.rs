@@ -21,6 +21,7 @@ pub mod snmpcli;
 pub mod snmpd;
 pub mod snmpsim;
 pub mod wait;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
