@@ -217,4 +217,36 @@ mod tests {
         let short = validate_webhooks(&[hook("ops", Some("short-secret"))]).unwrap_err();
         assert!(!short.1.contains("short-secret"));
     }
+
+    /// The indented block of the README that starts with `first`, dedented.
+    fn readme_block(first: &str) -> String {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find(&format!("\n    {first}\n"))
+            .unwrap_or_else(|| panic!("README has no block {first}"));
+        readme[start + 1..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_readme_examples_are_valid() {
+        #[derive(Deserialize)]
+        struct Doc {
+            alertmanager: AlertmanagerSection,
+            webhooks: Vec<WebhookSection>,
+        }
+        let text = format!(
+            "{}\n\n{}",
+            readme_block("[alertmanager]"),
+            readme_block("[[webhooks]]")
+        );
+        let doc: Doc = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        doc.alertmanager.validate().expect("alertmanager example");
+        validate_webhooks(&doc.webhooks).expect("webhooks example");
+        assert_eq!(doc.alertmanager.urls.len(), 2);
+    }
 }
