@@ -1,5 +1,6 @@
 //! The TOML configuration file: parsed strictly, validated at load, secrets kept out of output.
 
+mod checks;
 mod jetstream;
 mod limits;
 pub(crate) mod tls;
@@ -17,11 +18,10 @@ pub(crate) use tls::ClientAuth;
 /// Where a bad configuration was found and why; `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    /// The io error is part of the message, not a `source`: `{:#}` (anyhow) would print it
+    /// twice ("No such file or directory (os error 2): No such file or directory (os error 2)").
+    #[error("{file}: cannot read: {error}")]
+    Read { file: String, error: std::io::Error },
     #[error("{file}:{line}: {message}")]
     Syntax {
         file: String,
@@ -410,9 +410,9 @@ pub enum PrivProtocol {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Config::parse(&text, &file)
     }
@@ -475,14 +475,7 @@ impl Config {
         if p.netconf.reconnect_max < Duration::from_secs(1) {
             return Err(invalid("poll.netconf.reconnect_max", "must be at least 1s"));
         }
-        if let Some(t) = &self.api.token
-            && t.is_empty()
-        {
-            return Err(invalid(
-                "api.token",
-                "must not be empty (remove it to disable auth)",
-            ));
-        }
+        checks::tokens(&self.api, &self.client).map_err(|(k, m)| invalid(&k, &m))?;
         if let Some(pool) = &self.pool {
             validate_pool(pool, self.server.id).map_err(|(k, m)| invalid(&k, &m))?;
         }
@@ -492,6 +485,8 @@ impl Config {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }
         validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
+        checks::pins(self).map_err(|(k, m)| invalid(&k, &m))?;
+        checks::ports(self).map_err(|(k, m)| invalid(&k, &m))?;
         if let Some(t) = &self.traps {
             validate_traps(t).map_err(|(k, m)| invalid(&k, &m))?;
         }
@@ -654,7 +649,10 @@ pub(crate) fn validate_element(
         ));
     }
     if !valid_host_port(&e.address) {
-        return Err((key("address"), format!("{:?} is not host:port", e.address)));
+        return Err((
+            key("address"),
+            format!("{:?} is not host:port (port 1-65535)", e.address),
+        ));
     }
     if !credentials.contains_key(&*e.credential) {
         return Err((
@@ -712,8 +710,9 @@ fn validate_elements(
 }
 
 fn valid_host_port(s: &str) -> bool {
-    if s.parse::<SocketAddr>().is_ok() {
-        return true;
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        // Port 0 parses but no agent answers there: a typo, not an address.
+        return a.port() != 0;
     }
     match s.rsplit_once(':') {
         Some((host, port)) => {
