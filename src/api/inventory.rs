@@ -39,7 +39,7 @@ pub(crate) async fn add(
     State(s): State<Shared>,
     body: Result<Json<Element>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Added>), ApiError> {
-    let Json(e) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(e) = body.map_err(|e| ApiError::from_json(&e))?;
     validate_element(&e, &s.poller.credentials())
         .map_err(|(k, m)| ApiError::BadRequest(format!("{k}: {m}")))?;
     let a = forward(&s, InventoryChange::Add(e.clone())).await?;
