@@ -10,6 +10,7 @@ mod common;
 
 mod alarm_failover;
 mod chaos;
+mod cli;
 mod console;
 mod demo;
 mod fencing;
