@@ -1130,8 +1130,9 @@ credential = "nc"
             .map(|l| format!("{l}\n"))
             .collect();
         let c = Config::parse(&text, "uncommented").expect("uncommented examples");
-        assert_eq!(c.elements.len(), 2);
-        assert_eq!(c.credentials.len(), 2);
+        assert_eq!(c.elements.len(), 3);
+        assert_eq!(c.credentials.len(), 3);
+        assert!(c.credentials["lab-nc"].is_netconf());
         assert_eq!(c.pool.as_ref().map(|p| p.members.len()), Some(3));
         assert!(c.api.token.is_some());
         assert!(c.client.token.is_some());
