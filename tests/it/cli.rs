@@ -159,6 +159,23 @@ fn elements_name_shows_interfaces_alarms_owner_and_last_poll() {
         ),
     );
     let addr = py.addr().to_string();
+    // A pin to a server that is not a member is refused, as by check-config.
+    let o = run(emspool(&[
+        "add",
+        "py1",
+        "--address",
+        &addr,
+        "--credential",
+        "py",
+        "--protocol",
+        "netconf",
+        "--pin",
+        "7",
+        "--server",
+        &ems.url,
+    ]));
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("elements[py1].pin"), "{}", stderr(&o));
     ems.cli(&[
         "add",
         "py1",
