@@ -244,7 +244,8 @@ fn status_reads_client_servers_from_emspool_config() {
         let mut c = emspool(&["status"]);
         c.env("EMSPOOL_CONFIG", &client);
         let o = run(c);
-        o.status.success().then(|| stdout(&o))
+        // Once elected: before that the term is 0.0 and there is no master.
+        (o.status.success() && stdout(&o).contains("master 1,")).then(|| stdout(&o))
     })
     .unwrap_or_else(|e| panic!("status via EMSPOOL_CONFIG: {e}"));
     assert!(read.contains("answered by server 1"), "{read}");
@@ -264,8 +265,11 @@ fn status_reads_client_servers_from_emspool_config() {
     assert_eq!(format!("{}.{}", n >> 32, n & 0xffff_ffff), term);
 
     // Events say the same form: "server 1 is master for term E.1".
-    let won = ems.events("kind=election.won&limit=1");
-    let text = won[0]["text"].as_str().unwrap_or_default();
+    let won = wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        ems.events("kind=election.won&limit=1").into_iter().next()
+    })
+    .expect("election.won event");
+    let text = won["text"].as_str().unwrap_or_default();
     assert!(text.ends_with(&format!("term {term}")), "{text}");
 }
 
