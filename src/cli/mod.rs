@@ -289,6 +289,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs { what } => certs::run(what),
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
+            for w in crate::config::hidden_from_unit(&c) {
+                eprintln!("emspool: warning: {w}");
+            }
             println!(
                 "{}: ok (server {}, {} element(s), {} credential profile(s))",
                 file.display(),

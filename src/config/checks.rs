@@ -84,6 +84,37 @@ pub(super) fn ports(c: &Config) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// Directories the packaged unit hides from the server (`ProtectHome=yes`, `PrivateTmp=yes`).
+const HIDDEN_BY_UNIT: [&str; 5] = ["/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/"];
+
+/// Files the config names that the server would not see under the packaged systemd unit:
+/// one line per file, for `check-config` to warn about (not an error: outside systemd, as in
+/// the tests, such paths work).
+pub(crate) fn hidden_from_unit(c: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, cred) in &c.credentials {
+        let super::Credential::Netconf(nc) = cred else {
+            continue;
+        };
+        for (key, path) in [
+            ("private_key", &nc.private_key),
+            ("known_hosts", &nc.known_hosts),
+        ] {
+            if let Some(p) = path
+                && HIDDEN_BY_UNIT
+                    .iter()
+                    .any(|d| p.to_string_lossy().starts_with(d))
+            {
+                out.push(format!(
+                    "`credentials.{name}.{key}` = {}: the systemd unit (ProtectHome, PrivateTmp) hides this from the server; keep it under /etc/emspool",
+                    p.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -136,6 +167,22 @@ mod tests {
         let e = err(&format!("{BASE}{ELEMENT}pin = 2\n"));
         assert!(e.contains("elements[r1].pin"), "{e}");
         Config::parse(&format!("{BASE}{ELEMENT}pin = 1\n"), "t.toml").expect("itself");
+    }
+
+    #[test]
+    fn keys_the_unit_cannot_see_are_named() {
+        let nc = |key: &str| {
+            format!(
+                "{BASE}[credentials.nc]\nversion = \"netconf\"\nuser = \"u\"\nprivate_key = \"{key}\"\n\
+                 insecure_accept_any_host_key = true\n"
+            )
+        };
+        let c = Config::parse(&nc("/home/ops/.ssh/id_ed25519"), "t.toml").expect("valid");
+        let w = super::hidden_from_unit(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("credentials.nc.private_key") && w[0].contains("/etc/emspool"));
+        let c = Config::parse(&nc("/etc/emspool/netconf/id_ed25519"), "t.toml").expect("valid");
+        assert!(super::hidden_from_unit(&c).is_empty());
     }
 
     #[test]

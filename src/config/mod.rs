@@ -6,6 +6,7 @@ mod limits;
 pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
+pub(crate) use checks::hidden_from_unit;
 pub(crate) use jetstream::JetStreamSection;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};

@@ -330,6 +330,23 @@ fn check_config_refuses_port_zero_unknown_pins_and_unusable_tokens() {
         &format!("{base}{element}address = \"127.0.0.1:161\"\npin = 1\n"),
     );
     assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stderr(&ok).is_empty(), "{}", stderr(&ok));
+    // A NETCONF key where the unit's ProtectHome hides it: valid, with a warning.
+    let home = check_config(
+        dir.path(),
+        "home.toml",
+        &format!(
+            "{base}[credentials.nc]\nversion = \"netconf\"\nuser = \"u\"\n\
+             private_key = \"/root/.ssh/id_ed25519\"\nknown_hosts = \"/etc/emspool/netconf/known_hosts\"\n"
+        ),
+    );
+    assert!(home.status.success(), "{}", stderr(&home));
+    let warn = stderr(&home);
+    assert!(
+        warn.contains("warning") && warn.contains("credentials.nc.private_key"),
+        "{warn}"
+    );
+    assert!(!warn.contains("known_hosts"), "{warn}");
 
     let missing = dir.path().join("missing.toml");
     let o = run(emspool(&["check-config", missing.to_str().unwrap()]));
