@@ -9,6 +9,8 @@ pub(crate) enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -22,10 +24,25 @@ pub(crate) enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// A body the JSON extractor refused: 413 when it was too large, else 400.
+    pub(crate) fn from_json(e: &axum::extract::rejection::JsonRejection) -> ApiError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "request body too large (the limit is 2 MiB): {}",
+                e.body_text()
+            ))
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,

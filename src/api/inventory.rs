@@ -39,9 +39,18 @@ pub(crate) async fn add(
     State(s): State<Shared>,
     body: Result<Json<Element>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Added>), ApiError> {
-    let Json(e) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(e) = body.map_err(|e| ApiError::from_json(&e))?;
     validate_element(&e, &s.poller.credentials())
         .map_err(|(k, m)| ApiError::BadRequest(format!("{k}: {m}")))?;
+    // As check-config does: the master would keep a pin to a non-member unassigned forever.
+    if let Some(pin) = e.pin
+        && !s.cluster.member_ids().contains(&pin)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "elements[{}].pin: server {pin} is not a member of the pool",
+            e.name
+        )));
+    }
     let a = forward(&s, InventoryChange::Add(e.clone())).await?;
     Ok((
         if a.applied.is_some() {

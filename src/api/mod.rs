@@ -6,6 +6,7 @@ mod devices;
 pub(crate) mod error;
 pub(crate) mod fanout;
 pub(crate) mod inventory;
+mod json_errors;
 pub(crate) mod local;
 pub(crate) mod peer;
 pub(crate) mod peered;
@@ -68,7 +69,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route(
             "/sd/devices",
             get(devices::sd).layer(middleware::from_fn_with_state(state.clone(), metrics_token)),
-        );
+        )
+        .layer(middleware::from_fn(json_errors::layer));
     Router::new()
         .nest("/api/v1", api)
         .nest("/peer/v1", peer::router(state.clone()))

@@ -13,27 +13,33 @@ pub(crate) enum CertsCommand {
     /// Create a pool CA: DIR/ca.pem (give it to every member as [pool] ca and to clients as
     /// [client] ca) and DIR/ca.key (keep it off the servers).
     Ca {
+        /// Directory to write ca.pem and ca.key into (created if missing).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// The CA certificate's subject common name.
         #[arg(long, default_value = "emspool pool CA")]
         name: String,
     },
     /// Create DIR/member-ID.pem and .key, signed by DIR/ca.pem: the member id in a SAN URI
     /// (urn:emspool:member:ID), each --host (the host of its member URL) as a SAN.
     Member {
+        /// The member's [server] id (bound in the certificate: it speaks for that member).
         #[arg(long)]
         id: u32,
         /// Host name or IP address in the member's URL; repeat for several.
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
+        /// Directory holding ca.pem and ca.key; the member's files are written there.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
     /// Create DIR/client-NAME.pem and .key, signed by DIR/ca.pem, for a CLI of a pool with
     /// client_auth = "required".
     Client {
+        /// The client's name (letters, digits, '-', '_' or '.'), its certificate's subject.
         #[arg(long)]
         name: String,
+        /// Directory holding ca.pem and ca.key; the client's files are written there.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },

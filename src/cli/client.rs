@@ -8,7 +8,10 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
-    #[error("no server given: use --server URL or [client] servers in the config")]
+    #[error(
+        "no server given: use --server URL (or EMSPOOL_SERVER), or [client] servers of a config \
+         given by --config (or EMSPOOL_CONFIG; default /etc/emspool/emspool.toml)"
+    )]
     NoServers,
     #[error("{url}: {status}: {message}")]
     Refused {

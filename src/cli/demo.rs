@@ -42,15 +42,19 @@ pub(crate) struct DemoArgs {
     /// Every --flap-agents'th agent takes ifIndex 1 down for the last --flap-for of every period
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) flap_every: Duration,
+    /// How long the flapping link stays down (the end of each --flap-every period)
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub(crate) flap_for: Duration,
+    /// Which agents flap: every Nth (0, N, 2N...)
     #[arg(long, default_value_t = 5)]
     pub(crate) flap_agents: usize,
     /// Every --outage-agents'th agent stops answering for the last --outage-for of every period
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub(crate) outage_every: Duration,
+    /// How long the outage lasts (the end of each --outage-every period)
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) outage_for: Duration,
+    /// Which agents go silent: every Nth (0, N, 2N...)
     #[arg(long, default_value_t = 10)]
     pub(crate) outage_agents: usize,
     /// Restart a server that died (e.g. was killed) after this delay [default: leave it dead]
@@ -411,9 +415,8 @@ impl Demo {
                     .find(|s| s.id == m && s.child.is_some())
                     .map_or("?".to_owned(), |s| s.pid.to_string());
                 format!(
-                    "master: server {m} (pid {pid}), term {}.{}",
-                    crate::cluster::election::term_epoch(v.term),
-                    crate::cluster::election::term_owner(v.term)
+                    "master: server {m} (pid {pid}), term {}",
+                    crate::cluster::election::term_text(v.term)
                 )
             }
             _ => "master: none (election in progress)".to_owned(),

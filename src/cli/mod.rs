@@ -4,6 +4,7 @@
 mod certs;
 mod client;
 mod demo;
+mod detail;
 mod render;
 
 use crate::api::client::{AlarmsAnswer, ElementsAnswer, EventsAnswer};
@@ -32,11 +33,15 @@ struct Cli {
 enum Command {
     /// Run one server of the pool (the systemd service).
     Serve {
-        #[arg(long, default_value = "/etc/emspool/emspool.toml")]
+        /// The configuration file (TOML; see /etc/emspool/emspool.toml).
+        #[arg(long, default_value = INSTALLED_CONFIG)]
         config: PathBuf,
     },
     /// Validate a configuration file and exit.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The configuration file to check, e.g. /etc/emspool/emspool.toml.
+        file: PathBuf,
+    },
     /// Lab certificates for TLS and mutual TLS: a pool CA, member and client certificates.
     Certs {
         #[command(subcommand)]
@@ -61,32 +66,45 @@ enum Command {
     },
     /// Add an element to the pool's inventory (the master assigns it).
     Add {
+        /// Element name: 1-128 letters, digits, '-', '_' or '.'.
         name: String,
-        /// host:port of the agent.
+        /// host:port of the SNMP agent (UDP, usually 161) or NETCONF server (SSH, usually 830).
         #[arg(long)]
         address: String,
-        /// Credential profile name (from the servers' config).
+        /// Credential profile name, a [credentials.NAME] of the servers' config (an SNMP
+        /// profile for snmp, a version = "netconf" profile for netconf).
         #[arg(long)]
         credential: String,
+        /// How the element is polled.
+        #[arg(long, value_enum, default_value = "snmp")]
+        protocol: ProtocolArg,
+        /// Poll interval of this element, e.g. 30s (default: [poll] interval).
         #[arg(long, value_parser = humantime::parse_duration)]
         interval: Option<Duration>,
+        /// Keep the element on this server (a member id); it moves only while that one is dead.
+        #[arg(long)]
+        pin: Option<u32>,
         #[command(flatten)]
         conn: Conn,
     },
     /// Remove an element from the pool's inventory.
     Remove {
+        /// The element's name.
         name: String,
         #[command(flatten)]
         conn: Conn,
     },
-    /// List elements with owner and live state.
+    /// List elements with owner and live state; with NAME, one element in full (interfaces,
+    /// alarms, owner, last poll).
     Elements {
+        /// Show this element only, with its interfaces and active alarms.
         name: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
     /// List active alarms.
     Alarms {
+        /// Only this element's alarms.
         #[arg(long)]
         element: Option<String>,
         /// Least severe level to show (critical, major, minor, warning, indeterminate).
@@ -97,7 +115,9 @@ enum Command {
     },
     /// Acknowledge an alarm.
     Ack {
+        /// The alarm id (ID column of `emspool alarms`).
         id: u64,
+        /// Who acknowledges (default: $USER).
         #[arg(long, default_value_t = default_user())]
         by: String,
         #[command(flatten)]
@@ -105,15 +125,19 @@ enum Command {
     },
     /// Read the event log, newest first.
     Events {
+        /// Only this element's events.
         #[arg(long)]
         element: Option<String>,
+        /// Event kind, exact (element.state) or a prefix with `.*` (alarm.*).
         #[arg(long)]
         kind: Option<String>,
         /// Unix ms, RFC 3339 time, or a duration ago such as 1h.
         #[arg(long)]
         since: Option<String>,
+        /// Unix ms, RFC 3339 time, or a duration ago such as 15m.
         #[arg(long)]
         until: Option<String>,
+        /// At most this many events, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[command(flatten)]
@@ -125,10 +149,24 @@ fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 
+/// Where the package installs the configuration; the client commands read its `[client]`
+/// when neither `--server` nor `--config` (or their variables) says otherwise.
+const INSTALLED_CONFIG: &str = "/etc/emspool/emspool.toml";
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Output {
+    /// Human-readable tables.
     Table,
+    /// The API's JSON answer, for scripts.
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ProtocolArg {
+    /// SNMP v2c/v3 over UDP.
+    Snmp,
+    /// NETCONF over SSH (RFC 6242).
+    Netconf,
 }
 
 /// How client commands reach the pool.
@@ -137,8 +175,9 @@ struct Conn {
     /// Server URL; repeat to give several (one is picked at random, the others are fallbacks).
     #[arg(long = "server", env = "EMSPOOL_SERVER", value_delimiter = ',')]
     servers: Vec<String>,
-    /// Read [client] servers and token from this config file.
-    #[arg(long)]
+    /// Read [client] servers, token, ca, cert and key from this config file (default:
+    /// /etc/emspool/emspool.toml when it exists and no --server is given).
+    #[arg(long, env = "EMSPOOL_CONFIG")]
     config: Option<PathBuf>,
     /// API token (or EMSPOOL_TOKEN).
     #[arg(long, env = "EMSPOOL_TOKEN", hide_env_values = true)]
@@ -149,12 +188,29 @@ struct Conn {
     /// PEM client certificate and key, for pools with client_auth = "required".
     #[arg(long, env = "EMSPOOL_CERT", requires = "key")]
     cert: Option<PathBuf>,
+    /// PEM private key of --cert.
     #[arg(long, env = "EMSPOOL_KEY", requires = "cert")]
     key: Option<PathBuf>,
+    /// How to print the answer.
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
+    /// Per request to one server (the next one is tried after it).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+/// The config whose `[client]` a client command reads: the one given (`--config` or
+/// `EMSPOOL_CONFIG`), else `installed` when it exists and no server was given.
+fn client_config(
+    given: Option<&std::path::Path>,
+    servers_given: bool,
+    installed: &std::path::Path,
+) -> Option<PathBuf> {
+    match given {
+        Some(p) => Some(p.to_path_buf()),
+        None if !servers_given && installed.exists() => Some(installed.to_path_buf()),
+        None => None,
+    }
 }
 
 impl Conn {
@@ -163,8 +219,9 @@ impl Conn {
         let mut token = self.token.clone().map(Secret::new);
         let mut ca = self.ca.clone();
         let mut identity = self.cert.clone().zip(self.key.clone());
-        if let Some(path) = &self.config {
-            let c = Config::load(path)?;
+        let installed = std::path::Path::new(INSTALLED_CONFIG);
+        if let Some(path) = client_config(self.config.as_deref(), !servers.is_empty(), installed) {
+            let c = Config::load(&path)?;
             if servers.is_empty() {
                 servers = c.client.servers.clone();
             }
@@ -232,6 +289,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Certs { what } => certs::run(what),
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
+            for w in crate::config::hidden_from_unit(&c) {
+                eprintln!("emspool: warning: {w}");
+            }
             println!(
                 "{}: ok (server {}, {} element(s), {} credential profile(s))",
                 file.display(),
@@ -266,17 +326,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             address,
             credential,
+            protocol,
             interval,
+            pin,
             conn,
         } => {
+            let protocol = match protocol {
+                ProtocolArg::Snmp => "snmp",
+                ProtocolArg::Netconf => "netconf",
+            };
             let mut body = serde_json::json!({
                 "name": name, "address": address, "credential": credential,
+                "protocol": protocol,
             });
             if let Some(i) = interval {
                 body["interval"] = humantime::format_duration(i).to_string().into();
             }
+            if let Some(p) = pin {
+                body["pin"] = p.into();
+            }
             // The element and the `applied` assignment id (null while only accepted).
             let e: serde_json::Value = conn.client()?.post("/api/v1/elements", body).await?;
+            if conn.output == Output::Json {
+                return print_json(&e);
+            }
             match e["applied"].as_object() {
                 Some(_) => println!("element {} added", name),
                 None => println!("element {} added (accepted, not yet distributed)", name),
@@ -293,15 +366,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Elements { name, conn } => {
             let client = conn.client()?;
             if let Some(name) = name {
-                let v: crate::model::ElementView = client
+                let view: crate::model::ElementView = client
                     .get(&format!("/api/v1/elements/{}", encode(&name)))
                     .await?;
-                return if conn.output == Output::Json {
-                    print_json(&v)
-                } else {
-                    print!("{}", render::elements(std::slice::from_ref(&v)));
-                    Ok(())
+                let a: AlarmsAnswer = client
+                    .get(&format!("/api/v1/alarms?element={}", encode(&name)))
+                    .await?;
+                let d = detail::Detail {
+                    view,
+                    alarms: a.alarms,
+                    alarms_missing: a.missing,
                 };
+                if conn.output == Output::Json {
+                    return print_json(&d);
+                }
+                print!("{}", detail::text(&d));
+                return Ok(());
             }
             let a: ElementsAnswer = client.get("/api/v1/elements").await?;
             if conn.output == Output::Json {
@@ -393,5 +473,77 @@ pub fn main() -> ExitCode {
             eprintln!("emspool: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "emspool", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn client_commands_read_the_installed_config_unless_told_otherwise() {
+        let dir = crate::support::TempDir::new("cli-config").expect("tempdir");
+        let installed = dir.path().join("emspool.toml");
+        let given = dir.path().join("other.toml");
+        // Not installed: nothing to read.
+        assert_eq!(client_config(None, false, &installed), None);
+        std::fs::write(&installed, "").expect("write");
+        assert_eq!(
+            client_config(None, false, &installed),
+            Some(installed.clone())
+        );
+        // --server given: the installed file is not needed (and may be unreadable).
+        assert_eq!(client_config(None, true, &installed), None);
+        // --config / EMSPOOL_CONFIG always wins.
+        assert_eq!(
+            client_config(Some(&given), true, &installed),
+            Some(given.clone())
+        );
+    }
+
+    #[test]
+    fn emspool_config_names_the_client_config() {
+        let cli =
+            Cli::try_parse_from(["emspool", "status", "--config", "/x/e.toml"]).expect("parse");
+        let Command::Status { conn } = cli.command else {
+            panic!("not status")
+        };
+        assert_eq!(
+            conn.config.as_deref(),
+            Some(std::path::Path::new("/x/e.toml"))
+        );
+        let a = Cli::command();
+        let status = a.find_subcommand("status").expect("status");
+        let config = status
+            .get_arguments()
+            .find(|a| a.get_id() == "config")
+            .expect("--config");
+        assert_eq!(
+            config.get_env().and_then(|e| e.to_str()),
+            Some("EMSPOOL_CONFIG")
+        );
     }
 }

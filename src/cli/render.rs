@@ -73,6 +73,7 @@ pub(crate) fn elements(v: &[ElementView]) -> String {
             vec![
                 e.element.name.to_string(),
                 e.element.address.to_string(),
+                super::detail::protocol(e.element.protocol).to_owned(),
                 e.owner.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
                 e.status.state.to_string(),
                 e.status.sys_name.clone().unwrap_or_default(),
@@ -84,7 +85,7 @@ pub(crate) fn elements(v: &[ElementView]) -> String {
         .collect();
     table(
         &[
-            "NAME", "ADDRESS", "OWNER", "STATE", "SYSNAME", "IFS", "ALARMS", "REASON",
+            "NAME", "ADDRESS", "PROTOCOL", "OWNER", "STATE", "SYSNAME", "IFS", "ALARMS", "REASON",
         ],
         &rows,
     )
@@ -146,11 +147,10 @@ pub(crate) fn events(v: &[Event]) -> String {
 /// servers -> elements as a tree, with state and alarm counts.
 pub(crate) fn view(v: &crate::api::view::ViewAnswer) -> String {
     let mut out = format!(
-        "pool ({}): master {}, term {}.{}\n",
+        "pool ({}): master {}, term {}\n",
         v.source,
         v.master.map_or("none".to_owned(), |m| m.to_string()),
-        crate::cluster::election::term_epoch(v.term),
-        crate::cluster::election::term_owner(v.term),
+        crate::cluster::election::term_text(v.term),
     );
     let node = |e: &crate::api::view::ElementNode| {
         let alarms = if e.alarms > 0 {
@@ -194,11 +194,10 @@ pub(crate) fn view(v: &crate::api::view::ViewAnswer) -> String {
 pub(crate) fn pool(v: &crate::cluster::PoolView) -> String {
     let master = v.master.map_or("none".to_owned(), |m| m.to_string());
     let mut out = format!(
-        "answered by server {}: master {master}, term {}.{}, assignment {}/{}{}{}\n",
+        "answered by server {}: master {master}, term {}, assignment {}/{}{}{}\n",
         v.server,
-        crate::cluster::election::term_epoch(v.term),
-        crate::cluster::election::term_owner(v.term),
-        crate::cluster::election::term_epoch(v.assignment.term),
+        crate::cluster::election::term_text(v.term),
+        crate::cluster::election::term_text(v.assignment.term),
         v.assignment.version,
         if v.quorum { "" } else { ", NO QUORUM" },
         if v.fenced { ", FENCED" } else { "" },

@@ -249,8 +249,10 @@ impl Cluster {
             Some(from),
             Reason::NotMaster,
             format!(
-                "{what} under term {term} from {from}, but this server follows {} at term {have}",
-                master.map_or_else(|| "no master".to_owned(), |m| m.to_string())
+                "{what} under term {} from {from}, but this server follows {} at term {}",
+                election::term_text(term),
+                master.map_or_else(|| "no master".to_owned(), |m| m.to_string()),
+                election::term_text(have)
             ),
         ))
     }

@@ -10,7 +10,7 @@
 //! term, and only if that term is the newest it has seen and the term's claimant is that same
 //! member. Whether the claimed sender is who it says is the transport's business (mTLS).
 
-use super::election::term_owner;
+use super::election::{term_owner, term_text};
 use super::protocol::{Assignment, AssignmentId, Handover};
 use crate::model::{Element, ServerId};
 use serde::{Deserialize, Serialize};
@@ -84,11 +84,22 @@ pub(crate) fn diff(prev: &Assignment, next: &Assignment) -> Delta {
 /// Why a push or chunk was not obeyed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refusal {
-    #[error("term {got} is older than term {have} seen here")]
+    #[error(
+        "term {} is older than term {} seen here",
+        term_text(*.got),
+        term_text(*.have)
+    )]
     StaleTerm { got: u64, have: u64 },
-    #[error("term {got} is not yet known here (newest seen {have})")]
+    #[error(
+        "term {} is not yet known here (newest seen {})",
+        term_text(*.got),
+        term_text(*.have)
+    )]
     UnknownTerm { got: u64, have: u64 },
-    #[error("server {from} is not the master of term {term} as this server knows it")]
+    #[error(
+        "server {from} is not the master of term {} as this server knows it",
+        term_text(*.term)
+    )]
     NotMaster { from: ServerId, term: u64 },
     #[error("delta from version {base:?} does not apply to version {have:?} held here")]
     Gap {

@@ -1,7 +1,7 @@
 //! Runs the election state machine: delivers messages and timer expiries, performs its actions,
 //! sends membership heartbeats, enforces the lease and starts the master's duties.
 
-use super::election::{Action, Election, Input, Message, Role, Timer};
+use super::election::{self, Action, Election, Input, Message, Role, Timer};
 use super::protocol::{AssignmentId, ElectionEnvelope, Heartbeat};
 use super::transport::PeerError;
 use super::{Cluster, META_TERM, master};
@@ -114,7 +114,10 @@ impl Driver {
                 // The term must be durable before we act on it; if the disk fails we still act,
                 // loudly, rather than leave the pool without a master.
                 if let Err(e) = c.events.meta_put(META_TERM, bytes).await {
-                    tracing::error!("cannot persist election term {term}: {e}");
+                    tracing::error!(
+                        "cannot persist election term {}: {e}",
+                        election::term_text(term)
+                    );
                 }
                 c.metrics.set_term(term);
             }
@@ -123,7 +126,11 @@ impl Driver {
                 c.event(
                     "election.won",
                     Severity::Info,
-                    format!("server {} is master for term {term}", c.me),
+                    format!(
+                        "server {} is master for term {}",
+                        c.me,
+                        election::term_text(term)
+                    ),
                 );
                 if let Some(t) = self.master_task.take() {
                     t.abort();
@@ -136,7 +143,10 @@ impl Driver {
                 c.event(
                     "master.changed",
                     Severity::Info,
-                    format!("server {master} is master for term {term}"),
+                    format!(
+                        "server {master} is master for term {}",
+                        election::term_text(term)
+                    ),
                 );
             }
             Action::NoMaster => {

@@ -152,7 +152,10 @@ pub(crate) const DEFAULT_MAX_JUMP: u64 = 65_536;
 pub(crate) enum TermRefusal {
     #[error("term {0} is beyond the highest valid term")]
     OutOfRange(u64),
-    #[error("term {got} is {epochs} election rounds ahead of ours (at most {max})")]
+    #[error(
+        "term {} is {epochs} election rounds ahead of ours (at most {max})",
+        term_text(*.got)
+    )]
     Jump { got: u64, epochs: u64, max: u64 },
 }
 
@@ -191,6 +194,12 @@ pub(crate) fn term_epoch(term: u64) -> u64 {
 /// The server that claimed `term` (meaningless for term 0, which nobody claims).
 pub(crate) fn term_owner(term: u64) -> ServerId {
     ServerId(term as u32)
+}
+
+/// The one human form of a term in text (tables, event texts, logs): `EPOCH.OWNER`, e.g.
+/// `2.3` for the second claim round, won by server 3. JSON keeps the number.
+pub(crate) fn term_text(term: u64) -> String {
+    format!("{}.{}", term_epoch(term), term_owner(term))
 }
 
 #[derive(Debug, Clone)]

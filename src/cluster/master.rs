@@ -12,7 +12,7 @@
 use super::Cluster;
 use super::assignment::{HoldDown, Member, assign_elements, diff};
 use super::delta::{self, Ack, History, Push};
-use super::election::has_quorum;
+use super::election::{self, has_quorum};
 use super::protocol::{Assignment, AssignmentId, Handover, Release, Released};
 use super::transport::PeerError;
 use crate::model::{NewEvent, ServerId, Severity};
@@ -209,7 +209,10 @@ async fn round(
     let mine = c.apply_own(assignment.clone(), own).await;
     let applied_in = started.elapsed();
     if let Err(e) = &mine {
-        tracing::warn!("cannot apply assignment {term}/{version} here: {e}");
+        tracing::warn!(
+            "cannot apply assignment {}/{version} here: {e}",
+            election::term_text(term)
+        );
     }
     dist.history.record(delta::diff(&current, &assignment));
     let others: Vec<ServerId> = alive.iter().copied().filter(|&id| id != c.me).collect();

@@ -49,7 +49,11 @@ pub(crate) struct Timings {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClusterError {
-    #[error("stale term {got}: this server has seen term {have}")]
+    #[error(
+        "stale term {}: this server has seen term {}",
+        election::term_text(*.got),
+        election::term_text(*.have)
+    )]
     StaleTerm { got: u64, have: u64 },
     #[error("event log: {0}")]
     Store(String),

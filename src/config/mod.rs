@@ -1,11 +1,13 @@
 //! The TOML configuration file: parsed strictly, validated at load, secrets kept out of output.
 
+mod checks;
 mod jetstream;
 mod limits;
 mod northbound;
 pub(crate) mod tls;
 
 use crate::model::{Element, Protocol, ServerId};
+pub(crate) use checks::hidden_from_unit;
 pub(crate) use jetstream::JetStreamSection;
 pub(crate) use northbound::{AlertmanagerSection, WebhookSection};
 use serde::Deserialize;
@@ -19,11 +21,10 @@ pub(crate) use tls::ClientAuth;
 /// Where a bad configuration was found and why; `Display` is the one line an operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    /// The io error is part of the message, not a `source`: `{:#}` (anyhow) would print it
+    /// twice ("No such file or directory (os error 2): No such file or directory (os error 2)").
+    #[error("{file}: cannot read: {error}")]
+    Read { file: String, error: std::io::Error },
     #[error("{file}:{line}: {message}")]
     Syntax {
         file: String,
@@ -418,9 +419,9 @@ pub enum PrivProtocol {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Config::parse(&text, &file)
     }
@@ -483,14 +484,7 @@ impl Config {
         if p.netconf.reconnect_max < Duration::from_secs(1) {
             return Err(invalid("poll.netconf.reconnect_max", "must be at least 1s"));
         }
-        if let Some(t) = &self.api.token
-            && t.is_empty()
-        {
-            return Err(invalid(
-                "api.token",
-                "must not be empty (remove it to disable auth)",
-            ));
-        }
+        checks::tokens(&self.api, &self.client).map_err(|(k, m)| invalid(&k, &m))?;
         if let Some(pool) = &self.pool {
             validate_pool(pool, self.server.id).map_err(|(k, m)| invalid(&k, &m))?;
         }
@@ -500,6 +494,8 @@ impl Config {
             validate_credential(name, cred).map_err(|(k, m)| invalid(&k, &m))?;
         }
         validate_elements(&self.elements, &self.credentials).map_err(|(k, m)| invalid(&k, &m))?;
+        checks::pins(self).map_err(|(k, m)| invalid(&k, &m))?;
+        checks::ports(self).map_err(|(k, m)| invalid(&k, &m))?;
         if let Some(t) = &self.traps {
             validate_traps(t).map_err(|(k, m)| invalid(&k, &m))?;
         }
@@ -666,7 +662,10 @@ pub(crate) fn validate_element(
         ));
     }
     if !valid_host_port(&e.address) {
-        return Err((key("address"), format!("{:?} is not host:port", e.address)));
+        return Err((
+            key("address"),
+            format!("{:?} is not host:port (port 1-65535)", e.address),
+        ));
     }
     if !credentials.contains_key(&*e.credential) {
         return Err((
@@ -724,8 +723,9 @@ fn validate_elements(
 }
 
 fn valid_host_port(s: &str) -> bool {
-    if s.parse::<SocketAddr>().is_ok() {
-        return true;
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        // Port 0 parses but no agent answers there: a typo, not an address.
+        return a.port() != 0;
     }
     match s.rsplit_once(':') {
         Some((host, port)) => {
@@ -1143,8 +1143,9 @@ credential = "nc"
             .map(|l| format!("{l}\n"))
             .collect();
         let c = Config::parse(&text, "uncommented").expect("uncommented examples");
-        assert_eq!(c.elements.len(), 2);
-        assert_eq!(c.credentials.len(), 2);
+        assert_eq!(c.elements.len(), 3);
+        assert_eq!(c.credentials.len(), 3);
+        assert!(c.credentials["lab-nc"].is_netconf());
         assert_eq!(c.pool.as_ref().map(|p| p.members.len()), Some(3));
         assert!(c.api.token.is_some());
         assert!(c.client.token.is_some());

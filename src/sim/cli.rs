@@ -22,6 +22,7 @@ pub struct SimArgs {
     /// Agent i listens on BASE_PORT + i (single-port mode: all on BASE_PORT)
     #[arg(long, default_value_t = 16100)]
     pub base_port: u16,
+    /// Address the agents listen on
     #[arg(long, default_value = "127.0.0.1")]
     pub listen: IpAddr,
     /// All agents on one port; the community selects the device (its sysName, e.g. sim00042)
@@ -39,8 +40,10 @@ pub struct SimArgs {
     /// How long the flapping link stays down (the end of each period)
     #[arg(long, value_parser = humantime::parse_duration, requires = "flap_every")]
     pub flap_for: Option<Duration>,
+    /// Which agents flap: every Nth (0, N, 2N...)
     #[arg(long, default_value_t = 10)]
     pub flap_agents: usize,
+    /// The ifIndex that flaps
     #[arg(long, default_value_t = 1)]
     pub flap_if: u32,
     /// Outage period: every --outage-agents'th agent stops answering once per period, then reboots
@@ -49,6 +52,7 @@ pub struct SimArgs {
     /// How long the outage lasts (the end of each period)
     #[arg(long, value_parser = humantime::parse_duration, requires = "outage_every")]
     pub outage_for: Option<Duration>,
+    /// Which agents go silent: every Nth (0, N, 2N...)
     #[arg(long, default_value_t = 10)]
     pub outage_agents: usize,
     /// Largest reply datagram in bytes

@@ -11,6 +11,7 @@ mod common;
 mod alarm_failover;
 mod alertmanager;
 mod chaos;
+mod cli;
 mod console;
 mod demo;
 mod fencing;

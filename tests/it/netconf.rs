@@ -41,7 +41,7 @@ fn target(addr: std::net::SocketAddr, credential: NetconfCredential) -> Target {
 }
 
 /// `SHA256:...` of a public key file, as `ssh-keygen -lf` prints it.
-fn fingerprint(pubkey: &Path) -> String {
+pub(crate) fn fingerprint(pubkey: &Path) -> String {
     let out = std::process::Command::new(common::find_tool("ssh-keygen"))
         .arg("-lf")
         .arg(pubkey)
@@ -55,7 +55,7 @@ fn fingerprint(pubkey: &Path) -> String {
 }
 
 /// A known_hosts file with `key` for 127.0.0.1 on `port`.
-fn known_hosts(dir: &Path, port: u16, pubkey: &Path) -> std::path::PathBuf {
+pub(crate) fn known_hosts(dir: &Path, port: u16, pubkey: &Path) -> std::path::PathBuf {
     let key = std::fs::read_to_string(pubkey).expect("read host key");
     let mut it = key.split_whitespace();
     let (kind, data) = (it.next().unwrap(), it.next().unwrap());
@@ -393,7 +393,7 @@ credential = "nc-badkey"
     );
 }
 
-fn py_state(ifs: &[(&str, &str, &str)], fault: Option<&str>) -> serde_json::Value {
+pub(crate) fn py_state(ifs: &[(&str, &str, &str)], fault: Option<&str>) -> serde_json::Value {
     let ifs: Vec<serde_json::Value> = ifs
         .iter()
         .enumerate()

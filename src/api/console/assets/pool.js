@@ -37,6 +37,11 @@ export function render(main) {
     if (name) location.hash = `#/element/${encodeURIComponent(name)}`;
   });
 
+  // The CLI's form of a term: EPOCH.OWNER (claim round, server that won it).
+  function termText(t) {
+    return `${Math.floor(t / 4294967296)}.${t % 4294967296}`;
+  }
+
   function drawMembers(p) {
     const total = p.members.reduce((n, m) => n + (m.elements || 0), 0);
     const rows = p.members.map((m) => {
@@ -46,7 +51,7 @@ export function render(main) {
         h('td', {}, m.url),
         h('td', { class: m.alive ? 'ok' : 'bad' }, m.alive ? 'alive' : 'dead'),
         h('td', {}, m.master ? h('strong', { class: 'master' }, 'master') : ''),
-        h('td', { class: 'num' }, String(p.term)),
+        h('td', { class: 'num' }, termText(p.term)),
         h('td', { class: 'num' }, String(m.elements)),
         h('td', {}, h('span', { class: 'bar' }, h('span', { style: { width: `${share}%` } })), ` ${share}%`));
     });
@@ -54,7 +59,7 @@ export function render(main) {
     clear(members).append(
       h('p', {}, `${p.members.length} servers; master: `,
         h('strong', { id: 'master' }, master ? `server ${master.id}` : 'none'),
-        `; term ${p.term}; quorum ${p.quorum ? 'yes' : 'no'}; answered by server ${p.server}`),
+        `; term ${termText(p.term)}; quorum ${p.quorum ? 'yes' : 'no'}; answered by server ${p.server}`),
       table(['server', 'url', 'alive', 'role', 'term', 'elements', 'load'], rows),
     );
   }
