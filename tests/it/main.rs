@@ -26,6 +26,7 @@ mod robust;
 mod scale;
 mod server_snmp;
 mod sim_agents;
+mod sim_snmprec_forms;
 mod sim_vs_netsnmp;
 mod tls;
 mod trap_replay;
