@@ -16,6 +16,7 @@ mod fencing;
 mod harness_selftest;
 mod inventory;
 mod jetstream;
+mod mibs;
 mod netconf;
 mod operations;
 mod packaging;
