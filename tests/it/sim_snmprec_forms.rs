@@ -4,9 +4,12 @@
 //! Opaque, NULL, OIDs. Net-SNMP's tools read it back from our simulator and from snmpsim
 //! serving the same file: the two must agree on every object but the ones the simulator
 //! documents as its own (sysName.0, sysUpTime.0), and its log must say it replaced those.
+//! snmpsim's own recordings (its package's data/recorded, data/mib2dev) load whole, and
+//! its 3,882-object linux-full-walk is served as snmpsim serves it.
 
 use std::net::SocketAddr;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,14 +64,35 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A whole-view bulk walk, `-On -Ot`, as (OID, value) rows.
+/// A whole-view bulk walk, `-On -Ot`, as (OID, value) rows. Its output is read while it runs
+/// (a recorded walk prints thousands of lines), and `timeout` bounds it.
 fn walk(port: u16, community: &str) -> Vec<(String, String)> {
-    let mut args = SnmpAuth::v2c(community).args();
-    args.extend(["-On", "-Ot", "-t", "2", "-r", "1"].map(String::from));
-    args.push(format!("127.0.0.1:{port}"));
-    args.push(".1".into());
-    let out = snmp_tool("snmpbulkwalk", &args).unwrap_or_else(|e| panic!("{e}"));
-    out.lines()
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(common::find_tool("snmpbulkwalk"))
+        .args(SnmpAuth::v2c(community).args())
+        .args(["-On", "-Ot", "-t", "2", "-r", "1"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(".1")
+        // Numeric OIDs only, and no MIB loading or persistent files of root's.
+        .env("MIBS", "")
+        .env("MIBDIRS", "/nonexistent")
+        .env("SNMPCONFPATH", "/nonexistent")
+        .env(
+            "SNMP_PERSISTENT_DIR",
+            std::env::temp_dir().join("emspool-snmp-cli"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run snmpbulkwalk");
+    assert!(
+        out.status.success(),
+        "snmpbulkwalk of port {port}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| match l.split_once(" = ") {
             Some((o, v)) => (o.to_string(), v.trim_end().to_string()),
@@ -243,4 +267,80 @@ async fn exception_records_answer_a_get_and_walks_pass_over_them() {
         "{walked}"
     );
     sim.shutdown().await;
+}
+
+/// snmpsim's own recorded walks and generated MIB data, as its package ships them.
+fn snmpsim_data_files() -> Vec<PathBuf> {
+    let lib = crate::common::snmpsim::snmpsim_venv().join("lib");
+    let site = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e} (tests/install-peers.sh)", lib.display()))
+        .filter_map(|e| e.ok().map(|e| e.path().join("site-packages/snmpsim/data")))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("no snmpsim/data under {}", lib.display()));
+    let mut files = Vec::new();
+    for sub in ["recorded", "mib2dev"] {
+        for e in std::fs::read_dir(site.join(sub))
+            .expect("snmpsim data dir")
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "snmprec") {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn snmpsims_own_recordings_load_and_are_served_as_snmpsim_serves_them() {
+    let files = snmpsim_data_files();
+    assert!(files.len() >= 8, "{files:?}");
+    for f in &files {
+        let data = Dataset::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let text = std::fs::read(f).expect("read");
+        let records = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty() && !l.trim_ascii().starts_with(b"#"))
+            .count();
+        assert_eq!(data.len(), records, "{}: records lost", f.display());
+    }
+    // The full walk with raw IpAddress octets (tcpConnRemAddress): every object as snmpsim
+    // serves it, but the two the simulator makes its own.
+    let linux = files
+        .iter()
+        .find(|f| f.ends_with("recorded/linux-full-walk.snmprec"))
+        .expect("linux-full-walk.snmprec");
+    let cfg = SimConfig::new(Arc::new(Dataset::load(linux).expect("loads")));
+    let sim = tokio::time::timeout(Duration::from_secs(10), support::start_sim(cfg))
+        .await
+        .expect("start in time")
+        .expect("starts");
+    let port = sim.addr(0).expect("agent").port();
+    let path = linux.clone();
+    let (ours, theirs) = tokio::task::spawn_blocking(move || {
+        let ours = walk(port, "public");
+        let mut snmpsim = Snmpsim::start(1, &path);
+        let theirs = walk(snmpsim.port(), &snmpsim.communities()[0]);
+        snmpsim.stop();
+        (ours, theirs)
+    })
+    .await
+    .expect("walks");
+    sim.shutdown().await;
+    let (ours, theirs) = (past_the_end(&ours), past_the_end(&theirs));
+    assert!(ours.len() > 3000, "{} objects", ours.len());
+    assert_eq!(ours.len(), theirs.len(), "number of objects");
+    let mut raw_ips = 0;
+    for ((oid, a), (oid2, b)) in ours.iter().zip(theirs) {
+        assert_eq!(oid, oid2);
+        if oid != SYS_NAME && oid != SYS_UPTIME {
+            assert_eq!(a, b, "{oid}: emspool sim and snmpsim differ");
+        }
+        raw_ips +=
+            usize::from(oid.starts_with(".1.3.6.1.2.1.6.13.1.4.") && a.starts_with("IpAddress: "));
+    }
+    assert!(raw_ips > 0, "no tcpConnRemAddress in the walk");
+    assert_eq!(value_of(ours, SYS_NAME), "STRING: \"sim00000\"");
+    assert_eq!(value_of(theirs, SYS_NAME), "STRING: \"tt\"");
 }
