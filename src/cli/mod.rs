@@ -50,6 +50,7 @@ enum Command {
     /// The embedded default: simulated SNMP agents and a pool of servers on loopback.
     Demo(demo::DemoArgs),
     /// SNMP agent simulator on loopback ports (until SIGINT/SIGTERM).
+    #[command(visible_alias = "sim")]
     Simulate(crate::sim::SimArgs),
     /// Show the pool: members, liveness, master, term, elements per member.
     Status {

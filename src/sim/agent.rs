@@ -140,6 +140,7 @@ impl SimHandle {
 /// Binds every socket first (so a taken port fails the whole start), then spawns the tasks.
 pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     validate(&cfg)?;
+    super::overrides::log(&cfg);
     let ports: Vec<u16> = if cfg.single_port {
         vec![cfg.base_port]
     } else {

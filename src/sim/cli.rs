@@ -10,10 +10,30 @@ use anyhow::Context;
 
 use super::{Dataset, FlapSchedule, OutageSchedule, SimConfig, start};
 
+/// What `emspool simulate --help` says after the options: the data file's format and what the
+/// simulator serves instead of it (`super::overrides`, also logged at start).
+const AFTER_HELP: &str = "\
+Data file (--data): snmpsim's .snmprec, one OID|TAG|VALUE record a line, unsorted is fine.
+Tags 2 (Integer32), 4 (OCTET STRING), 5 (NULL), 6 (OID), 64 (IpAddress), 65 (Counter32),
+66 (Gauge32), 67 (TimeTicks), 68 (Opaque), 70 (Counter64), 128/129/130 (noSuchObject,
+noSuchInstance, endOfMibView); TAGx is hex, TAGe a Python-escaped string; an IpAddress is
+dotted or its 4 raw octets, as in snmpsim's recordings. snmpsim variation modules (TAG:MODULE)
+are refused: every value is served as written, except these, made per agent:
+
+  sysName.0           the agent's device name: --name-prefix + 5 digits (sim00000, ...)
+  sysUpTime.0         time since the simulator started (with --outage-*: since the agent's
+                      last simulated reboot)
+  ifOperStatus.IF     down(2) during the flap window (--flap-*, IF = --flap-if)
+  Counter32/64        advance with uptime (--traffic)
+
+Objects the file lacks are not added. The log says at start which ones are overridden and
+the file's value each replaces.";
+
 /// Arguments of `emspool simulate`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct SimArgs {
-    /// .snmprec file every agent serves [default: embedded 24-port router]
+    /// snmpsim .snmprec file every agent serves (see below) [default: embedded 24-port router]
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Number of simulated agents

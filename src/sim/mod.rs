@@ -1,7 +1,8 @@
 //! SNMP agent simulator used by `emspool demo`, benchmarks and tests at scale.
 //!
 //! Thousands of agents share one immutable [`Dataset`]; each differs only by what
-//! [`device`] derives from its index and the elapsed time (sysName, sysUpTime, flaps, outages).
+//! [`device`] derives from its index and the elapsed time (sysName, sysUpTime, flaps, outages),
+//! listed by [`overrides`] and logged at start.
 //! Agents listen either on consecutive UDP ports (one small task per socket) or all on one port,
 //! where the community names the device.
 
@@ -9,6 +10,7 @@ pub mod agent;
 mod cli;
 pub mod codec;
 pub mod device;
+pub mod overrides;
 pub mod requesters;
 pub mod respond;
 pub mod snmprec;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 pub use agent::{SimHandle, SimStats, start};
 pub use cli::{SimArgs, run};
 pub use device::{FlapSchedule, OutageSchedule, device_name};
+pub use overrides::{Override, overrides};
 pub use snmprec::{Dataset, SnmprecError, Value};
 
 /// Largest UDP payload over IPv4; v2c requests carry no size limit, so this is the default.

@@ -211,11 +211,7 @@ fn bulk(
                         value: view.value(i),
                     });
                     all_ended = false;
-                    *c = if i + 1 < data.len() {
-                        Ok(i + 1)
-                    } else {
-                        Err(e.name())
-                    };
+                    *c = data.next_from(i + 1).ok_or(e.name());
                 }
                 Err(name) => {
                     approx += name.len() * 2 + 8;
@@ -237,7 +233,11 @@ fn bulk(
 /// `Err` carries the 1-based index of the varbind that fails with noSuchName.
 fn v1_get(view: &impl MibView, req: &Request) -> Result<Vec<VarBind>, u32> {
     let data = view.data();
-    let is_c64 = |i: usize| matches!(data.entries()[i].value(), Value::Counter64(_));
+    // Exception records (tags 128-130) have no v1 form either.
+    let is_c64 = |i: usize| {
+        let v = data.entries()[i].value();
+        matches!(v, Value::Counter64(_)) || v.is_exception()
+    };
     let mut out = Vec::with_capacity(req.varbinds.len());
     for (k, vb) in req.varbinds.iter().enumerate() {
         let oid = vb.name.as_ref();

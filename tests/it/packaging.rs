@@ -1,12 +1,15 @@
 //! The Debian package: built with `cargo deb` from the binary this test run built, inspected
 //! with dpkg-deb, unpacked into a scratch root with `dpkg -x` (never installed on the system),
-//! and its systemd unit, sysusers.d and tmpfiles.d files checked against that root.
+//! and its systemd unit, sysusers.d and tmpfiles.d files checked against that root; the
+//! debug symbols in their own `emspool-dbgsym` package; the MIB modules it ships, loaded by
+//! Net-SNMP and checked against the name table.
 //!
 //! The binary is the test build's (debug) placed where cargo-deb looks for the release one
 //! (`$CARGO_TARGET_DIR/release/emspool` in a temp dir), so the package is what `cargo deb`
-//! makes in a release without a second (release) build in CI: ~3 s instead of minutes. It is
-//! stripped whole (`--strip --no-separate-debug-symbols`) instead of moving its debug info to
-//! /usr/lib/debug as a release does: splitting 150 MB of debug info would take 20 s.
+//! makes in a release without a second (release) build in CI. Its debug info is first cut to
+//! the line tables (`objcopy`), the bulk of what a release build keeps (`debug =
+//! "line-tables-only"`): cargo-deb then splits and compresses ~20 MB as in a release (~15 s)
+//! rather than the debug build's 250 MB (~45 s).
 
 use crate::common;
 
@@ -33,30 +36,43 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Builds the .deb into `dir/out`; returns its path.
-fn build_deb(dir: &Path) -> PathBuf {
+/// The debug sections `objcopy` removes so that what is left is the line tables.
+const BEYOND_LINE_TABLES: [&str; 8] = [
+    ".debug_info",
+    ".debug_abbrev",
+    ".debug_str",
+    ".debug_loc",
+    ".debug_ranges",
+    ".debug_aranges",
+    ".debug_macro",
+    ".debug_pubnames",
+];
+
+/// The two packages `cargo deb` makes.
+struct Debs {
+    main: PathBuf,
+    dbgsym: PathBuf,
+}
+
+/// Builds the .deb and its -dbgsym .ddeb into `dir/out`, as Cargo.toml configures them.
+fn build_deb(dir: &Path) -> Debs {
     let target = dir.join("target");
     std::fs::create_dir_all(target.join("release")).expect("mkdir");
     let bin = target.join("release/emspool");
-    if std::fs::hard_link(common::emspool_bin(), &bin).is_err() {
-        std::fs::copy(common::emspool_bin(), &bin).expect("copy the binary");
+    let mut objcopy = Command::new("objcopy");
+    for s in BEYOND_LINE_TABLES {
+        objcopy.arg(format!("--remove-section={s}"));
     }
+    run(objcopy.arg(common::emspool_bin()).arg(&bin));
     let out_dir = dir.join("out");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "deb",
-        "--no-build",
-        "--fast",
-        "--strip",
-        "--no-separate-debug-symbols",
-        "--output",
-    ])
-    .arg(&out_dir)
-    .current_dir(repo_root())
-    .env("CARGO_TARGET_DIR", &target)
-    .stdin(std::process::Stdio::null());
-    // Bounded: cargo-deb only strips and compresses here.
+    cmd.args(["deb", "--no-build", "--fast", "--output"])
+        .arg(&out_dir)
+        .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", &target)
+        .stdin(std::process::Stdio::null());
+    // Bounded: cargo-deb only splits, compresses and archives here.
     let mut child = common::spawn("cargo-deb", cmd, dir);
     let st = child
         .wait_timeout(Duration::from_secs(300))
@@ -66,13 +82,49 @@ fn build_deb(dir: &Path) -> PathBuf {
         "cargo deb failed ({st}); is cargo-deb installed (tests/install-peers.sh)?\n{}",
         child.log_tail()
     );
-    let debs: Vec<PathBuf> = std::fs::read_dir(&out_dir)
+    let mut made: Vec<String> = std::fs::read_dir(&out_dir)
         .expect("output dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
-    assert_eq!(debs.len(), 1, "{debs:?}");
-    debs[0].clone()
+    made.sort();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        made.len() == 2
+            && made[0].starts_with(&format!("emspool-dbgsym_{version}-"))
+            && made[0].ends_with(".ddeb")
+            && made[1].starts_with(&format!("emspool_{version}-"))
+            && made[1].ends_with(".deb"),
+        "want emspool_*.deb and emspool-dbgsym_*.ddeb, got {made:?}"
+    );
+    Debs {
+        dbgsym: out_dir.join(&made[0]),
+        main: out_dir.join(&made[1]),
+    }
+}
+
+/// (name, size, flags) of each section of an ELF file (`readelf -S -W`).
+fn sections(elf: &Path) -> Vec<(String, u64, String)> {
+    let out = stdout(&run(Command::new("readelf").args(["-S", "-W"]).arg(elf)));
+    out.lines()
+        .filter_map(|l| {
+            // "  [Nr] Name Type Address Off Size ES Flg Lk Inf Al"; Flg is empty for some.
+            let rest = l.trim_start().strip_prefix('[')?.split_once(']')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let size = u64::from_str_radix(f.get(4)?, 16).ok()?;
+            let flags = if f.len() >= 10 { f[6] } else { "" };
+            Some((f[0].to_owned(), size, flags.to_owned()))
+        })
+        .collect()
+}
+
+/// The GNU build id of an ELF file, as hex.
+fn build_id(elf: &Path) -> String {
+    let out = stdout(&run(Command::new("readelf").arg("-n").arg(elf)));
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("no build id in {}:\n{out}", elf.display()))
+        .trim()
+        .to_owned()
 }
 
 /// (mode string, owner, path) of each entry of `dpkg-deb -c`.
@@ -125,11 +177,12 @@ fn user_in(root: &Path, name: &str) -> (u32, u32, String) {
 #[test]
 fn deb_package_builds_unpacks_and_its_unit_verifies() {
     let dir = peer_tempdir("deb");
-    let deb = build_deb(dir.path());
+    let debs = build_deb(dir.path());
+    let deb = &debs.main;
 
     // Control data.
     let field = |name: &str| {
-        stdout(&run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name)))
+        stdout(&run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name)))
             .trim()
             .to_owned()
     };
@@ -141,7 +194,7 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
         "{depends}"
     );
     let control = dir.path().join("control");
-    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    run(Command::new("dpkg-deb").arg("-e").arg(deb).arg(&control));
     let conffiles = std::fs::read_to_string(control.join("conffiles")).expect("conffiles");
     assert_eq!(conffiles.trim(), "/etc/emspool/emspool.toml");
     for script in ["postinst", "prerm", "postrm"] {
@@ -164,7 +217,7 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
     );
 
     // Files, modes, owners.
-    let entries = contents(&deb);
+    let entries = contents(deb);
     let expect = [
         ("/usr/bin/emspool", "-rwxr-xr-x"),
         ("/lib/systemd/system/emspool.service", "-rw-r--r--"),
@@ -172,6 +225,7 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
         ("/usr/lib/sysusers.d/emspool.conf", "-rw-r--r--"),
         ("/usr/lib/tmpfiles.d/emspool.conf", "-rw-r--r--"),
         ("/usr/share/emspool/mibs/README.md", "-rw-r--r--"),
+        ("/usr/share/emspool/mibs/IF-MIB.txt", "-rw-r--r--"),
         ("/usr/share/emspool/yang/README.md", "-rw-r--r--"),
         (
             "/usr/share/emspool/prometheus/emspool-rules.yml",
@@ -205,7 +259,7 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
 
     // Unpack into a scratch root: the shipped files are the repo's.
     let root = dir.path().join("root");
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root));
+    run(Command::new("dpkg").arg("-x").arg(deb).arg(&root));
     for (installed, source) in [
         (
             "lib/systemd/system/emspool.service",
@@ -228,6 +282,8 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
             "usr/share/emspool/grafana/emspool.json",
             "packaging/grafana/emspool.json",
         ),
+        ("usr/share/doc/emspool/copyright", "packaging/copyright"),
+        ("usr/share/emspool/mibs/IF-MIB.txt", "mibs/IF-MIB.txt"),
     ] {
         assert_eq!(
             std::fs::read(root.join(installed)).expect(installed),
@@ -235,6 +291,9 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
             "{installed} differs from {source}"
         );
     }
+
+    debug_symbols_are_in_the_dbgsym_package_only(&debs, &entries, dir.path(), &root);
+    crate::mibs::shipped_mibs_load_and_have_their_licence(&root);
 
     // The packaged binary accepts the packaged default config.
     let bin = root.join("usr/bin/emspool");
@@ -331,6 +390,93 @@ fn deb_package_builds_unpacks_and_its_unit_verifies() {
     assert_eq!(owner_of(&conf), (0, gid));
     assert_eq!(mode_of(&root.join("var/lib/emspool")), 0o750);
     assert_eq!(owner_of(&root.join("var/lib/emspool")), (uid, gid));
+}
+
+/// Issue 19: the main package's binary has no debug sections (16 MB of a release's package
+/// were its line tables); they are in emspool-dbgsym, under /usr/lib/debug/.build-id/, named
+/// by the build id of the binary they belong to.
+fn debug_symbols_are_in_the_dbgsym_package_only(
+    debs: &Debs,
+    entries: &[(String, String, String)],
+    dir: &Path,
+    root: &Path,
+) {
+    assert!(
+        !entries
+            .iter()
+            .any(|(_, _, p)| p.starts_with("/usr/lib/debug")),
+        "debug files in the main package: {entries:?}"
+    );
+    let bin = root.join("usr/bin/emspool");
+    let secs = sections(&bin);
+    assert!(secs.iter().any(|s| s.0 == ".text"), "{secs:?}");
+    // .debug_gdb_scripts is loaded (flag A): gdb's pretty-printer hook, not debug info.
+    let debug: Vec<_> = secs
+        .iter()
+        .filter(|s| (s.0.starts_with(".debug_") && !s.2.contains('A')) || s.0 == ".symtab")
+        .collect();
+    assert!(
+        debug.is_empty(),
+        "debug sections left in /usr/bin/emspool: {debug:?}"
+    );
+    let unloaded: u64 = secs
+        .iter()
+        .filter(|s| !s.2.contains('A'))
+        .map(|s| s.1)
+        .sum();
+    assert!(
+        unloaded < 64 * 1024,
+        "{unloaded} bytes of /usr/bin/emspool are not loaded at run time: {secs:?}"
+    );
+
+    let field = |name: &str| {
+        let out = run(Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&debs.dbgsym)
+            .arg(name));
+        stdout(&out).trim().to_owned()
+    };
+    assert_eq!(field("Package"), "emspool-dbgsym");
+    let version = field("Version");
+    let main_version = stdout(&run(Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&debs.main)
+        .arg("Version")));
+    assert_eq!(version, main_version.trim());
+    let needs = format!("{} {}", field("Depends"), field("Recommends"));
+    assert!(needs.contains(&format!("emspool (= {version})")), "{needs}");
+
+    let id = build_id(&bin);
+    let want = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+    let files: Vec<String> = contents(&debs.dbgsym)
+        .into_iter()
+        .filter(|(mode, _, _)| mode.starts_with('-'))
+        .map(|(_, _, p)| p)
+        .collect();
+    assert_eq!(
+        files,
+        std::slice::from_ref(&want),
+        "dbgsym package contents"
+    );
+    let dbg_root = dir.join("dbgsym-root");
+    run(Command::new("dpkg")
+        .arg("-x")
+        .arg(&debs.dbgsym)
+        .arg(&dbg_root));
+    let debug_file = dbg_root.join(want.trim_start_matches('/'));
+    let dsecs = sections(&debug_file);
+    let line = dsecs
+        .iter()
+        .find(|s| s.0 == ".debug_line")
+        .unwrap_or_else(|| panic!("no line tables in the dbgsym file: {dsecs:?}"));
+    // Compressed (flag C), as `compress-debug-symbols` asks; still megabytes of line tables.
+    assert!(line.2.contains('C') && line.1 > 1 << 20, "{line:?}");
+    assert!(dsecs.iter().any(|s| s.0 == ".symtab"), "{dsecs:?}");
+    assert_eq!(
+        build_id(&debug_file),
+        id,
+        "the debug file is another build's"
+    );
 }
 
 #[test]

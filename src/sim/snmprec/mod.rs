@@ -1,4 +1,5 @@
-//! snmpsim's `.snmprec` format: one `OID|TAG|VALUE` line per object.
+//! snmpsim's `.snmprec` format: one `OID|TAG|VALUE` line per object (tags and value forms in
+//! [`value`]).
 //!
 //! The parsed [`Dataset`] is immutable and meant to be shared (`Arc`) by every simulated agent, so
 //! each value is converted to its wire form once, here, instead of on every request.
@@ -12,8 +13,10 @@ use rasn_snmp::v2::{ObjectSyntax, TimeTicks, VarBind, VarBindValue};
 
 use super::codec::varbind_len;
 
+mod value;
+
 /// The router template shipped with emspool: system group, 24-row ifTable and ifXTable.
-pub const ROUTER24: &str = include_str!("../../tests/data/router24.snmprec");
+pub const ROUTER24: &str = include_str!("../../../tests/data/router24.snmprec");
 
 /// A typed SNMP value as written in a `.snmprec` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,10 @@ pub enum Value {
     TimeTicks(u32),
     Opaque(Vec<u8>),
     Counter64(u64),
+    /// Tags 128-130: a Get of the OID answers this exception; GetNext and GetBulk pass over it.
+    NoSuchObject,
+    NoSuchInstance,
+    EndOfMibView,
 }
 
 impl Value {
@@ -44,7 +51,18 @@ impl Value {
             Value::TimeTicks(_) => 67,
             Value::Opaque(_) => 68,
             Value::Counter64(_) => 70,
+            Value::NoSuchObject => 128,
+            Value::NoSuchInstance => 129,
+            Value::EndOfMibView => 130,
         }
+    }
+
+    /// An exception (tags 128-130) stands for the absence of a value.
+    pub fn is_exception(&self) -> bool {
+        matches!(
+            self,
+            Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
+        )
     }
 }
 
@@ -56,9 +74,19 @@ pub enum SnmprecError {
     #[error("line {line}: bad OID {oid:?} (want dotted decimal, first arc 0-2, at least 2 arcs)")]
     BadOid { line: usize, oid: String },
     #[error(
-        "line {line}: unsupported tag {tag:?} (supported: 2 4 5 6 64 65 66 67 68 70, optional x suffix)"
+        "line {line}: unsupported tag {tag:?} (supported: 2 4 5 6 64 65 66 67 68 70 128 129 130, \
+         optionally with an x (hex) or e (escaped) suffix)"
     )]
     BadTag { line: usize, tag: String },
+    #[error(
+        "line {line}: tag {tag:?} asks for snmpsim's variation module {module:?}, which emspool \
+         sim does not run: it serves each record's value as written"
+    )]
+    Variation {
+        line: usize,
+        tag: String,
+        module: String,
+    },
     #[error("line {line}: bad value {value:?} for tag {tag}: {why}")]
     BadValue {
         line: usize,
@@ -120,11 +148,19 @@ pub struct Dataset {
 impl Dataset {
     /// Parses `.snmprec` text; lines need not be sorted.
     pub fn parse(text: &str) -> Result<Dataset, SnmprecError> {
+        Dataset::parse_bytes(text.as_bytes())
+    }
+
+    /// Parses a `.snmprec` file's bytes. Values are octets, not UTF-8: snmpsim reads its files
+    /// as ISO-8859-1, and its recordings hold raw IpAddress octets and Latin-1 strings.
+    pub fn parse_bytes(text: &[u8]) -> Result<Dataset, SnmprecError> {
         let mut rows: Vec<(usize, Entry)> = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
+        for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
             let line = i + 1;
-            let raw = raw.trim_end_matches('\r');
-            if raw.trim().is_empty() || raw.trim_start().starts_with('#') {
+            // One CR of a CRLF ending; more would eat a raw IpAddress octet 13.
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let content = raw.trim_ascii();
+            if content.is_empty() || content.starts_with(b"#") {
                 continue;
             }
             rows.push((line, parse_line(line, raw)?));
@@ -145,11 +181,11 @@ impl Dataset {
     }
 
     pub fn load(path: &Path) -> Result<Dataset, SnmprecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SnmprecError::Io {
+        let text = std::fs::read(path).map_err(|source| SnmprecError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Dataset::parse(&text)
+        Dataset::parse_bytes(&text)
     }
 
     /// The embedded [`ROUTER24`] template.
@@ -174,10 +210,18 @@ impl Dataset {
         self.entries.binary_search_by(|e| e.oid().cmp(oid)).ok()
     }
 
-    /// Position of the first entry strictly after `oid` (GETNEXT order).
+    /// Position of the first entry strictly after `oid` (GETNEXT order) that has a value: an
+    /// exception record (tags 128-130) answers a Get of its own OID, not a walk.
     pub fn next_after(&self, oid: &[u32]) -> Option<usize> {
-        let i = self.entries.partition_point(|e| e.oid() <= oid);
-        (i < self.entries.len()).then_some(i)
+        self.next_from(self.entries.partition_point(|e| e.oid() <= oid))
+    }
+
+    /// Position of the first entry at `i` or after that has a value.
+    pub fn next_from(&self, i: usize) -> Option<usize> {
+        let rest = self.entries.get(i..)?;
+        rest.iter()
+            .position(|e| !e.value.is_exception())
+            .map(|k| i + k)
     }
 
     pub fn get(&self, oid: &[u32]) -> Option<&Value> {
@@ -213,93 +257,46 @@ pub fn parse_oid(s: &str) -> Option<Vec<u32>> {
     valid.then_some(arcs)
 }
 
-fn parse_line(line: usize, raw: &str) -> Result<Entry, SnmprecError> {
-    let mut fields = raw.splitn(3, '|');
-    let (Some(oid_s), Some(tag_s), Some(value_s)) = (fields.next(), fields.next(), fields.next())
+fn parse_line(line: usize, raw: &[u8]) -> Result<Entry, SnmprecError> {
+    let mut fields = raw.splitn(3, |&b| b == b'|');
+    let (Some(oid_b), Some(tag_b), Some(value_b)) = (fields.next(), fields.next(), fields.next())
     else {
         return Err(SnmprecError::MissingField { line });
     };
-    let arcs = parse_oid(oid_s.trim()).ok_or_else(|| SnmprecError::BadOid {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let bad_oid = || SnmprecError::BadOid {
         line,
-        oid: oid_s.to_string(),
-    })?;
-    let bad_tag = || SnmprecError::BadTag {
-        line,
-        tag: tag_s.to_string(),
+        oid: lossy(oid_b),
     };
-    let (num, hex) = match tag_s.strip_suffix('x') {
-        Some(n) => (n, true),
-        None => (tag_s, false),
-    };
-    let tag: u8 = num.parse().map_err(|_| bad_tag())?;
-    let bad = |why: &'static str| SnmprecError::BadValue {
-        line,
-        tag: tag_s.to_string(),
-        value: value_s.to_string(),
-        why,
-    };
-    // With the x suffix every type is given as the hex of its content octets (snmpsim writes
-    // strings that way); numbers are read big-endian like their BER content.
-    let bytes = if hex {
-        Some(decode_hex(value_s.trim()).ok_or_else(|| bad("not an even-length hex string"))?)
-    } else {
-        None
-    };
-    let value = match tag {
-        2 => Value::Integer(match &bytes {
-            Some(b) => i32::try_from(be_signed(b).ok_or_else(|| bad("too long"))?)
-                .map_err(|_| bad("outside Integer32"))?,
-            None => value_s
-                .trim()
-                .parse()
-                .map_err(|_| bad("not an Integer32"))?,
-        }),
-        4 => Value::OctetString(bytes.unwrap_or_else(|| value_s.as_bytes().to_vec())),
-        5 => Value::Null,
-        6 => match &bytes {
-            Some(_) => return Err(bad("hex OIDs are not supported")),
-            None => Value::ObjectId(parse_oid(value_s.trim()).ok_or_else(|| bad("not an OID"))?),
+    let arcs = std::str::from_utf8(oid_b.trim_ascii())
+        .ok()
+        .and_then(parse_oid)
+        .ok_or_else(bad_oid)?;
+    let tag = lossy(tag_b.trim_ascii());
+    let value = value::parse(tag_b.trim_ascii(), value_b).map_err(|r| match r {
+        value::Refusal::Tag => SnmprecError::BadTag {
+            line,
+            tag: tag.clone(),
         },
-        64 => Value::IpAddress(match &bytes {
-            Some(b) => {
-                let octets: [u8; 4] = b.as_slice().try_into().map_err(|_| bad("need 4 octets"))?;
-                Ipv4Addr::from(octets)
-            }
-            None => value_s
-                .trim()
-                .parse()
-                .map_err(|_| bad("not an IPv4 address"))?,
-        }),
-        65..=67 => {
-            let n = match &bytes {
-                Some(b) => u32::try_from(be_unsigned(b).ok_or_else(|| bad("too long"))?)
-                    .map_err(|_| bad("outside 0..2^32"))?,
-                None => value_s
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("not a 32-bit unsigned"))?,
-            };
-            match tag {
-                65 => Value::Counter32(n),
-                66 => Value::Gauge32(n),
-                _ => Value::TimeTicks(n),
-            }
-        }
-        68 => Value::Opaque(bytes.unwrap_or_else(|| value_s.as_bytes().to_vec())),
-        70 => Value::Counter64(match &bytes {
-            Some(b) => be_unsigned(b).ok_or_else(|| bad("too long"))?,
-            None => value_s
-                .trim()
-                .parse()
-                .map_err(|_| bad("not a 64-bit unsigned"))?,
-        }),
-        _ => return Err(bad_tag()),
-    };
-    let wire = to_wire(&value).ok_or_else(|| bad("not encodable"))?;
-    let oid = ObjectIdentifier::new(arcs).ok_or_else(|| SnmprecError::BadOid {
-        line,
-        oid: oid_s.to_string(),
+        value::Refusal::Variation(module) => SnmprecError::Variation {
+            line,
+            tag: tag.clone(),
+            module,
+        },
+        value::Refusal::Value(why) => SnmprecError::BadValue {
+            line,
+            tag: tag.clone(),
+            value: value_b.escape_ascii().to_string(),
+            why,
+        },
     })?;
+    let wire = to_wire(&value).ok_or_else(|| SnmprecError::BadValue {
+        line,
+        tag,
+        value: value_b.escape_ascii().to_string(),
+        why: "not encodable",
+    })?;
+    let oid = ObjectIdentifier::new(arcs).ok_or_else(bad_oid)?;
     let ber_len = varbind_len(&VarBind {
         name: oid.clone(),
         value: wire.clone(),
@@ -310,37 +307,6 @@ fn parse_line(line: usize, raw: &str) -> Result<Entry, SnmprecError> {
         wire,
         ber_len,
     })
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
-}
-
-fn be_unsigned(b: &[u8]) -> Option<u64> {
-    // A leading zero octet is how BER keeps a high bit unsigned, so allow one extra.
-    let b = match b {
-        [0, rest @ ..] if rest.len() == 8 => rest,
-        _ => b,
-    };
-    (b.len() <= 8).then(|| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
-}
-
-fn be_signed(b: &[u8]) -> Option<i64> {
-    if b.len() > 8 {
-        return None;
-    }
-    if b.is_empty() {
-        return Some(0);
-    }
-    let neg = b[0] & 0x80 != 0;
-    let init: i64 = if neg { -1 } else { 0 };
-    Some(b.iter().fold(init, |acc, &x| (acc << 8) | i64::from(x)))
 }
 
 /// The rasn form of a value. rasn-snmp does not re-export the application types (Counter32,
@@ -358,6 +324,9 @@ pub(crate) fn to_wire(value: &Value) -> Option<VarBindValue> {
         Value::Gauge32(n) => from_ber(0x42, &uint_content(u64::from(*n)))?,
         Value::Opaque(b) => from_ber(0x44, b)?,
         Value::Counter64(n) => from_ber(0x46, &uint_content(*n))?,
+        Value::NoSuchObject => return Some(VarBindValue::NoSuchObject),
+        Value::NoSuchInstance => return Some(VarBindValue::NoSuchInstance),
+        Value::EndOfMibView => return Some(VarBindValue::EndOfMibView),
     };
     Some(VarBindValue::Value(syntax))
 }
@@ -474,7 +443,10 @@ mod tests {
             ("1.3.6.1|6|banana\n", 1),
             ("5.3.6.1|2|1\n", 1),
             ("1.3.6.1|2|1\n1.3.6.1|2|2\n", 2),
-            ("1.3.6.1|4e|1\n", 1),
+            ("1.3.6.1|4q|1\n", 1),
+            ("1.3.6.1|4e|\\q\n", 1),
+            ("1.3.6.1|2|1\n1.3.6.2|65:numeric|min=1\n", 2),
+            ("1.3.6.1|2|1\n1.3.6.2|64|J}M\n", 2),
         ];
         for (text, want) in cases {
             let err = Dataset::parse(text).expect_err(text);
@@ -484,6 +456,44 @@ mod tests {
                 "{text:?} -> {msg}"
             );
         }
+    }
+
+    #[test]
+    fn reads_bytes_as_snmpsim_does() {
+        // CRLF endings, a raw IpAddress with octets above 127 and a Latin-1 string: not UTF-8.
+        let mut text = b"# recorded\r\n1.3.6.1.2.1.4.22.1.3.2.10.0.0.1|64|".to_vec();
+        text.extend_from_slice(&[192, 168, 0x0d, 0xff]);
+        text.extend_from_slice(b"\r\n1.3.6.1.2.1.1.1.0|4|caf\xe9\r\n1.3.6.1.2.1.1.3.0|67|5\n");
+        let d = Dataset::parse_bytes(&text).expect("parses");
+        assert_eq!(
+            d.get(&[1, 3, 6, 1, 2, 1, 4, 22, 1, 3, 2, 10, 0, 0, 1]),
+            Some(&Value::IpAddress(Ipv4Addr::new(192, 168, 13, 255)))
+        );
+        assert_eq!(
+            d.get(&[1, 3, 6, 1, 2, 1, 1, 1, 0]),
+            Some(&Value::OctetString(b"caf\xe9".to_vec()))
+        );
+        let err = Dataset::parse("1.3.6.1|2|1\n1.3.6.2|67:numeric|rate=1\n").expect_err("numeric");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("line 2:") && msg.contains("\"numeric\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn walks_pass_over_exception_records() {
+        let d = Dataset::parse(
+            "1.3.6.1.1|2|1\n1.3.6.1.2|128|\n1.3.6.1.3|129|\n1.3.6.1.4|2|4\n1.3.6.1.5|130|\n",
+        )
+        .expect("parses");
+        assert_eq!(d.get(&[1, 3, 6, 1, 2]), Some(&Value::NoSuchObject));
+        assert_eq!(d.next_after(&[1, 3, 6, 1, 1]), d.find(&[1, 3, 6, 1, 4]));
+        assert_eq!(d.next_after(&[1, 3, 6, 1, 4]), None);
+        assert!(matches!(
+            d.entries()[d.find(&[1, 3, 6, 1, 3]).unwrap()].wire(),
+            VarBindValue::NoSuchInstance
+        ));
     }
 
     #[test]
