@@ -3,6 +3,7 @@
 
 mod certs;
 mod client;
+mod credentials;
 mod demo;
 mod render;
 
@@ -65,13 +66,18 @@ enum Command {
         /// host:port of the agent.
         #[arg(long)]
         address: String,
-        /// Credential profile name (from the servers' config).
+        /// Credential profile name (the pool's: `emspool credentials list`).
         #[arg(long)]
         credential: String,
         #[arg(long, value_parser = humantime::parse_duration)]
         interval: Option<Duration>,
         #[command(flatten)]
         conn: Conn,
+    },
+    /// The pool's credential profiles: list (never the secrets), set, remove.
+    Credentials {
+        #[command(subcommand)]
+        what: credentials::CredentialsCommand,
     },
     /// Remove an element from the pool's inventory.
     Remove {
@@ -230,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::sim::run(args, server::signal()).await
         }
         Command::Certs { what } => certs::run(what),
+        Command::Credentials { what } => credentials::run(what).await,
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
             println!(

@@ -8,6 +8,7 @@ mod alarm_sync;
 pub(crate) mod assignment;
 pub(crate) mod authority;
 mod catch_up;
+pub(crate) mod credentials;
 pub(crate) mod delta;
 mod driver;
 pub(crate) mod election;
@@ -58,6 +59,17 @@ pub(crate) enum ClusterError {
     Exists(String),
     #[error("no element named {0:?}")]
     NoSuchElement(String),
+    #[error("no credential profile named {0:?} in the pool")]
+    NoSuchCredential(String),
+    #[error("credential profile {name:?} is used by {count} element(s), e.g. {example:?}")]
+    CredentialInUse {
+        name: String,
+        count: usize,
+        example: String,
+    },
+    /// A change the master refuses as it stands (never names a secret).
+    #[error("{0}")]
+    Invalid(String),
     #[error("assignment refused: {0}")]
     AssignmentRefused(#[from] delta::Refusal),
     #[error("peer transport: {0}")]
@@ -96,6 +108,15 @@ pub(crate) enum InventoryChange {
     Remove(String),
     /// Add or replace (a reloaded config file).
     Put(Element),
+    /// Add or replace a credential profile (API, or a reloaded config file).
+    #[serde(rename = "set_credential")]
+    SetCredential {
+        name: String,
+        credential: crate::config::Credential,
+    },
+    /// Remove a credential profile no element uses.
+    #[serde(rename = "remove_credential")]
+    RemoveCredential(String),
 }
 
 pub(crate) struct Cluster {
@@ -104,6 +125,8 @@ pub(crate) struct Cluster {
     timings: Timings,
     /// Inventory for a pool that has never had an assignment.
     seed: Mutex<Vec<Element>>,
+    /// The config file's credential profiles: the pool's until an assignment holds them.
+    seed_credentials: Mutex<protocol::Credentials>,
     pub(crate) transport: Arc<Transport>,
     poller: Arc<Poller>,
     alarms: Arc<AlarmTable>,
@@ -223,6 +246,7 @@ impl Cluster {
             me,
             members,
             seed: Mutex::new(config.elements.clone()),
+            seed_credentials: Mutex::new(config.credentials.clone()),
             transport: Arc::new(transport),
             poller,
             alarms,
@@ -249,6 +273,10 @@ impl Cluster {
             settled: tokio::sync::watch::channel((0, AssignmentId::default())).0,
             authority,
         });
+        if let Some(creds) = cluster.lock().assignment.credentials.clone() {
+            // The pool's profiles as of the last run, not the file's, until the master says.
+            cluster.poller.set_credentials(creds);
+        }
         let journal = cluster.load_journal();
         cluster.lock().applied_seq = journal.applied_seq();
         tokio::spawn(cluster.clone().write_inventory(writes_rx, journal));
@@ -469,6 +497,13 @@ impl Cluster {
         let mine = assignment.owned_by(self.me);
         let keep: BTreeSet<&str> = mine.iter().map(|e| &*e.name).collect();
         let before = self.poller.owned();
+        // Profiles before elements: a new element's first poll needs its profile.
+        self.poller.set_credentials(
+            assignment
+                .credentials
+                .clone()
+                .unwrap_or_else(|| self.seed_credentials()),
+        );
         self.poller.set_elements(mine.clone()).await;
         self.settle_lost(&before, &keep, &assignment);
         let handed_names: BTreeSet<&str> = handover

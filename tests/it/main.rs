@@ -11,6 +11,7 @@ mod common;
 mod alarm_failover;
 mod chaos;
 mod console;
+mod credentials;
 mod demo;
 mod fencing;
 mod harness_selftest;
