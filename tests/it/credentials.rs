@@ -41,6 +41,16 @@ fn assert_no_secret(text: &str, what: &str) {
     }
 }
 
+/// A change through member `id`, sent again while the pool answers 503 (electing, or a new
+/// master that has not made its first assignment yet: "not accepted, try again").
+fn change(pool: &Pool, id: u32, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
+        let r = pool.server(id).raw(method, path, body);
+        (r.0 != 503).then_some(r)
+    })
+    .unwrap_or_else(|e| panic!("{method} {path} through server {id}: {e}"))
+}
+
 fn wait_up_on(pool: &Pool, via: u32, name: &str, not_owner: Option<u64>) -> u64 {
     wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
         let v = pool.server(via).element(name)?;
@@ -70,9 +80,7 @@ fn a_credential_set_through_one_member_follows_its_element_and_survives_restarts
         "name": "snmpd-v3", "address": snmpd.addr().to_string(), "credential": "lab-v3",
     })
     .to_string();
-    let (code, text) = pool
-        .server(1)
-        .raw("POST", "/api/v1/elements", Some(&element));
+    let (code, text) = change(&pool, 1, "POST", "/api/v1/elements", Some(&element));
     assert_eq!(code, 400, "{text}");
     assert!(
         text.contains("no credential profile named \\\"lab-v3\\\""),
@@ -80,16 +88,16 @@ fn a_credential_set_through_one_member_follows_its_element_and_survives_restarts
     );
 
     // The profile through member 1 (not the master), then the element through member 1.
-    let (code, text) = pool.server(1).raw(
+    let (code, text) = change(
+        &pool,
+        1,
         "PUT",
         "/api/v1/credentials/lab-v3",
         Some(&v3_profile(Snmpd::V3_AUTH_PASS)),
     );
     assert!(code == 201 || code == 202, "{code} {text}");
     assert_no_secret(&text, "the PUT answer");
-    let (code, text) = pool
-        .server(1)
-        .raw("POST", "/api/v1/elements", Some(&element));
+    let (code, text) = change(&pool, 1, "POST", "/api/v1/elements", Some(&element));
     assert!(code == 201 || code == 202, "{code} {text}");
     let first = wait_up_on(&pool, 1, "snmpd-v3", None);
 
@@ -155,19 +163,14 @@ fn a_credential_set_through_one_member_follows_its_element_and_survives_restarts
     );
     assert_no_secret(&text, "events");
 
-    // A profile in use cannot be removed; once unused it can, and lists no more.
-    let (code, text) = pool
-        .server(2)
-        .raw("DELETE", "/api/v1/credentials/lab-v3", None);
+    // A profile in use cannot be removed; once unused it can, and lists no more. (Just after
+    // the restarts the pool may still be electing: 503 says "not accepted, try again".)
+    let (code, text) = change(&pool, 2, "DELETE", "/api/v1/credentials/lab-v3", None);
     assert_eq!(code, 409, "{text}");
     assert!(text.contains("snmpd-v3"), "{text}");
-    let (code, text) = pool
-        .server(2)
-        .raw("DELETE", "/api/v1/elements/snmpd-v3", None);
+    let (code, text) = change(&pool, 2, "DELETE", "/api/v1/elements/snmpd-v3", None);
     assert!(code == 204 || code == 202, "{code} {text}");
-    let (code, text) = pool
-        .server(2)
-        .raw("DELETE", "/api/v1/credentials/lab-v3", None);
+    let (code, text) = change(&pool, 2, "DELETE", "/api/v1/credentials/lab-v3", None);
     assert!(code == 204 || code == 202, "{code} {text}");
     wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
         let (_, raw) = pool.server(1).raw("GET", "/api/v1/credentials", None);
