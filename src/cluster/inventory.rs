@@ -128,7 +128,9 @@ impl Cluster {
     /// Loads the journal a previous run left (changes not known to be distributed).
     pub(crate) fn load_journal(&self) -> Journal {
         let get = |k: &str| self.events.meta_get(k).ok().flatten();
+        // Sealed: a credential change carries its secrets (`sealed`).
         let entries: Vec<(u64, InventoryChange)> = get(META_JOURNAL)
+            .and_then(|b| self.sealer.load_blob(&b))
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let applied_seq: u64 = get(META_APPLIED_SEQ)
@@ -322,10 +324,14 @@ impl Cluster {
             } else {
                 journal.entries.extend(new.iter().cloned());
                 let bytes = serde_json::to_vec(&journal.entries).unwrap_or_default();
-                self.events
-                    .meta_put(META_JOURNAL, bytes)
-                    .await
-                    .map_err(|e| ClusterError::Store(e.to_string()))
+                match self.sealer.store_blob(&bytes) {
+                    Some(sealed) => self
+                        .events
+                        .meta_put(META_JOURNAL, sealed)
+                        .await
+                        .map_err(|e| ClusterError::Store(e.to_string())),
+                    None => Err(ClusterError::Store("cannot seal the journal".into())),
+                }
             };
             if let Err(e) = &commit {
                 // Not durable: undo in reverse order, so nobody is told yes for a change a

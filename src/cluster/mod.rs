@@ -16,6 +16,7 @@ pub(crate) mod inventory;
 mod master;
 pub(crate) mod membership;
 pub(crate) mod protocol;
+mod sealed;
 pub(crate) mod transport;
 
 use crate::alarms::AlarmTable;
@@ -144,6 +145,8 @@ pub(crate) struct Cluster {
     settled: inventory::SettledTx,
     /// Binds what peers claim to who they are (`authority`).
     pub(crate) authority: authority::Authority,
+    /// Seals the credential profiles before they reach redb (`sealed`).
+    sealer: sealed::Sealer,
 }
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
@@ -232,8 +235,9 @@ impl Cluster {
                 (p.max_term_jump, p.ca.is_some())
             });
         let authority = authority::Authority::new(metrics.registry(), max_jump, mutual_tls);
+        let sealer = sealed::Sealer::new(secret.expose());
         let assignment: Assignment = match events.meta_get(META_ASSIGNMENT).map_err(store)? {
-            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Some(b) => sealer.load_assignment(&b),
             None => Assignment::default(),
         };
         let source = config.pool.as_ref().and_then(|p| p.source_address);
@@ -272,6 +276,7 @@ impl Cluster {
             inventory_changed: tokio::sync::Notify::new(),
             settled: tokio::sync::watch::channel((0, AssignmentId::default())).0,
             authority,
+            sealer,
         });
         if let Some(creds) = cluster.lock().assignment.credentials.clone() {
             // The pool's profiles as of the last run, not the file's, until the master says.
@@ -534,7 +539,7 @@ impl Cluster {
         }
         self.alarms
             .prune_replica(|e| assignment.owners.get(e).copied());
-        let bytes = serde_json::to_vec(&assignment).unwrap_or_default();
+        let bytes = self.sealer.store_assignment(&assignment);
         self.events
             .meta_put(META_ASSIGNMENT, bytes)
             .await

@@ -51,6 +51,20 @@ fn change(pool: &Pool, id: u32, method: &str, path: &str, body: Option<&str>) ->
     .unwrap_or_else(|e| panic!("{method} {path} through server {id}: {e}"))
 }
 
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn wait_up_on(pool: &Pool, via: u32, name: &str, not_owner: Option<u64>) -> u64 {
     wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
         let v = pool.server(via).element(name)?;
@@ -150,6 +164,30 @@ fn a_credential_set_through_one_member_follows_its_element_and_survives_restarts
     let (_, raw) = pool.server(3).raw("GET", "/api/v1/credentials", None);
     assert!(raw.contains("\"lab-v3\""), "{raw}");
     assert_no_secret(&raw, "GET /api/v1/credentials after restarts");
+
+    // Nothing a member wrote (its redb file with the persisted assignment and journal, its
+    // log at debug level) holds a secret in the clear.
+    for (i, s) in pool.servers.iter().enumerate() {
+        let files = files_under(s.dir.path());
+        assert!(
+            files.iter().any(|f| f.ends_with("emspool.redb")),
+            "server {}: no redb file in {files:?}",
+            i + 1
+        );
+        for f in files {
+            let Ok(bytes) = std::fs::read(&f) else {
+                continue;
+            };
+            for secret in [Snmpd::V3_AUTH_PASS, Snmpd::V3_PRIV_PASS] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "server {}: {} holds {secret}",
+                    i + 1,
+                    f.display()
+                );
+            }
+        }
+    }
 
     // Who changed what is in the events (of the member that took the request, back now),
     // never the secret.
