@@ -8,7 +8,7 @@
 //! journal. A journal left by a crash is replayed to whoever is master, idempotently.
 
 use super::protocol::{AssignmentId, Credentials};
-use super::{Cluster, ClusterError, InventoryChange, Role};
+use super::{Cluster, ClusterError, Role};
 use crate::model::Element;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,6 +20,25 @@ const META_JOURNAL: &str = "cluster.inventory.journal";
 const META_APPLIED_SEQ: &str = "cluster.inventory.applied";
 /// Changes committed together at most (one journal write).
 const BATCH: usize = 512;
+
+/// A change of the inventory, made on the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InventoryChange {
+    Add(Element),
+    Remove(String),
+    /// Add or replace (a reloaded config file).
+    Put(Element),
+    /// Add or replace a credential profile (API, or a reloaded config file).
+    #[serde(rename = "set_credential")]
+    SetCredential {
+        name: String,
+        credential: crate::config::Credential,
+    },
+    /// Remove a credential profile no element uses.
+    #[serde(rename = "remove_credential")]
+    RemoveCredential(String),
+}
 
 /// The master's inventory with the changes not yet distributed.
 #[derive(Debug, Clone)]

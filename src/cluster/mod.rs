@@ -27,6 +27,7 @@ use crate::model::{Alarm, Element, NewEvent, ServerId, Severity};
 use crate::poll::Poller;
 use delta::{Ack, Authority, Chunk, Push, Staging};
 use election::{Input, Message, Role};
+pub(crate) use inventory::InventoryChange;
 use membership::Membership;
 use protocol::{Assignment, AssignmentId, Handover, Heartbeat, Release, Released};
 use serde::Serialize;
@@ -99,25 +100,6 @@ pub(crate) struct State {
     applied_seq: u64,
     /// A snapshot arriving in chunks.
     staging: Staging,
-}
-
-/// A change of the inventory, made on the master.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum InventoryChange {
-    Add(Element),
-    Remove(String),
-    /// Add or replace (a reloaded config file).
-    Put(Element),
-    /// Add or replace a credential profile (API, or a reloaded config file).
-    #[serde(rename = "set_credential")]
-    SetCredential {
-        name: String,
-        credential: crate::config::Credential,
-    },
-    /// Remove a credential profile no element uses.
-    #[serde(rename = "remove_credential")]
-    RemoveCredential(String),
 }
 
 pub(crate) struct Cluster {

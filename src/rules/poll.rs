@@ -57,11 +57,16 @@ pub(crate) fn evaluate(
             next.state = ElementState::Up;
             next.reason = None;
             effects.push(Change::clear(NODE_DOWN, None, CONDITION_ENDED));
-            effects.push(Change::clear(
-                CREDENTIAL_REJECTED,
-                None,
-                "the element accepted our credentials",
-            ));
+            // Only a poll after one that did not answer can end a refusal: an element up
+            // since its last poll has cleared it then (also one continued from a dead owner,
+            // whose status starts unknown).
+            if prev.state != ElementState::Up {
+                effects.push(Change::clear(
+                    CREDENTIAL_REJECTED,
+                    None,
+                    "the element accepted our credentials",
+                ));
+            }
             match data.boot_time {
                 Some(boot) => boot_effects(
                     prev.boot_time,
@@ -400,6 +405,12 @@ mod tests {
         assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 0);
         let (up, e) = evaluate(&s, answered(900, vec![]), 5, 5, &r);
         assert_eq!(up.state, ElementState::Up);
+        assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 1);
+        // Up since the last poll: nothing left to clear.
+        let (_, e) = evaluate(&up, answered(1000, vec![]), 6, 5, &r);
+        assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 0);
+        // The first poll of an element continued from a dead owner (status unknown) clears.
+        let (_, e) = evaluate(&ElementStatus::default(), answered(1, vec![]), 7, 5, &r);
         assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 1);
     }
 }

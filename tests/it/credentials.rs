@@ -273,6 +273,26 @@ fn a_wrong_v3_password_raises_credential_rejected_until_the_cli_corrects_it() {
         "it answered: not down"
     );
 
+    // Refused bodies do not echo what they were given.
+    for body in [
+        r#"{"version":"v3","user":"authuser","auth_protocol":"sha","auth_password":"wrong-auth-pass","bogus":"wrong-priv-pass"}"#,
+        r#"{"version":"v3","user":"authuser","auth_protocol":"sha","auth_password":["wrong-auth-pass"]}"#,
+        r#"{"version":"v3","user":"authuser","auth_protocol":"sha","auth_password":"wrong-auth-pass","#,
+        r#"{"version":"v2c","community":"wrong-priv-pass"}x"#,
+    ] {
+        let (code, text) = ems.raw("PUT", "/api/v1/credentials/v3", Some(body));
+        assert_eq!(code, 400, "{text}");
+        assert_no_secret(&text, "a refused PUT");
+    }
+    let short = v3_profile("short").replace(Snmpd::V3_PRIV_PASS, "wrong-priv-pass");
+    let (code, text) = ems.raw("PUT", "/api/v1/credentials/v3", Some(&short));
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains("credentials.v3.auth_password: must be at least 8 characters"),
+        "{text}"
+    );
+    assert_no_secret(&text, "a refused PUT");
+
     // Corrected through the CLI, the secrets from the environment (never argv).
     let out = Command::new(common::emspool_bin())
         .args([
