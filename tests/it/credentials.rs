@@ -404,21 +404,35 @@ credential = "nc-badkey"
     .nth(1)
     .expect("fingerprint")
     .to_owned();
-    for (name, check) in [
-        (
-            "nc-badpw",
+    // One through the API, the other through the CLI from a TOML file.
+    let (code, text) = ems.raw(
+        "PUT",
+        "/api/v1/credentials/nc-badpw",
+        Some(&good(
             serde_json::json!({ "insecure_accept_any_host_key": true }),
+        )),
+    );
+    assert!(code == 201 || code == 202, "{code} {text}");
+    assert_no_secret(&text, "the PUT answer");
+    let file = nc.dir().join("nc-badkey.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "version = \"netconf\"\nuser = \"{}\"\npassword = \"{}\"\nhost_key_sha256 = \"{fp}\"\n",
+            nc.user(),
+            nc.password()
         ),
-        ("nc-badkey", serde_json::json!({ "host_key_sha256": fp })),
-    ] {
-        let (code, text) = ems.raw(
-            "PUT",
-            &format!("/api/v1/credentials/{name}"),
-            Some(&good(check)),
-        );
-        assert!(code == 201 || code == 202, "{code} {text}");
-        assert_no_secret(&text, "the PUT answer");
-    }
+    )
+    .expect("profile file");
+    let out = ems.cli(&[
+        "credentials",
+        "set",
+        "nc-badkey",
+        "--file",
+        &file.display().to_string(),
+    ]);
+    assert!(out.contains("credential profile nc-badkey set"), "{out}");
+    assert_no_secret(&out, "the CLI");
     for name in ["ncd-badpw", "ncd-badkey"] {
         wait_alarm(&ems, &format!("CredentialRejected:{name}"), false);
         assert_eq!(ems.state(name).as_deref(), Some("up"), "{name}");
