@@ -230,6 +230,13 @@ impl Poller {
                 Ok(outcome) => outcome,
             };
         }
+        if credential.is_netconf() {
+            // Our profile's fault, not a refusal by the element (CredentialRejected).
+            return Outcome::Failed(format!(
+                "credential profile {:?} is a NETCONF profile",
+                element.credential
+            ));
+        }
         let target = crate::snmp::client::Target {
             addr,
             request_tag: self.request_tag,
