@@ -9,7 +9,7 @@ use super::peer::cluster_error;
 use crate::cluster::InventoryChange;
 use crate::cluster::inventory::{Accepted, Forwarded};
 use crate::cluster::protocol::AssignmentId;
-use crate::config::validate_element;
+use crate::config::validate_element_fields;
 use crate::model::Element;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -40,8 +40,8 @@ pub(crate) async fn add(
     body: Result<Json<Element>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Added>), ApiError> {
     let Json(e) = body.map_err(|e| ApiError::from_json(&e))?;
-    validate_element(&e, &s.poller.credentials())
-        .map_err(|(k, m)| ApiError::BadRequest(format!("{k}: {m}")))?;
+    // The profile it names is checked by the master against the pool's (400 when unknown).
+    validate_element_fields(&e).map_err(|(k, m)| ApiError::BadRequest(format!("{k}: {m}")))?;
     // As check-config does: the master would keep a pin to a non-member unassigned forever.
     if let Some(pin) = e.pin
         && !s.cluster.member_ids().contains(&pin)
@@ -84,7 +84,7 @@ pub(crate) async fn remove(
 
 /// To the master (locally when this server is master, else over the peer protocol), which
 /// answers once the change is persisted; then a short wait for this server's own copy.
-async fn forward(s: &Shared, change: InventoryChange) -> Result<Accepted, ApiError> {
+pub(crate) async fn forward(s: &Shared, change: InventoryChange) -> Result<Accepted, ApiError> {
     let master = s
         .cluster
         .master()

@@ -2,6 +2,7 @@
 
 pub(crate) mod client;
 mod console;
+pub(crate) mod credentials;
 mod devices;
 pub(crate) mod error;
 pub(crate) mod fanout;
@@ -55,6 +56,11 @@ pub(crate) fn router(state: Shared) -> Router {
         .route(
             "/elements/{name}",
             get(peered::element).delete(inventory::remove),
+        )
+        .route("/credentials", get(credentials::list))
+        .route(
+            "/credentials/{name}",
+            axum::routing::put(credentials::set).delete(credentials::remove),
         )
         .route("/alarms", get(peered::alarms))
         .route("/alarms/{id}/ack", post(peered::ack))

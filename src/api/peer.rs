@@ -174,7 +174,11 @@ pub(crate) fn cluster_error(e: ClusterError) -> ApiError {
         ClusterError::Store(m) => ApiError::Unavailable(format!("storage: {m}")),
         ClusterError::NotMaster => ApiError::Unavailable(e.to_string()),
         ClusterError::Exists(_) => ApiError::Conflict(e.to_string()),
-        ClusterError::NoSuchElement(_) => ApiError::NotFound(e.to_string()),
+        ClusterError::NoSuchElement(_) | ClusterError::NoSuchCredential(_) => {
+            ApiError::NotFound(e.to_string())
+        }
+        ClusterError::CredentialInUse { .. } => ApiError::Conflict(e.to_string()),
+        ClusterError::Invalid(m) => ApiError::BadRequest(m),
         // A member whose base differs: the master answers with a snapshot.
         ClusterError::AssignmentRefused(_) => ApiError::Conflict(e.to_string()),
         ClusterError::Tls(m) => ApiError::Internal(m),

@@ -75,7 +75,26 @@ impl Client {
         &self,
         path_and_query: &str,
     ) -> Result<T, ClientError> {
-        self.call(Method::GET, path_and_query, None).await
+        self.call(Method::GET, path_and_query, None, None).await
+    }
+
+    /// PUT, saying who makes the change (the audit event names them).
+    pub(crate) async fn put_by<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        by: &str,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, Some(body), Some(by)).await
+    }
+
+    /// DELETE, saying who makes the change; the answer body if any (`null` for 204).
+    pub(crate) async fn delete_by(
+        &self,
+        path: &str,
+        by: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::DELETE, path, None, Some(by)).await
     }
 
     pub(crate) async fn post<T: DeserializeOwned>(
@@ -83,12 +102,12 @@ impl Client {
         path: &str,
         body: serde_json::Value,
     ) -> Result<T, ClientError> {
-        self.call(Method::POST, path, Some(body)).await
+        self.call(Method::POST, path, Some(body), None).await
     }
 
     /// DELETE whose success answer has no body.
     pub(crate) async fn delete_empty(&self, path: &str) -> Result<(), ClientError> {
-        self.call::<serde_json::Value>(Method::DELETE, path, None)
+        self.call::<serde_json::Value>(Method::DELETE, path, None, None)
             .await
             .map(|_| ())
     }
@@ -100,6 +119,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<serde_json::Value>,
+        by: Option<&str>,
     ) -> Result<T, ClientError> {
         let mut failures = Vec::new();
         for base in self.order() {
@@ -110,6 +130,9 @@ impl Client {
             }
             if let Some(b) = &body {
                 req = req.json(b);
+            }
+            if let Some(by) = by {
+                req = req.header(crate::api::credentials::BY_HEADER, by);
             }
             let resp = match req.send().await {
                 Ok(r) => r,

@@ -3,6 +3,7 @@
 
 mod certs;
 mod client;
+mod credentials;
 mod demo;
 mod detail;
 mod render;
@@ -72,8 +73,8 @@ enum Command {
         /// host:port of the SNMP agent (UDP, usually 161) or NETCONF server (SSH, usually 830).
         #[arg(long)]
         address: String,
-        /// Credential profile name, a [credentials.NAME] of the servers' config (an SNMP
-        /// profile for snmp, a version = "netconf" profile for netconf).
+        /// Credential profile name, one of the pool's (`emspool credentials list`): an SNMP
+        /// profile for snmp, a version = "netconf" profile for netconf.
         #[arg(long)]
         credential: String,
         /// How the element is polled.
@@ -87,6 +88,11 @@ enum Command {
         pin: Option<u32>,
         #[command(flatten)]
         conn: Conn,
+    },
+    /// The pool's credential profiles: list (never the secrets), set, remove.
+    Credentials {
+        #[command(subcommand)]
+        what: credentials::CredentialsCommand,
     },
     /// Remove an element from the pool's inventory.
     Remove {
@@ -288,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::sim::run(args, server::signal()).await
         }
         Command::Certs { what } => certs::run(what),
+        Command::Credentials { what } => credentials::run(what).await,
         Command::CheckConfig { file } => {
             let c = Config::load(&file)?;
             for w in crate::config::hidden_from_unit(&c) {

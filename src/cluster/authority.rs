@@ -291,14 +291,25 @@ impl Cluster {
         from: ServerId,
         change: &InventoryChange,
     ) -> Result<(), ClusterError> {
-        if let InventoryChange::Add(e) | InventoryChange::Put(e) = change {
-            crate::config::validate_element(e, &self.poller.credentials()).map_err(|(k, m)| {
-                self.authority.refuse(
-                    Some(from),
-                    Reason::Invalid,
-                    format!("inventory change: {k}: {m}"),
-                )
-            })?;
+        // The credential an element names is checked by the writer, against the pool's
+        // profiles (this member's copy may lag behind a profile just added).
+        let invalid = |m: String| {
+            self.authority.refuse(
+                Some(from),
+                Reason::Invalid,
+                format!("inventory change: {m}"),
+            )
+        };
+        match change {
+            InventoryChange::Add(e) | InventoryChange::Put(e) => {
+                crate::config::validate_element_fields(e)
+                    .map_err(|(k, m)| invalid(format!("{k}: {m}")))?;
+            }
+            InventoryChange::SetCredential { name, credential } => {
+                super::credentials::validate(name, credential)
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            InventoryChange::Remove(_) | InventoryChange::RemoveCredential(_) => {}
         }
         Ok(())
     }

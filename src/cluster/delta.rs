@@ -11,7 +11,7 @@
 //! member. Whether the claimed sender is who it says is the transport's business (mTLS).
 
 use super::election::{term_owner, term_text};
-use super::protocol::{Assignment, AssignmentId, Handover};
+use super::protocol::{Assignment, AssignmentId, Credentials, Handover};
 use crate::model::{Element, ServerId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -34,12 +34,20 @@ pub(crate) struct Delta {
     /// Elements left without owner (no member could take them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) unowned: Vec<Arc<str>>,
+    /// The pool's whole set of credential profiles, when it changed: a handful of profiles,
+    /// changed rarely, so no finer delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) credentials: Option<Credentials>,
 }
 
 impl Delta {
-    /// How many elements it touches: the measure of its cost.
+    /// How many elements (and profiles) it touches: the measure of its cost.
     pub(crate) fn len(&self) -> usize {
-        self.upsert.len() + self.remove.len() + self.owners.len() + self.unowned.len()
+        self.upsert.len()
+            + self.remove.len()
+            + self.owners.len()
+            + self.unowned.len()
+            + self.credentials.as_ref().map_or(0, BTreeMap::len)
     }
 }
 
@@ -71,6 +79,11 @@ pub(crate) fn diff(prev: &Assignment, next: &Assignment) -> Delta {
         .filter(|name| !next.owners.contains_key(*name) && after.contains_key(&***name))
         .cloned()
         .collect();
+    let credentials = if prev.credentials == next.credentials {
+        None
+    } else {
+        Some(next.credentials.clone().unwrap_or_default())
+    };
     Delta {
         base: prev.id,
         id: next.id,
@@ -78,6 +91,7 @@ pub(crate) fn diff(prev: &Assignment, next: &Assignment) -> Delta {
         remove,
         owners,
         unowned,
+        credentials,
     }
 }
 
@@ -187,6 +201,9 @@ pub(crate) struct Chunk {
     pub(crate) owners: Vec<(Arc<str>, ServerId)>,
     #[serde(default)]
     pub(crate) handover: Handover,
+    /// The pool's credential profiles, on the first chunk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) credentials: Option<Credentials>,
 }
 
 /// Member -> master: what it holds and polls by after a push or chunk.
@@ -228,7 +245,11 @@ pub(crate) fn on_push(held: &Assignment, auth: Authority, push: Push) -> Result<
         .map(|e| (e.name.clone(), e.clone()))
         .collect();
     let mut owners = held.owners.clone();
+    let mut credentials = held.credentials.clone();
     for d in push.deltas {
+        if d.credentials.is_some() {
+            credentials = d.credentials;
+        }
         for name in &d.remove {
             elements.remove(name);
             owners.remove(name);
@@ -251,6 +272,7 @@ pub(crate) fn on_push(held: &Assignment, auth: Authority, push: Push) -> Result<
             id: push.id,
             elements: elements.into_values().collect(),
             owners,
+            credentials,
         },
         push.handover,
     )))
@@ -270,6 +292,7 @@ struct Partial {
     elements: BTreeMap<Arc<str>, Element>,
     owners: BTreeMap<Arc<str>, ServerId>,
     handover: Handover,
+    credentials: Option<Credentials>,
 }
 
 /// Bound on a staged snapshot, so a hostile sender cannot make a member hoard memory.
@@ -292,6 +315,7 @@ impl Staging {
                 elements: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 handover: Handover::default(),
+                credentials: chunk.credentials.clone(),
             });
         }
         let Some(p) = self
@@ -335,6 +359,7 @@ impl Staging {
                 id: p.id,
                 elements: p.elements.into_values().collect(),
                 owners,
+                credentials: p.credentials,
             },
             p.handover,
         )))
@@ -352,6 +377,7 @@ impl Chunk {
             elements: Vec::new(),
             owners: Vec::new(),
             handover: Handover::default(),
+            credentials: None,
         }
     }
 }
@@ -372,6 +398,7 @@ pub(crate) fn chunks(
         elements: Vec::new(),
         owners: Vec::new(),
         handover: Handover::default(),
+        credentials: a.credentials.clone(),
     };
     let mut size = 0usize;
     for e in &a.elements {

@@ -35,9 +35,23 @@ fn auth() -> Authority {
 /// remove it.
 #[derive(Debug, Clone)]
 enum Step {
-    Put { i: u16, rev: u8, owner: u32 },
-    Remove { i: u16 },
-    Move { i: u16, owner: u32 },
+    Put {
+        i: u16,
+        rev: u8,
+        owner: u32,
+    },
+    Remove {
+        i: u16,
+    },
+    Move {
+        i: u16,
+        owner: u32,
+    },
+    /// Sets (or, with `rev` 0, removes) credential profile `p{i}`.
+    Cred {
+        i: u8,
+        rev: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -45,6 +59,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0u16..40, any::<u8>(), 1u32..4).prop_map(|(i, rev, owner)| Step::Put { i, rev, owner }),
         (0u16..40).prop_map(|i| Step::Remove { i }),
         (0u16..40, 1u32..4).prop_map(|(i, owner)| Step::Move { i, owner }),
+        (0u8..3, 0u8..4).prop_map(|(i, rev)| Step::Cred { i, rev }),
     ]
 }
 
@@ -55,6 +70,7 @@ fn apply_step(a: &Assignment, s: &Step, version: u64) -> Assignment {
         .map(|e| (e.name.clone(), e.clone()))
         .collect();
     let mut owners = a.owners.clone();
+    let mut credentials = a.credentials.clone();
     match *s {
         Step::Put { i, rev, owner } => {
             let e = el(i, rev);
@@ -72,11 +88,25 @@ fn apply_step(a: &Assignment, s: &Step, version: u64) -> Assignment {
                 owners.insert(name, ServerId(owner));
             }
         }
+        Step::Cred { i, rev } => {
+            let set = credentials.get_or_insert_with(Credentials::new);
+            if rev == 0 {
+                set.remove(&format!("p{i}"));
+            } else {
+                set.insert(
+                    format!("p{i}"),
+                    crate::config::Credential::V2c {
+                        community: crate::config::Secret::new(format!("c{rev}")),
+                    },
+                );
+            }
+        }
     }
     Assignment {
         id: id(version),
         elements: elements.into_values().collect(),
         owners,
+        credentials,
     }
 }
 
@@ -184,6 +214,7 @@ fn forged() -> impl Strategy<Value = Msg> {
                     elements: a.elements,
                     owners: a.owners.into_iter().collect(),
                     handover: Handover::default(),
+                    credentials: a.credentials,
                 })
             } else {
                 let base = AssignmentId {
@@ -201,6 +232,7 @@ fn forged() -> impl Strategy<Value = Msg> {
                         remove: vec![],
                         owners: a.owners.into_iter().collect(),
                         unowned: vec![],
+                        credentials: a.credentials,
                     }],
                     handover: Handover::default(),
                 })

@@ -7,8 +7,8 @@
 //! assignment that contains a change, the change is `applied` (`Settled`) and leaves the
 //! journal. A journal left by a crash is replayed to whoever is master, idempotently.
 
-use super::protocol::AssignmentId;
-use super::{Cluster, ClusterError, InventoryChange, Role};
+use super::protocol::{AssignmentId, Credentials};
+use super::{Cluster, ClusterError, Role};
 use crate::model::Element;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,10 +21,30 @@ const META_APPLIED_SEQ: &str = "cluster.inventory.applied";
 /// Changes committed together at most (one journal write).
 const BATCH: usize = 512;
 
+/// A change of the inventory, made on the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InventoryChange {
+    Add(Element),
+    Remove(String),
+    /// Add or replace (a reloaded config file).
+    Put(Element),
+    /// Add or replace a credential profile (API, or a reloaded config file).
+    #[serde(rename = "set_credential")]
+    SetCredential {
+        name: String,
+        credential: crate::config::Credential,
+    },
+    /// Remove a credential profile no element uses.
+    #[serde(rename = "remove_credential")]
+    RemoveCredential(String),
+}
+
 /// The master's inventory with the changes not yet distributed.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
     elements: BTreeMap<Arc<str>, Element>,
+    credentials: Credentials,
     /// The journal sequence number of the newest change in it.
     pub(super) seq: u64,
 }
@@ -33,6 +53,12 @@ impl Pending {
     pub(crate) fn elements(&self) -> Vec<Element> {
         self.elements.values().cloned().collect()
     }
+}
+
+/// What the master's writer changes: the elements and the credential profiles they name.
+pub(crate) struct Inventory<'a> {
+    pub(crate) elements: &'a mut BTreeMap<Arc<str>, Element>,
+    pub(crate) credentials: &'a mut Credentials,
 }
 
 /// What the master says about an accepted change.
@@ -63,11 +89,23 @@ pub(crate) struct Request {
 /// Applies one change to `inv`; returns the inverse (for a failed commit), or `None` when a
 /// replay found it already done.
 pub(crate) fn apply(
-    inv: &mut BTreeMap<Arc<str>, Element>,
+    inv: Inventory<'_>,
     change: &InventoryChange,
     replay: bool,
 ) -> Result<Option<InventoryChange>, ClusterError> {
+    let Inventory {
+        elements: inv,
+        credentials,
+    } = inv;
+    if let InventoryChange::Add(e) | InventoryChange::Put(e) = change {
+        // The pool's profiles decide, not the file of whichever member took the request.
+        crate::config::validate_element_credential(e, credentials)
+            .map_err(|(k, m)| ClusterError::Invalid(format!("{k}: {m}")))?;
+    }
     match change {
+        InventoryChange::SetCredential { .. } | InventoryChange::RemoveCredential(_) => {
+            super::credentials::apply(inv, credentials, change, replay)
+        }
         InventoryChange::Add(e) => match inv.get(&e.name) {
             Some(old) if replay && old == e => Ok(None),
             Some(_) => Err(ClusterError::Exists(e.name.to_string())),
@@ -109,7 +147,9 @@ impl Cluster {
     /// Loads the journal a previous run left (changes not known to be distributed).
     pub(crate) fn load_journal(&self) -> Journal {
         let get = |k: &str| self.events.meta_get(k).ok().flatten();
+        // Sealed: a credential change carries its secrets (`sealed`).
         let entries: Vec<(u64, InventoryChange)> = get(META_JOURNAL)
+            .and_then(|b| self.sealer.load_blob(&b))
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let applied_seq: u64 = get(META_APPLIED_SEQ)
@@ -134,12 +174,18 @@ impl Cluster {
     }
 
     /// The inventory the next round distributes: pending changes, else the assignment's, else
-    /// the configured seed (a pool that never had an assignment). In name order.
-    pub(crate) fn inventory(&self) -> (Vec<Element>, u64) {
+    /// the configured seed (a pool that never had an assignment). In name order. With the
+    /// credential profiles, from the same source (the file's before the pool held any).
+    pub(crate) fn inventory(&self) -> (Vec<Element>, Credentials, u64) {
         let st = self.lock();
         if let Some(p) = &st.pending {
-            return (p.elements(), p.seq);
+            return (p.elements(), p.credentials.clone(), p.seq);
         }
+        let credentials = st
+            .assignment
+            .credentials
+            .clone()
+            .unwrap_or_else(|| self.seed_credentials());
         let mut v =
             if st.assignment.id == AssignmentId::default() && st.assignment.elements.is_empty() {
                 self.seed()
@@ -148,7 +194,7 @@ impl Cluster {
             };
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v.dedup_by(|a, b| a.name == b.name);
-        (v, st.applied_seq)
+        (v, credentials, st.applied_seq)
     }
 
     /// The master applied and persisted an assignment made from journal sequence `seq`.
@@ -252,17 +298,22 @@ impl Cluster {
                 } else {
                     if st.pending.is_none() {
                         drop(st);
-                        let (elements, seq) = self.inventory();
+                        let (elements, credentials, seq) = self.inventory();
                         st = self.lock();
                         st.pending.get_or_insert(Pending {
                             elements: elements.into_iter().map(|e| (e.name.clone(), e)).collect(),
+                            credentials,
                             seq,
                         });
                     }
                     let applied_seq = st.applied_seq;
                     if let Some(p) = st.pending.as_mut() {
                         for r in &batch {
-                            results.push(apply(&mut p.elements, &r.change, r.replay).map(|undo| {
+                            let inv = Inventory {
+                                elements: &mut p.elements,
+                                credentials: &mut p.credentials,
+                            };
+                            results.push(apply(inv, &r.change, r.replay).map(|undo| {
                                 undo.map(|u| {
                                     let seq = journal.next_seq;
                                     journal.next_seq = journal.next_seq.saturating_add(1);
@@ -292,10 +343,14 @@ impl Cluster {
             } else {
                 journal.entries.extend(new.iter().cloned());
                 let bytes = serde_json::to_vec(&journal.entries).unwrap_or_default();
-                self.events
-                    .meta_put(META_JOURNAL, bytes)
-                    .await
-                    .map_err(|e| ClusterError::Store(e.to_string()))
+                match self.sealer.store_blob(&bytes) {
+                    Some(sealed) => self
+                        .events
+                        .meta_put(META_JOURNAL, sealed)
+                        .await
+                        .map_err(|e| ClusterError::Store(e.to_string())),
+                    None => Err(ClusterError::Store("cannot seal the journal".into())),
+                }
             };
             if let Err(e) = &commit {
                 // Not durable: undo in reverse order, so nobody is told yes for a change a
@@ -304,7 +359,11 @@ impl Cluster {
                 if let Some(p) = st.pending.as_mut() {
                     for r in results.iter().rev() {
                         if let Ok(Some((_, undo))) = r {
-                            let _ = apply(&mut p.elements, undo, true);
+                            let inv = Inventory {
+                                elements: &mut p.elements,
+                                credentials: &mut p.credentials,
+                            };
+                            let _ = apply(inv, undo, true);
                         }
                     }
                 }
@@ -377,10 +436,17 @@ impl Cluster {
                 };
                 match r {
                     Ok(()) => {}
-                    Err(e @ (ClusterError::Exists(_) | ClusterError::NoSuchElement(_))) => {
+                    Err(
+                        e @ (ClusterError::Exists(_)
+                        | ClusterError::NoSuchElement(_)
+                        | ClusterError::Invalid(_)
+                        | ClusterError::CredentialInUse { .. }),
+                    ) => {
                         tracing::warn!("journaled change dropped on replay: {e}");
                     }
-                    Err(ClusterError::Store(m)) if m.contains(" 409 ") || m.contains(" 404 ") => {
+                    Err(ClusterError::Store(m))
+                        if m.contains(" 409 ") || m.contains(" 404 ") || m.contains(" 400 ") =>
+                    {
                         tracing::warn!("journaled change dropped on replay: {m}");
                     }
                     Err(_) => keep.push((seq, change)),
@@ -393,15 +459,18 @@ impl Cluster {
         }
     }
 
-    /// The config file's `[[elements]]` were reloaded (SIGHUP). Replaces the seed; on the
-    /// master, what changed between the previous file and this one (elements added, changed or
-    /// removed in the file) goes through the writer like any change. Elements added through the
-    /// API stay. Elsewhere only the seed changes (`NotMaster`).
+    /// The config file's `[[elements]]` and `[credentials.*]` were reloaded (SIGHUP).
+    /// Replaces the seeds; on the master, what changed between the previous file and this one
+    /// (elements and profiles added, changed or removed in the file) goes through the writer
+    /// like any change. What was added through the API stays. Elsewhere only the seeds change
+    /// (`NotMaster`). Returns the element and the profile changes.
     // TODO(lead): a member could forward the difference to the master.
     pub(crate) fn reload_inventory(
         self: &Arc<Self>,
         elements: Vec<Element>,
-    ) -> Result<usize, ClusterError> {
+        credentials: Credentials,
+    ) -> Result<(usize, usize), ClusterError> {
+        let (set_credentials, removed_credentials) = self.reload_credentials(credentials);
         let old = std::mem::replace(
             &mut *self.seed.lock().unwrap_or_else(|p| p.into_inner()),
             elements.clone(),
@@ -412,8 +481,9 @@ impl Cluster {
         // By name, not by scanning: 10,000 elements against 10,000 was ~10^8 comparisons.
         let new_names: BTreeSet<&str> = elements.iter().map(|e| &*e.name).collect();
         let old_by_name: HashMap<&str, &Element> = old.iter().map(|e| (&*e.name, e)).collect();
-        let (inv, _) = self.inventory();
-        let mut changes = Vec::new();
+        let (inv, _, _) = self.inventory();
+        let profiles = set_credentials.len() + removed_credentials.len();
+        let mut changes = set_credentials;
         for e in &inv {
             if old_by_name.contains_key(&*e.name) && !new_names.contains(&*e.name) {
                 changes.push(InventoryChange::Remove(e.name.to_string()));
@@ -426,7 +496,8 @@ impl Cluster {
                 changes.push(InventoryChange::Put(e));
             }
         }
-        let changed = changes.len();
+        changes.extend(removed_credentials);
+        let changed = (changes.len().saturating_sub(profiles), profiles);
         let c = self.clone();
         tokio::spawn(async move {
             for change in changes {

@@ -14,8 +14,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 async fn one_server(dir: &std::path::Path) -> Arc<Cluster> {
-    let config =
-        Config::parse("[server]\nid = 1\nlisten = \"127.0.0.1:9\"\n", "t.toml").expect("config");
+    let config = Config::parse(
+        "[server]\nid = 1\nlisten = \"127.0.0.1:9\"\n\n\
+             [credentials.public]\nversion = \"v2c\"\ncommunity = \"public\"\n",
+        "t.toml",
+    )
+    .expect("config");
     let events =
         EventLog::open(&dir.join("events.redb"), ServerId(1), Duration::ZERO).expect("event log");
     let metrics = Metrics::new().expect("metrics");
@@ -135,6 +139,7 @@ proptest! {
                 InventoryChange::Remove(n) => {
                     prop_assert!(promised.remove(n), "removal of an absent element accepted");
                 }
+                other => prop_assert!(false, "only element changes were made: {other:?}"),
             }
         }
         prop_assert_eq!(names, promised);

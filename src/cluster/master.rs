@@ -119,9 +119,13 @@ async fn round(
         return;
     }
     let current = c.assignment();
-    let (inventory, seq) = c.inventory();
+    let (inventory, credentials, seq) = c.inventory();
     let next = assign_elements(&inventory, &members, &current.owners);
-    if next == current.owners && current.id.term == term && current.elements == inventory {
+    if next == current.owners
+        && current.id.term == term
+        && current.elements == inventory
+        && current.credentials.as_ref() == Some(&credentials)
+    {
         if c.lock().applied == current.id {
             // Changes that changed nothing (replays of what is there) are applied too.
             c.settled(seq, current.id).await;
@@ -185,6 +189,7 @@ async fn round(
         id: AssignmentId { term, version },
         elements: inventory,
         owners: next,
+        credentials: Some(credentials),
     };
     for m in &moves {
         let from = m

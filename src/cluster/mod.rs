@@ -8,6 +8,7 @@ mod alarm_sync;
 pub(crate) mod assignment;
 pub(crate) mod authority;
 mod catch_up;
+pub(crate) mod credentials;
 pub(crate) mod delta;
 mod driver;
 pub(crate) mod election;
@@ -16,6 +17,7 @@ mod master;
 pub(crate) mod membership;
 pub(crate) mod protocol;
 mod recover;
+mod sealed;
 pub(crate) mod transport;
 
 use crate::alarms::AlarmTable;
@@ -26,6 +28,7 @@ use crate::model::{Alarm, Element, NewEvent, ServerId, Severity};
 use crate::poll::Poller;
 use delta::{Ack, Authority, Chunk, Push, Staging};
 use election::{Input, Message, Role};
+pub(crate) use inventory::InventoryChange;
 use membership::Membership;
 use protocol::{Assignment, AssignmentId, Handover, Heartbeat, Release, Released};
 use serde::Serialize;
@@ -63,6 +66,17 @@ pub(crate) enum ClusterError {
     Exists(String),
     #[error("no element named {0:?}")]
     NoSuchElement(String),
+    #[error("no credential profile named {0:?} in the pool")]
+    NoSuchCredential(String),
+    #[error("credential profile {name:?} is used by {count} element(s), e.g. {example:?}")]
+    CredentialInUse {
+        name: String,
+        count: usize,
+        example: String,
+    },
+    /// A change the master refuses as it stands (never names a secret).
+    #[error("{0}")]
+    Invalid(String),
     #[error("assignment refused: {0}")]
     AssignmentRefused(#[from] delta::Refusal),
     #[error("peer transport: {0}")]
@@ -93,22 +107,14 @@ pub(crate) struct State {
     staging: Staging,
 }
 
-/// A change of the inventory, made on the master.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum InventoryChange {
-    Add(Element),
-    Remove(String),
-    /// Add or replace (a reloaded config file).
-    Put(Element),
-}
-
 pub(crate) struct Cluster {
     me: ServerId,
     members: Vec<MemberConfig>,
     timings: Timings,
     /// Inventory for a pool that has never had an assignment.
     seed: Mutex<Vec<Element>>,
+    /// The config file's credential profiles: the pool's until an assignment holds them.
+    seed_credentials: Mutex<protocol::Credentials>,
     pub(crate) transport: Arc<Transport>,
     poller: Arc<Poller>,
     alarms: Arc<AlarmTable>,
@@ -128,6 +134,8 @@ pub(crate) struct Cluster {
     pub(crate) authority: authority::Authority,
     /// This server asked the others back for its alarms since it started (`recover`).
     recovered: std::sync::atomic::AtomicBool,
+    /// Seals the credential profiles before they reach redb (`sealed`).
+    sealer: sealed::Sealer,
 }
 
 /// The pool as this server sees it, for `GET /api/v1/pool`.
@@ -216,8 +224,9 @@ impl Cluster {
                 (p.max_term_jump, p.ca.is_some())
             });
         let authority = authority::Authority::new(metrics.registry(), max_jump, mutual_tls);
+        let sealer = sealed::Sealer::new(secret.expose());
         let assignment: Assignment = match events.meta_get(META_ASSIGNMENT).map_err(store)? {
-            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Some(b) => sealer.load_assignment(&b),
             None => Assignment::default(),
         };
         let source = config.pool.as_ref().and_then(|p| p.source_address);
@@ -230,6 +239,7 @@ impl Cluster {
             me,
             members,
             seed: Mutex::new(config.elements.clone()),
+            seed_credentials: Mutex::new(config.credentials.clone()),
             transport: Arc::new(transport),
             poller,
             alarms,
@@ -256,7 +266,12 @@ impl Cluster {
             settled: tokio::sync::watch::channel((0, AssignmentId::default())).0,
             authority,
             recovered: Default::default(),
+            sealer,
         });
+        if let Some(creds) = cluster.lock().assignment.credentials.clone() {
+            // The pool's profiles as of the last run, not the file's, until the master says.
+            cluster.poller.set_credentials(creds);
+        }
         let journal = cluster.load_journal();
         cluster.lock().applied_seq = journal.applied_seq();
         tokio::spawn(cluster.clone().write_inventory(writes_rx, journal));
@@ -479,6 +494,13 @@ impl Cluster {
         let mine = assignment.owned_by(self.me);
         let keep: BTreeSet<&str> = mine.iter().map(|e| &*e.name).collect();
         let before = self.poller.owned();
+        // Profiles before elements: a new element's first poll needs its profile.
+        self.poller.set_credentials(
+            assignment
+                .credentials
+                .clone()
+                .unwrap_or_else(|| self.seed_credentials()),
+        );
         self.poller.set_elements(mine.clone()).await;
         self.settle_lost(&before, &keep, &assignment);
         let handed_names: BTreeSet<&str> = handover
@@ -509,7 +531,7 @@ impl Cluster {
         }
         self.alarms
             .prune_replica(|e| assignment.owners.get(e).copied());
-        let bytes = serde_json::to_vec(&assignment).unwrap_or_default();
+        let bytes = self.sealer.store_assignment(&assignment);
         self.events
             .meta_put(META_ASSIGNMENT, bytes)
             .await

@@ -22,7 +22,14 @@ pub(crate) struct Assignment {
     pub(crate) id: AssignmentId,
     pub(crate) elements: Vec<Element>,
     pub(crate) owners: BTreeMap<Arc<str>, ServerId>,
+    /// The pool's credential profiles (`cluster::credentials`). `None` in an assignment made
+    /// before the pool held them: the members' config files still decide then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) credentials: Option<Credentials>,
 }
+
+/// Credential profiles by name, as the pool holds them (secrets included: never an API answer).
+pub(crate) type Credentials = BTreeMap<String, crate::config::Credential>;
 
 impl Assignment {
     pub(crate) fn owned_by(&self, who: ServerId) -> Vec<Element> {

@@ -56,6 +56,15 @@ impl Secret {
     }
 }
 
+/// Only the pool's own copy of its credential profiles (the persisted assignment, the peer
+/// protocol under the pool secret) serializes a secret; API answers use views without them
+/// (`api::credentials`).
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<secret>")
@@ -346,7 +355,7 @@ pub struct ClientSection {
 
 /// A credential profile. `version` picks the kind: `v2c` and `v3` for SNMP, `netconf` for
 /// NETCONF over SSH.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(tag = "version", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Credential {
     V2c {
@@ -376,7 +385,7 @@ impl Credential {
 /// the device's host key is checked. Exactly one host-key check must be chosen:
 /// `known_hosts` (an OpenSSH known_hosts file), `host_key_sha256` (the fingerprint as
 /// `ssh-keygen -lf` prints it, `SHA256:...`), or `insecure_accept_any_host_key = true`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NetconfCredential {
     pub user: String,
@@ -396,7 +405,7 @@ pub struct NetconfCredential {
     pub insecure_accept_any_host_key: bool,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthProtocol {
     Md5,
@@ -407,7 +416,7 @@ pub enum AuthProtocol {
     Sha512,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum PrivProtocol {
     Des,
@@ -555,7 +564,7 @@ fn validate_pool(p: &PoolSection, me: u32) -> Result<(), (String, String)> {
     Ok(())
 }
 
-fn validate_credential(name: &str, cred: &Credential) -> Result<(), (String, String)> {
+pub(crate) fn validate_credential(name: &str, cred: &Credential) -> Result<(), (String, String)> {
     let key = |k: &str| format!("credentials.{name}.{k}");
     match cred {
         Credential::V2c { community } => {
@@ -640,11 +649,8 @@ fn validate_netconf_credential(c: &NetconfCredential) -> Result<(), (&'static st
     Ok(())
 }
 
-/// Checks one element definition; also used for elements added through the API.
-pub(crate) fn validate_element(
-    e: &Element,
-    credentials: &BTreeMap<String, Credential>,
-) -> Result<(), (String, String)> {
+/// The checks of an element that need no credential profile: name, address, interval.
+pub(crate) fn validate_element_fields(e: &Element) -> Result<(), (String, String)> {
     let key = |k: &str| format!("elements[{}].{k}", e.name);
     if e.name.is_empty()
         || e.name.len() > 128
@@ -667,6 +673,30 @@ pub(crate) fn validate_element(
             format!("{:?} is not host:port (port 1-65535)", e.address),
         ));
     }
+    if let Some(i) = e.interval
+        && i < Duration::from_secs(1)
+    {
+        return Err((key("interval"), "must be at least 1s".into()));
+    }
+    Ok(())
+}
+
+/// Checks one element definition; also used for elements added through the API.
+pub(crate) fn validate_element(
+    e: &Element,
+    credentials: &BTreeMap<String, Credential>,
+) -> Result<(), (String, String)> {
+    validate_element_fields(e)?;
+    validate_element_credential(e, credentials)
+}
+
+/// Whether `credentials` (the file's, or the pool's on the master) has the element's profile,
+/// of the element's protocol.
+pub(crate) fn validate_element_credential(
+    e: &Element,
+    credentials: &BTreeMap<String, Credential>,
+) -> Result<(), (String, String)> {
+    let key = |k: &str| format!("elements[{}].{k}", e.name);
     if !credentials.contains_key(&*e.credential) {
         return Err((
             key("credential"),
@@ -696,11 +726,6 @@ pub(crate) fn validate_element(
             ));
         }
         _ => {}
-    }
-    if let Some(i) = e.interval
-        && i < Duration::from_secs(1)
-    {
-        return Err((key("interval"), "must be at least 1s".into()));
     }
     Ok(())
 }

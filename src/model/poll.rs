@@ -23,9 +23,13 @@ pub enum Outcome {
     Answered(PollData),
     /// The agent did not answer or answered nonsense: the element is down.
     Unreachable(String),
-    /// Our side failed (credentials rejected, resolver, or our own resources: see
+    /// Our side failed (bad credential profile, resolver, or our own resources: see
     /// [`starved`]): the element's state is unknown.
     Failed(String),
+    /// The element answered but refused our credentials (SNMPv3 USM reports such as
+    /// usmStatsWrongDigests or unknown user, a decryption error, NETCONF authentication
+    /// failure or a host-key mismatch): unknown, and the `CredentialRejected` alarm says why.
+    Rejected(String),
 }
 
 /// How the reason of an `Outcome::Failed` begins when this server ran out of its own

@@ -389,6 +389,8 @@ impl NetconfClient {
             Err(e) => {
                 if e.device_unreachable() {
                     Outcome::Unreachable(e.to_string())
+                } else if matches!(e, NcError::Auth(_) | NcError::HostKey(_)) {
+                    Outcome::Rejected(e.to_string())
                 } else {
                     Outcome::Failed(e.to_string())
                 }

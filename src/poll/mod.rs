@@ -100,13 +100,6 @@ impl Poller {
         }
     }
 
-    pub(crate) fn credentials(&self) -> Arc<BTreeMap<String, Credential>> {
-        self.credentials
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     pub(crate) fn set_credentials(&self, credentials: BTreeMap<String, Credential>) {
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
     }
@@ -237,6 +230,13 @@ impl Poller {
                 Ok(outcome) => outcome,
             };
         }
+        if credential.is_netconf() {
+            // Our profile's fault, not a refusal by the element (CredentialRejected).
+            return Outcome::Failed(format!(
+                "credential profile {:?} is a NETCONF profile",
+                element.credential
+            ));
+        }
         let target = crate::snmp::client::Target {
             addr,
             request_tag: self.request_tag,
@@ -249,6 +249,9 @@ impl Poller {
             Err(_) => Outcome::Unreachable(format!("poll did not finish within {deadline:?}")),
             Ok(Ok(data)) => Outcome::Answered(data),
             Ok(Err(e)) if e.agent_unreachable() => Outcome::Unreachable(e.to_string()),
+            Ok(Err(e @ crate::snmp::client::SnmpError::Auth(_))) => {
+                Outcome::Rejected(e.to_string())
+            }
             Ok(Err(e)) => Outcome::Failed(e.to_string()),
         }
     }

@@ -9,6 +9,8 @@ use crate::model::{ElementState, ElementStatus, Interface, Outcome, Severity, Un
 
 pub(crate) const NODE_DOWN: &str = "NodeDown";
 pub(crate) const REBOOT: &str = "Reboot";
+/// The element refused our credentials; clears at the next poll that gets past them.
+pub(crate) const CREDENTIAL_REJECTED: &str = "CredentialRejected";
 /// The event of a state change (up, down, unknown).
 pub(crate) const ELEMENT_STATE: &str = "element.state";
 const CONDITION_ENDED: &str = "condition ended";
@@ -55,6 +57,16 @@ pub(crate) fn evaluate(
             next.state = ElementState::Up;
             next.reason = None;
             effects.push(Change::clear(NODE_DOWN, None, CONDITION_ENDED));
+            // Only a poll after one that did not answer can end a refusal: an element up
+            // since its last poll has cleared it then (also one continued from a dead owner,
+            // whose status starts unknown).
+            if prev.state != ElementState::Up {
+                effects.push(Change::clear(
+                    CREDENTIAL_REJECTED,
+                    None,
+                    "the element accepted our credentials",
+                ));
+            }
             match data.boot_time {
                 Some(boot) => boot_effects(
                     prev.boot_time,
@@ -90,6 +102,18 @@ pub(crate) fn evaluate(
         }
         Outcome::Failed(why) => {
             next.state = ElementState::Unknown;
+            next.reason = Some(why);
+        }
+        Outcome::Rejected(why) => {
+            // Unknown, not down: it answered. Whatever else was raised stays as it was, since
+            // nothing was learnt about it.
+            next.state = ElementState::Unknown;
+            effects.push(Change::raise(
+                CREDENTIAL_REJECTED,
+                None,
+                Severity::Major,
+                format!("the element refused our credentials: {why}"),
+            ));
             next.reason = Some(why);
         }
     }
@@ -342,5 +366,51 @@ mod tests {
         assert_eq!(s.reason.as_deref(), Some("authentication failed"));
         assert_eq!(raised(&e, NODE_DOWN), 0);
         assert_eq!(e.len(), 1, "reason change from none is an event: {e:?}");
+        assert_eq!(
+            raised(&e, CREDENTIAL_REJECTED),
+            0,
+            "a resolver error is not a refusal"
+        );
+    }
+
+    #[test]
+    fn refused_credentials_raise_credential_rejected_until_an_answer_clears_it() {
+        let r = Rules::default();
+        let (up, _) = evaluate(&ElementStatus::default(), answered(500, vec![]), 1, 5, &r);
+        let why = "SNMPv3 authentication failed: WrongDigests";
+        let (s, e) = evaluate(&up, Outcome::Rejected(why.into()), 2, 5, &r);
+        assert_eq!(s.state, ElementState::Unknown);
+        assert_eq!(s.reason.as_deref(), Some(why));
+        assert_eq!(raised(&e, CREDENTIAL_REJECTED), 1);
+        assert_eq!(raised(&e, NODE_DOWN), 0, "it answered: not down");
+        assert_eq!(
+            cleared(&e, NODE_DOWN),
+            0,
+            "nothing learnt about reachability"
+        );
+        assert!(e.iter().any(|x| matches!(
+            x,
+            Change::Raise { kind, severity: Severity::Major, text, .. }
+                if kind == CREDENTIAL_REJECTED && text.contains("WrongDigests")
+        )));
+        // Still refused: raised again (a repeat in the table), the state event only once.
+        let (s, e) = evaluate(&s, Outcome::Rejected(why.into()), 3, 5, &r);
+        assert_eq!(raised(&e, CREDENTIAL_REJECTED), 1);
+        assert!(
+            !e.iter().any(|x| matches!(x, Change::Event { .. })),
+            "{e:?}"
+        );
+        // Unreachable meanwhile: the refusal is not cleared by a timeout.
+        let (s, e) = evaluate(&s, Outcome::Unreachable("timeout".into()), 4, 5, &r);
+        assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 0);
+        let (up, e) = evaluate(&s, answered(900, vec![]), 5, 5, &r);
+        assert_eq!(up.state, ElementState::Up);
+        assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 1);
+        // Up since the last poll: nothing left to clear.
+        let (_, e) = evaluate(&up, answered(1000, vec![]), 6, 5, &r);
+        assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 0);
+        // The first poll of an element continued from a dead owner (status unknown) clears.
+        let (_, e) = evaluate(&ElementStatus::default(), answered(1, vec![]), 7, 5, &r);
+        assert_eq!(cleared(&e, CREDENTIAL_REJECTED), 1);
     }
 }

@@ -50,8 +50,8 @@ pub(super) async fn on_hangup(
     }
 }
 
-/// Reads `path` again and applies what may change at run time: credentials (the next poll of
-/// each element uses them), the inventory (`[[elements]]`: see `Cluster::reload_inventory`),
+/// Reads `path` again and applies what may change at run time: the inventory and the
+/// credential profiles (`[[elements]]`, `[credentials.*]`: see `Cluster::reload_inventory`),
 /// and `server.log_level`. Polls in progress go on. Other changed settings are reported as
 /// needing a restart and stay as they run. Returns a summary for the log.
 pub(crate) fn reload(
@@ -61,30 +61,29 @@ pub(crate) fn reload(
 ) -> Result<String, crate::config::ConfigError> {
     let new = Config::load(path)?;
     let mut done = Vec::new();
-    if new.credentials != running.credentials {
-        state.poller.set_credentials(new.credentials.clone());
-        done.push(format!("{} credential profile(s)", new.credentials.len()));
-        for e in state.poller.owned() {
-            if !new.credentials.contains_key(&*e.credential) {
-                tracing::warn!(
-                    "element {} refers to credential profile {:?}, which the file no longer defines",
-                    e.name,
-                    e.credential
-                );
+    if new.elements != running.elements || new.credentials != running.credentials {
+        // Profiles are the pool's now: the file seeds them like the inventory.
+        match state
+            .cluster
+            .reload_inventory(new.elements.clone(), new.credentials.clone())
+        {
+            Ok((elements, profiles)) => {
+                if profiles > 0 {
+                    done.push(format!("{profiles} credential profile change(s)"));
+                }
+                done.push(format!(
+                    "inventory ({elements} element change(s) from the file)"
+                ));
             }
-        }
-        running.credentials = new.credentials.clone();
-    }
-    if new.elements != running.elements {
-        match state.cluster.reload_inventory(new.elements.clone()) {
-            Ok(n) => done.push(format!("inventory ({n} element change(s) from the file)")),
             Err(ClusterError::NotMaster) => done.push(
-                "inventory (this server is not the master: the file's elements apply when it is)"
+                "inventory (this server is not the master: the file's elements and credentials \
+                 apply when it is)"
                     .to_owned(),
             ),
             Err(e) => done.push(format!("inventory not applied: {e}")),
         }
         running.elements = new.elements.clone();
+        running.credentials = new.credentials.clone();
     }
     if new.server.log_level != running.server.log_level {
         match logging::set_level(&new.server.log_level) {

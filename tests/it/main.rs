@@ -13,6 +13,7 @@ mod alertmanager;
 mod chaos;
 mod cli;
 mod console;
+mod credentials;
 mod demo;
 mod fencing;
 mod harness_selftest;

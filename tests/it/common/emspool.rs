@@ -221,6 +221,10 @@ impl Emspool {
                 .header("content-type", "application/json")
                 .send(b),
             ("POST", None) => agent.post(&url).send_empty(),
+            ("PUT", Some(b)) => agent
+                .put(&url)
+                .header("content-type", "application/json")
+                .send(b),
             ("DELETE", _) => agent.delete(&url).call(),
             _ => panic!("method {method}"),
         };
