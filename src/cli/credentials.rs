@@ -18,7 +18,9 @@ pub(crate) enum CredentialsCommand {
     Set(SetArgs),
     /// Remove a profile (refused while an element uses it).
     Remove {
+        /// The profile's name.
         name: String,
+        /// Who removes it, for the `credential.removed` event.
         #[arg(long, default_value_t = default_user())]
         by: String,
         #[command(flatten)]
@@ -28,6 +30,7 @@ pub(crate) enum CredentialsCommand {
 
 #[derive(Args)]
 pub(crate) struct SetArgs {
+    /// The profile's name, as elements name it (`credential = NAME`).
     name: String,
     /// A TOML file with the profile's keys, as under [credentials.NAME] in the config
     /// (`-` for standard input). Without it, the flags below describe the profile.
@@ -36,6 +39,7 @@ pub(crate) struct SetArgs {
     /// v2c, v3 or netconf.
     #[arg(long)]
     version: Option<String>,
+    /// v3: the USM user name; netconf: the SSH user.
     #[arg(long)]
     user: Option<String>,
     /// md5, sha, sha224, sha256, sha384, sha512.
@@ -56,6 +60,7 @@ pub(crate) struct SetArgs {
     /// NETCONF: private key file (on every member).
     #[arg(long)]
     private_key: Option<PathBuf>,
+    /// Who sets it, for the `credential.set` event.
     #[arg(long, default_value_t = default_user())]
     by: String,
     #[command(flatten)]

@@ -200,13 +200,27 @@ impl Sender {
     async fn round(&mut self, full: bool) {
         let active: Vec<Alarm> = self.alarms.list(&AlarmFilter::default());
         let ends = now_millis().saturating_add(self.lease_ms);
-        let mut all = Vec::with_capacity(active.len());
+        let now = Instant::now();
+        // A round of changes builds only the changed alerts (thousands of standing alarms,
+        // a change every few hundred ms); everything only when some target gets it all.
+        let need_all = full || self.targets.iter().any(|t| t.behind && now >= t.retry_at);
+        let mut all = Vec::with_capacity(if need_all { active.len() } else { 0 });
         let mut changed = Vec::new();
         let mut sent = HashMap::with_capacity(active.len());
         for a in &active {
-            let alert = alert::alert(a, &self.ctx, ends);
             let acked = a.acked_at.is_some();
-            match self.sent.remove(&a.key) {
+            let prev = self.sent.remove(&a.key);
+            let unchanged = prev
+                .as_ref()
+                .is_some_and(|s| s.severity == a.severity && s.acked == acked);
+            if unchanged && !need_all {
+                if let Some(s) = prev {
+                    sent.insert(a.key.clone(), s);
+                }
+                continue;
+            }
+            let alert = alert::alert(a, &self.ctx, ends);
+            match prev {
                 Some(s) if s.severity == a.severity && s.acked == acked => {}
                 Some(s) => {
                     if s.severity != a.severity {
@@ -228,12 +242,13 @@ impl Sender {
                     labels: alert.labels.clone(),
                 },
             );
-            all.push(alert);
+            if need_all {
+                all.push(alert);
+            }
         }
         // Left in `self.sent`: cleared (queued from the log) or moved to another owner, which
         // sends them now.
         self.sent = sent;
-        let now = Instant::now();
         let lease = Duration::from_millis(u64::try_from(self.lease_ms).unwrap_or(0));
         let mut posts = Vec::new();
         for (i, t) in self.targets.iter_mut().enumerate() {
