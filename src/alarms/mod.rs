@@ -239,17 +239,14 @@ impl AlarmTable {
             acked_at: None,
             server: self.server,
         };
-        self.events.append(
-            NewEvent {
-                ts: now,
-                element: Some(alarm.element.clone()),
-                kind: "alarm.raised".into(),
-                severity: alarm.severity,
-                text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
-                alarm: None,
-            }
-            .about(&alarm),
-        );
+        self.events.append(NewEvent {
+            ts: now,
+            element: Some(alarm.element.clone()),
+            kind: "alarm.raised".into(),
+            severity: alarm.severity,
+            text: format!("{} [{}]: {}", alarm.kind, alarm.key, alarm.text),
+            alarm: Some(Box::new(alarm.clone())),
+        });
         inner.dirty.insert(key.clone(), alarm.element.clone());
         inner.by_key.insert(key, Box::new(alarm));
         drop(inner);
@@ -297,17 +294,14 @@ impl AlarmTable {
         let now = now_millis();
         alarm.acked_by = Some(by.to_owned());
         alarm.acked_at = Some(now);
-        self.events.append(
-            NewEvent {
-                ts: now,
-                element: Some(alarm.element.clone()),
-                kind: "alarm.acked".into(),
-                severity: Severity::Info,
-                text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
-                alarm: None,
-            }
-            .about(alarm),
-        );
+        self.events.append(NewEvent {
+            ts: now,
+            element: Some(alarm.element.clone()),
+            kind: "alarm.acked".into(),
+            severity: Severity::Info,
+            text: format!("{} [{}] acknowledged by {by}", alarm.kind, alarm.key),
+            alarm: Some(Box::new(alarm.clone())),
+        });
         let out = alarm.clone();
         inner.dirty.insert(out.key.clone(), out.element.clone());
         drop(inner);

@@ -168,7 +168,7 @@ impl Target {
                     self.cursor = ev.id;
                 }
             }
-            self.backlog().await;
+            self.behind(self.cursor);
         }
         self.save().await;
         tracing::info!(
@@ -190,7 +190,7 @@ impl Target {
         let mut backoff = BACKOFF_MIN;
         let mut failures = 0u32;
         loop {
-            if self.over_backlog(ev.id) {
+            if self.behind(ev.id) >= self.cfg.max_backlog {
                 self.m.dropped.with_label_values(&[self.name()]).inc();
                 tracing::warn!(
                     "webhook {}: dropped {change} of {id} (more than {} events behind)",
@@ -229,17 +229,18 @@ impl Target {
         }
     }
 
-    /// Whether the log holds `max_backlog` or more events after `id` (keeping the queue gauge
-    /// current while a delivery is retried).
-    fn over_backlog(&self, id: u64) -> bool {
+    /// How many events the log holds after `id`, kept in the queue gauge (also while a
+    /// delivery is retried). Zero when the log cannot say.
+    fn behind(&self, id: u64) -> u64 {
         let Ok(last) = self.log.last_id() else {
-            return false;
+            return 0;
         };
+        let n = last.saturating_sub(id);
         self.m
             .queue
             .with_label_values(&[self.name()])
-            .set(i64::try_from(last.saturating_sub(id)).unwrap_or(i64::MAX));
-        last.saturating_sub(id) >= self.cfg.max_backlog
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        n
     }
 
     async fn post(&self, id: &str, change: &str, body: &[u8]) -> Result<(), String> {
@@ -287,17 +288,6 @@ impl Target {
         {
             Ok(()) => self.saved = self.cursor,
             Err(e) => tracing::error!("webhook {}: cannot save its cursor: {e}", self.name()),
-        }
-    }
-
-    async fn backlog(&self) {
-        let log = self.log.clone();
-        if let Ok(Ok(last)) = tokio::task::spawn_blocking(move || log.last_id()).await {
-            let n = last.saturating_sub(self.cursor);
-            self.m
-                .queue
-                .with_label_values(&[self.name()])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }
